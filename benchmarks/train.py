@@ -1,0 +1,161 @@
+"""Whole `saescope train` runs compared, each side measured in the same run of this script.
+
+CPU (default), at the demo's shape (d_in 576, 4608 latents, k 32, batch 4096):
+  1. tokens/s and peak memory (max RSS of the training process) per architecture, the sparse
+     `torch` kernels (the CPU fast path) beside the plain-torch dense `reference`;
+  2. quality on real activations: FVU and dead fraction after a fixed token budget for TopK with
+     and without the aux-k loss (needs a store of real activations: --acts, e.g. runs/demo/acts).
+GPU (--gpu-quality --acts STORE): TopK trained by `saescope train` with the Triton kernels and with
+  the plain-torch reference (both bf16 autocast) on the same real activations and token budget;
+  FVU of both SAEs on the same rows. (Training-step throughput on GPU: benchmarks/train_step_gpu.py.)
+
+Each run is a separate `python -m saescope train` process; its tokens/s is what the trainer
+reports (the training loop, without start-up), its memory the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ARCHS = ("topk", "batchtopk", "relu", "jumprelu")
+RUNNER = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['saescope'] + sys.argv[1:]\n"
+    "try:\n"
+    "    runpy.run_module('saescope', run_name='__main__')\n"
+    "finally:\n"
+    "    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def run_train(args: list[str]) -> dict[str, float]:
+    """Run `saescope train ARGS` in a fresh process; parse its summary line and peak RSS."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-c", RUNNER, "train", *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"saescope train failed:\n{proc.stderr[-3000:]}")
+    line = proc.stdout.strip().splitlines()[-1]
+    m = re.search(r"FVU ([\d.]+)\s+L0 ([\d.]+)\s+dead ([\d.]+)%\s+\(([\d,]+) tokens, ([\d,]+) tok/s\)", line)
+    rss = re.search(r"MAXRSS_KB (\d+)", proc.stderr)
+    if not m or not rss:
+        raise SystemExit(f"cannot parse: {line!r}")
+    return {
+        "fvu": float(m.group(1)),
+        "l0": float(m.group(2)),
+        "dead": float(m.group(3)) / 100,
+        "tokens": int(m.group(4).replace(",", "")),
+        "tok_s": float(m.group(5).replace(",", "")),
+        "rss_gb": int(rss.group(1)) / 2**20,
+    }
+
+
+def synthetic_store(folder: Path, rows: int, d: int) -> Path:
+    """Random rows with a few dominant directions (throughput does not depend on the values)."""
+    from saescope.store import DocRecord, StoreWriter
+
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(64, d, generator=g)
+    with StoreWriter(folder, model="synthetic", revision=None, hookpoint="synthetic", hookpoint_alias="synthetic",
+                     d_model=d, dtype="bfloat16", capture={}, identity={"synthetic": d}, shard_rows=65536,
+                     target_rows=rows) as w:
+        for doc in range(0, rows // 256):
+            x = torch.randn(256, 64, generator=g).relu() @ basis + 0.1 * torch.randn(256, d, generator=g)
+            pos = torch.arange(256, dtype=torch.int32)
+            w.add(x, torch.zeros(256, dtype=torch.int32), torch.full((256,), doc), pos,
+                  [DocRecord(doc, [0] * 256, "", "synthetic")])
+    return folder
+
+
+def cpu_throughput(store: Path, tmp: Path, steps: int) -> None:
+    print(f"\n1. CPU throughput, whole `saescope train` runs: d_in 576, 4608 latents, k 32, batch 4096, "
+          f"{steps} steps, {torch.get_num_threads()} threads", flush=True)
+    print(f"| {'architecture':12} | {'kernel':9} | {'tok/s':>8} | {'peak RSS GiB':>12} | {'speed-up':>8} |")
+    print(f"|{'-' * 14}|{'-' * 11}|{'-' * 10}|{'-' * 14}|{'-' * 10}|")
+    for arch in ARCHS:
+        res = {}
+        for kernel in ("reference", "torch"):
+            out = tmp / f"{arch}-{kernel}"
+            res[kernel] = run_train([
+                "--acts", str(store), "--out", str(out), "--arch", arch, "--latents", "4608", "--k", "32",
+                "--batch-size", "4096", "--tokens", str(steps * 4096), "--kernel", kernel,
+                "--checkpoint-every", "0", "--log-every", str(steps), "--device", "cpu",
+            ])
+        for kernel in ("reference", "torch"):
+            r = res[kernel]
+            speed = r["tok_s"] / res["reference"]["tok_s"]
+            print(f"| {arch:12} | {kernel:9} | {r['tok_s']:8,.0f} | {r['rss_gb']:12.2f} | {speed:7.2f}x |", flush=True)
+
+
+def aux_quality(store: Path, tmp: Path, tokens: int, dead_tokens: int) -> None:
+    print(f"\n2. TopK with and without aux-k on real activations ({store}): {tokens:,} tokens, batch 2048, "
+          f"dead after {dead_tokens:,} tokens", flush=True)
+    print(f"| {'aux-k':18} | {'FVU':>7} | {'dead %':>7} | {'L0':>5} |")
+    print(f"|{'-' * 20}|{'-' * 9}|{'-' * 9}|{'-' * 7}|")
+    for label, aux in (("off (--aux-k 0)", "0"), ("on (k_aux d_in/2)", None)):
+        args = ["--acts", str(store), "--out", str(tmp / f"aux-{aux}"), "--arch", "topk", "--latents", "4608",
+                "--k", "32", "--batch-size", "2048", "--tokens", str(tokens), "--dead-tokens", str(dead_tokens),
+                "--checkpoint-every", "0", "--device", "cpu"]
+        if aux is not None:
+            args += ["--aux-k", aux]
+        r = run_train(args)
+        print(f"| {label:18} | {r['fvu']:7.4f} | {100 * r['dead']:7.2f} | {r['l0']:5.1f} |", flush=True)
+
+
+def gpu_quality(store: Path, tmp: Path, tokens: int) -> None:
+    from saescope.sae.io import load_sae
+    from saescope.store import ActivationStore
+
+    print(f"\nGPU: {torch.cuda.get_device_name()}; TopK 4608 latents k 32 on {store}, {tokens:,} tokens, batch 4096")
+    x = ActivationStore(store).get(torch.arange(min(16384, ActivationStore(store).rows))).activations.float().cuda()
+    results = {}
+    for kernel in ("reference", "triton"):
+        out = tmp / f"gpu-{kernel}"
+        r = run_train(["--acts", str(store), "--out", str(out), "--arch", "topk", "--latents", "4608", "--k", "32",
+                       "--batch-size", "4096", "--tokens", str(tokens), "--kernel", kernel, "--checkpoint-every", "0",
+                       "--device", "cuda"])
+        sae = load_sae(out, device="cuda")
+        with torch.no_grad():
+            recon = sae(x).recon
+        fvu = float((x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+        results[kernel] = fvu
+        print(f"  {kernel:9}: FVU on 16k store rows {fvu:.5f} (training-window FVU {r['fvu']:.4f}), "
+              f"{r['tok_s']:,.0f} tok/s", flush=True)
+    rel = abs(results["triton"] - results["reference"]) / results["reference"]
+    print(f"  equal quality: |FVU_triton - FVU_reference| / FVU_reference = {rel:.2%} (target < 1%)")
+    print(json.dumps(results))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--acts", type=Path, default=Path("runs/demo/acts"), help="a store of real activations")
+    p.add_argument("--steps", type=int, default=12, help="steps per CPU throughput run")
+    p.add_argument("--aux-tokens", type=int, default=400_000)
+    p.add_argument("--dead-tokens", type=int, default=50_000)
+    p.add_argument("--gpu-quality", action="store_true")
+    p.add_argument("--gpu-tokens", type=int, default=400_000)
+    p.add_argument("--skip-throughput", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="saescope-bench-") as t:
+        tmp = Path(t)
+        if args.gpu_quality:
+            gpu_quality(args.acts, tmp, args.gpu_tokens)
+            return
+        if not args.skip_throughput:
+            cpu_throughput(synthetic_store(tmp / "synthetic", 4096 * (args.steps + 1), 576), tmp, args.steps)
+        if (args.acts / "manifest.json").exists():
+            aux_quality(args.acts, tmp, args.aux_tokens, args.dead_tokens)
+        else:
+            print(f"\n2. skipped: no store at {args.acts} (run `make demo` or pass --acts)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""`saescope capture`: run a model over a corpus and write one activation store per hookpoint.
+
+model × corpus → model inputs (data.py) → forward pass that stops after the last hooked module
+(hooks.py) → the sampled positions' activations → StoreWriter (store/), which copies them off the
+GPU and writes shards in the background while the next forward runs. A capture into an existing
+store resumes after the last committed input (or extends it to more --tokens). Under torchrun,
+rank r takes the inputs with doc_id % world == r and writes its own shards; rank 0 merges the
+manifests. Knows nothing about SAEs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from . import distributed
+from .config import CaptureConfig, CorpusSettings, to_jsonable
+from .data import BUILTIN, ModelInput, iter_model_inputs
+from .errors import ConfigError, StoreError
+from .hooks import collect_activations
+from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
+from .store import DocRecord, StoreWriter, merge_manifest
+from .store.manifest import MANIFEST
+
+log = logging.getLogger(__name__)
+
+# Capture settings that do not change what the store holds (so a resume may change them).
+NON_IDENTITY_FIELDS = {"tokens", "batch_size", "device", "device_map", "shard_mb", "out", "hookpoints"}
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    path: Path
+    hookpoint: str
+    rows: int
+    d_model: int
+
+
+class CaptureResult(NamedTuple):
+    stores: list[StoreSummary]
+    rows_per_second: float
+    """Rows stored per second by this run (per hookpoint, this rank)."""
+
+
+def store_folder(out: Path, hookpoint: Hookpoint, several: bool) -> Path:
+    """`--out` itself for one hookpoint; a sibling folder per hookpoint for several."""
+    if not several:
+        return out
+    return out / re.sub(r"[^A-Za-z0-9_.-]+", "_", hookpoint.alias or hookpoint.name)
+
+
+def probe_widths(loaded: LoadedModel, hookpoints: Sequence[Hookpoint]) -> dict[str, int]:
+    """Width of each hookpoint's activation, from a two-token forward pass."""
+    ids = torch.tensor([[0, 0]], device=loaded.device)
+    with collect_activations(loaded.model, hookpoints) as collector, torch.inference_mode():
+        acts = collector.run(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return {name: int(a.shape[-1]) for name, a in acts.items()}
+
+
+def rank_share(total: int, dist: distributed.DistInfo) -> int:
+    return total // dist.world_size + (1 if dist.rank < total % dist.world_size else 0)
+
+
+def batched(inputs: Iterator[ModelInput], size: int) -> Iterator[list[ModelInput]]:
+    batch: list[ModelInput] = []
+    for item in inputs:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def collate(batch: Sequence[ModelInput], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded input ids, attention mask, the (row, position) of every stored row and its token id.
+
+    Everything the store needs besides activations stays on the CPU: reading it back from the GPU
+    would wait for the forward pass and stall the overlap with writing.
+    """
+    width = max(len(b.token_ids) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    row_list, col_list = [], []
+    for r, b in enumerate(batch):
+        ids[r, : len(b.token_ids)] = torch.tensor(b.token_ids, dtype=torch.long)
+        mask[r, : len(b.token_ids)] = 1
+        row_list.extend([r] * len(b.positions))
+        col_list.extend(b.positions)
+    rows = torch.tensor(row_list, dtype=torch.long)
+    cols = torch.tensor(col_list, dtype=torch.long)
+    return {
+        "input_ids": ids.to(device, non_blocking=True),
+        "attention_mask": mask.to(device, non_blocking=True),
+        "rows": rows,
+        "cols": cols,
+        "token_ids": ids[rows, cols].to(torch.int32),
+    }
+
+
+def recorded_config(cfg: CaptureConfig, loaded: LoadedModel) -> CaptureConfig:
+    """`cfg` as the store records it: the model as `load_model` named it (an absolute path for a
+    local folder) and a local dataset as an absolute path, so that later stages (train, eval) find
+    both from any working directory, and `./x` and `x` are the same store's settings."""
+    dataset = cfg.dataset
+    if dataset != BUILTIN and Path(dataset).expanduser().exists():
+        dataset = str(Path(dataset).expanduser().resolve())
+    return dataclasses.replace(cfg, model=loaded.name, dataset=dataset)
+
+
+def check_corpus(cfg: CaptureConfig, loaded: LoadedModel) -> None:
+    """Fail on a missing or empty corpus before any store is opened: a store left behind by such a
+    run would record the wrong dataset and refuse the corrected command."""
+    with contextlib.closing(iter_model_inputs(corpus_settings(cfg), loaded.tokenizer)) as inputs:
+        next(inputs, None)
+
+
+def corpus_identity(cfg: CaptureConfig, loaded: LoadedModel, hookpoint: Hookpoint) -> dict[str, Any]:
+    """The settings that define a store's contents (compared when resuming)."""
+    ident = {k: v for k, v in to_jsonable(cfg).items() if k not in NON_IDENTITY_FIELDS}
+    ident.update(
+        model_dtype=str(loaded.dtype).removeprefix("torch."),
+        revision=loaded.revision,
+        hookpoint=hookpoint.name,
+    )
+    return ident
+
+
+def open_writers(
+    cfg: CaptureConfig, loaded: LoadedModel, hookpoints: Sequence[Hookpoint], dist: distributed.DistInfo
+) -> list[StoreWriter]:
+    """One writer per hookpoint (`cfg` as `recorded_config` gives it); the ones already opened are
+    aborted if a later one refuses its folder."""
+    several = len(hookpoints) > 1
+    if several and (cfg.out / MANIFEST).exists():
+        raise StoreError(
+            f"{cfg.out} holds the store of one hookpoint; several hookpoints write sibling stores "
+            "into a folder of their own — use another --out"
+        )
+    widths = probe_widths(loaded, hookpoints)
+    itemsize = torch.empty((), dtype=getattr(torch, cfg.store_dtype)).element_size()
+    writers: list[StoreWriter] = []
+    try:
+        for hp in hookpoints:
+            d = widths[hp.name]
+            writers.append(
+                StoreWriter(
+                    store_folder(cfg.out, hp, several),
+                    model=cfg.model,
+                    revision=loaded.revision,
+                    hookpoint=hp.name,
+                    hookpoint_alias=hp.alias,
+                    d_model=d,
+                    dtype=cfg.store_dtype,
+                    capture=to_jsonable(cfg),
+                    identity=corpus_identity(cfg, loaded, hp),
+                    rank=dist.rank,
+                    world_size=dist.world_size,
+                    shard_rows=max(1, cfg.shard_mb * 2**20 // (d * itemsize)),
+                    target_rows=rank_share(cfg.tokens, dist),
+                )
+            )
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    return writers
+
+
+def corpus_settings(cfg: CaptureConfig) -> CorpusSettings:
+    fields = CorpusSettings.__dataclass_fields__
+    return CorpusSettings(**{k: getattr(cfg, k) for k in fields})
+
+
+def capture(cfg: CaptureConfig) -> CaptureResult:
+    """Run the capture `cfg` describes (see the module docstring)."""
+    dist = distributed.init(cfg.device)
+    loaded = load_model(cfg)
+    hookpoints = resolve_hookpoints(loaded.model, cfg.hookpoints)
+    if len({hp.name for hp in hookpoints}) != len(hookpoints):
+        raise ConfigError("the same hookpoint is named twice")
+    cfg = recorded_config(cfg, loaded)
+    check_corpus(cfg, loaded)
+    writers = open_writers(cfg, loaded, hookpoints, dist)
+    # Each writer closes on success; on an error (or Ctrl-C) it keeps its complete shards and drops
+    # the open one, which a rerun recomputes.
+    with contextlib.ExitStack() as stack:
+        for w in writers:
+            stack.enter_context(w)
+        stored = run_capture(cfg, loaded, hookpoints, writers, dist)
+    distributed.barrier()
+    summaries = []
+    for hp, w in zip(hookpoints, writers):
+        # rank 0 reports the whole store, the other ranks their own rows
+        rows = merge_manifest(w.out).rows if dist.is_main else w.rows_committed
+        summaries.append(StoreSummary(w.out, hp.alias or hp.name, rows, w.d_model))
+    return CaptureResult(summaries, stored)
+
+
+def run_capture(
+    cfg: CaptureConfig,
+    loaded: LoadedModel,
+    hookpoints: Sequence[Hookpoint],
+    writers: list[StoreWriter],
+    dist: distributed.DistInfo,
+) -> float:
+    """The capture loop; returns rows stored per second."""
+    tok = loaded.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    start = min(w.next_doc for w in writers)
+    target = rank_share(cfg.tokens, dist)
+    already = min(w.rows_committed for w in writers)
+    if already >= target:
+        log.info("the store already holds %d rows (target %d); nothing to do", already, target)
+        return 0.0
+    if already:
+        log.info("resuming: %d rows already stored; continuing at input %d", already, start)
+    inputs = (
+        i
+        for i in iter_model_inputs(corpus_settings(cfg), tok, start=start)
+        if i.doc_id % dist.world_size == dist.rank
+    )
+    bar = tqdm(
+        total=target,
+        initial=already,
+        unit="tok",
+        unit_scale=True,
+        disable=not dist.is_main,
+        dynamic_ncols=True,
+    )
+    t0, stored = time.perf_counter(), 0
+    # the bar closes before an error is reported, so the error line is not glued to it
+    with bar, collect_activations(loaded.model, hookpoints) as collector, torch.inference_mode():
+        for batch in batched(inputs, cfg.batch_size):
+            tensors = collate(batch, pad_id, loaded.device)
+            acts = collector.run(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"])
+            rows = tensors["rows"].to(loaded.device, non_blocking=True)
+            cols = tensors["cols"].to(loaded.device, non_blocking=True)
+            doc_ids = torch.tensor([b.doc_id for b in batch for _ in b.positions], dtype=torch.int64)
+            positions = tensors["cols"].to(torch.int32)
+            token_ids = tensors["token_ids"]
+            docs = [DocRecord(b.doc_id, b.token_ids, b.text, b.source) for b in batch]
+            before = min(w.rows_accepted for w in writers)
+            for hp, w in zip(hookpoints, writers):
+                w.add(acts[hp.name][rows, cols], token_ids, doc_ids, positions, docs)
+            after = min(w.rows_accepted for w in writers)
+            stored += after - before
+            bar.update(after - before)
+            if all(w.done for w in writers):
+                break
+    if min(w.rows_accepted for w in writers) < target:
+        log.warning("the corpus ran out after %d rows (asked for %d)", already + stored, target)
+    return stored / max(time.perf_counter() - t0, 1e-9)

@@ -1,0 +1,493 @@
+"""`saescope eval`: how well saved SAEs reconstruct, how sparse they are, and what splicing costs.
+
+For each SAE, over held-out text (by default the SAE's own corpus after the inputs its store
+captured), at the positions the SAE is meant for (every token but BOS and document separators):
+
+- reconstruction: MSE, FVU = Σ‖x − x̂‖² / Σ‖x − mean(x)‖² (against the mean, SAELens #665),
+  explained variance, cosine, ‖x̂‖/‖x‖, relative reconstruction bias γ = E‖x̂‖² / E[x̂·x]
+  (Rajamanoharan et al. 2024; γ < 1 means shrinkage);
+- sparsity: L0 (mean and distribution), dead latents (never fired), dense latents (fire on more
+  than 10% of tokens), per-latent frequency (saved), log10-density histogram;
+- downstream: the SAE's reconstruction replaces the activation at those positions (other positions
+  keep theirs), and next-token cross-entropy is compared with the clean model, zero ablation and
+  mean ablation (the mean activation over the evaluation tokens, from a first pass):
+  CE recovered = (CE_ablated − CE_spliced) / (CE_ablated − CE_clean), ΔCE = CE_spliced − CE_clean,
+  and KL(clean ‖ spliced) (SAEBench's core metrics). Predictions are scored at the same positions.
+
+Writes `eval.json`, `eval_latents.safetensors` and PNG plots beside each SAE; several SAEs also get
+one comparison table and an L0-vs-FVU plot. Knows nothing about training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .config import CorpusSettings, EvalConfig, ModelSettings, to_jsonable
+from .data import ModelInput, iter_model_inputs
+from .errors import SaescopeError
+from .hooks import collect_activations, patch_activations
+from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
+from .sae.base import SparseAutoencoder
+from .sae.io import load_sae
+
+log = logging.getLogger(__name__)
+
+DENSE_THRESHOLD = 0.1
+POSITIONS_NOTE = (
+    "activations are replaced, and next-token predictions scored, at every position except BOS, "
+    "document separators and padding; those keep their clean activations"
+)
+
+
+# ----- accumulation -----------------------------------------------------------------------
+@dataclass
+class Sums:
+    """Running sums over evaluation tokens (float64 where it matters)."""
+
+    d_sae: int
+    tokens: int = 0
+    sq_err: float = 0.0
+    sq_norm: float = 0.0
+    sum_x: Tensor | None = None
+    cos: float = 0.0
+    norm_ratio: float = 0.0
+    recon_sq_norm: float = 0.0
+    recon_dot_x: float = 0.0
+    l0: list[Tensor] = field(default_factory=list)
+    fired: Tensor | None = None
+    act_sum: Tensor | None = None
+    ce: dict[str, float] = field(default_factory=dict)
+    kl: dict[str, float] = field(default_factory=dict)
+    scored: int = 0
+
+    def add_reconstruction(self, x: Tensor, recon: Tensor, acts: Tensor, idx: Tensor) -> None:
+        x64, r64 = x.double(), recon.double()
+        self.tokens += x.shape[0]
+        self.sq_err += float((x64 - r64).pow(2).sum())
+        self.sq_norm += float(x64.pow(2).sum())
+        s = x64.sum(0)
+        self.sum_x = s if self.sum_x is None else self.sum_x + s
+        xn, rn = x64.norm(dim=-1), r64.norm(dim=-1)
+        self.cos += float(((x64 * r64).sum(-1) / (xn * rn).clamp_min(1e-12)).sum())
+        self.norm_ratio += float((rn / xn.clamp_min(1e-12)).sum())
+        self.recon_sq_norm += float(r64.pow(2).sum())
+        self.recon_dot_x += float((x64 * r64).sum())
+        active = acts > 0
+        self.l0.append(active.sum(-1).cpu())
+        fired = torch.zeros(self.d_sae, dtype=torch.float64)
+        fired.index_add_(0, idx[active].cpu(), torch.ones(int(active.sum()), dtype=torch.float64))
+        act_sum = torch.zeros(self.d_sae, dtype=torch.float64)
+        act_sum.index_add_(0, idx[active].cpu(), acts[active].double().cpu())
+        self.fired = fired if self.fired is None else self.fired + fired
+        self.act_sum = act_sum if self.act_sum is None else self.act_sum + act_sum
+
+    def add_loss(self, name: str, ce: float, kl: float | None) -> None:
+        self.ce[name] = self.ce.get(name, 0.0) + ce
+        if kl is not None:
+            self.kl[name] = self.kl.get(name, 0.0) + kl
+
+
+# ----- one batch --------------------------------------------------------------------------
+class Batch(NamedTuple):
+    input_ids: Tensor
+    attention_mask: Tensor
+    sae_mask: Tensor
+    """[B, T] positions the SAE is evaluated (and spliced) at."""
+    score_mask: Tensor
+    """[B, T-1] next-token predictions that are scored."""
+
+
+def make_batch(inputs: Sequence[ModelInput], pad_id: int, device: torch.device) -> Batch:
+    width = max(len(i.token_ids) for i in inputs)
+    ids = torch.full((len(inputs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    sae_mask = torch.zeros_like(ids, dtype=torch.bool)
+    for r, i in enumerate(inputs):
+        ids[r, : len(i.token_ids)] = torch.tensor(i.token_ids)
+        mask[r, : len(i.token_ids)] = 1
+        sae_mask[r, i.positions] = True
+    score = sae_mask[:, :-1] & mask[:, 1:].bool()
+    return Batch(ids.to(device), mask.to(device), sae_mask.to(device), score.to(device))
+
+
+def next_token_losses(
+    logits: Tensor, batch: Batch, clean_logprobs: Tensor | None
+) -> tuple[float, float | None, Tensor]:
+    """(summed CE, summed KL(clean ‖ this) or None, log-probs) at the scored positions."""
+    logprobs = logits[:, :-1][batch.score_mask].float().log_softmax(-1)
+    targets = batch.input_ids[:, 1:][batch.score_mask]
+    ce = float(-logprobs.gather(-1, targets[:, None]).sum())
+    kl = None
+    if clean_logprobs is not None:
+        kl = float((clean_logprobs.exp() * (clean_logprobs - logprobs)).sum())
+    return ce, kl, logprobs
+
+
+def splice(
+    sae: SparseAutoencoder, mask: Tensor, replacement: str, mean: Tensor
+) -> Callable[[Tensor], Tensor]:
+    """The function that replaces a hookpoint's activation at `mask` (see module docstring)."""
+
+    def fn(act: Tensor) -> Tensor:
+        if act.shape[:2] != mask.shape:  # e.g. a cached generation step: nothing to splice here
+            return act
+        if replacement == "sae":
+            new = sae(act.float()).recon.to(act.dtype)
+        elif replacement == "zero":
+            new = torch.zeros_like(act)
+        else:
+            new = mean.to(act.dtype).expand_as(act)
+        return torch.where(mask[..., None], new, act)
+
+    return fn
+
+
+@torch.inference_mode()
+def reconstruction_pass(
+    loaded: LoadedModel, hp: Hookpoint, sae: SparseAutoencoder, batch: Batch, sums: Sums
+) -> None:
+    """Activations up to the hookpoint only (the forward stops there), through the SAE."""
+    with collect_activations(loaded.model, [hp]) as collector:
+        act = collector.run(input_ids=batch.input_ids, attention_mask=batch.attention_mask)[hp.name]
+    x = act[batch.sae_mask].float()
+    out = sae(x)
+    sums.add_reconstruction(x, out.recon, out.latent_acts, out.latent_indices)
+
+
+@torch.inference_mode()
+def downstream_pass(
+    loaded: LoadedModel, hp: Hookpoint, sae: SparseAutoencoder, batch: Batch, mean: Tensor, sums: Sums
+) -> None:
+    """Clean, SAE-spliced, zero- and mean-ablated forward passes; CE and KL at the scored positions."""
+    model = loaded.model
+    inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "use_cache": False}
+    ce, _, clean_lp = next_token_losses(model(**inputs).logits, batch, None)
+    sums.add_loss("clean", ce, None)
+    sums.scored += int(batch.score_mask.sum())
+    for name in ("sae", "zero", "mean"):
+        with patch_activations(model, hp, splice(sae, batch.sae_mask, name, mean)):
+            logits = model(**inputs).logits
+        ce, kl, _ = next_token_losses(logits, batch, clean_lp)
+        sums.add_loss(name, ce, kl)
+
+
+# ----- results ----------------------------------------------------------------------------
+def recovered(ablated: float, spliced: float, clean: float) -> float:
+    denom = ablated - clean
+    return (ablated - spliced) / denom if abs(denom) > 1e-12 else float("nan")
+
+
+def summarize(sums: Sums, downstream: bool) -> dict[str, Any]:
+    n = max(sums.tokens, 1)
+    assert sums.sum_x is not None and sums.fired is not None and sums.act_sum is not None
+    mean = sums.sum_x / n
+    total_var = sums.sq_norm - n * float(mean.pow(2).sum())
+    fvu = sums.sq_err / total_var if total_var > 0 else float("nan")
+    l0 = torch.cat(sums.l0).double()
+    freq = sums.fired / n
+    d_in = sums.sum_x.shape[0]
+    out: dict[str, Any] = {
+        "tokens": sums.tokens,
+        "reconstruction": {
+            "mse": sums.sq_err / (n * d_in),
+            "sum_squared_error_per_token": sums.sq_err / n,
+            "fvu": fvu,
+            "explained_variance": 1 - fvu,
+            "cosine_similarity": sums.cos / n,
+            "norm_ratio": sums.norm_ratio / n,
+            "relative_reconstruction_bias": sums.recon_sq_norm / sums.recon_dot_x
+            if sums.recon_dot_x
+            else float("nan"),
+        },
+        "sparsity": {
+            "l0_mean": float(l0.mean()),
+            "l0_std": float(l0.std()) if len(l0) > 1 else 0.0,
+            "l0_quantiles": {str(q): float(l0.quantile(q)) for q in (0.01, 0.1, 0.5, 0.9, 0.99)},
+            "dead_latents": int((freq == 0).sum()),
+            "dead_fraction": float((freq == 0).double().mean()),
+            "dense_latents": int((freq > DENSE_THRESHOLD).sum()),
+            "dense_threshold": DENSE_THRESHOLD,
+        },
+    }
+    if downstream and sums.scored:
+        s = sums.scored
+        ce = {k: v / s for k, v in sums.ce.items()}
+        kl = {k: v / s for k, v in sums.kl.items()}
+        out["downstream"] = {
+            "scored_predictions": s,
+            "ce_clean": ce["clean"],
+            "ce_spliced": ce["sae"],
+            "ce_zero_ablation": ce["zero"],
+            "ce_mean_ablation": ce.get("mean", float("nan")),
+            "delta_ce": ce["sae"] - ce["clean"],
+            "ce_loss_recovered_zero": recovered(ce["zero"], ce["sae"], ce["clean"]),
+            "ce_loss_recovered_mean": recovered(ce.get("mean", float("nan")), ce["sae"], ce["clean"]),
+            "kl_spliced": kl["sae"],
+            "kl_zero_ablation": kl["zero"],
+            "kl_mean_ablation": kl.get("mean", float("nan")),
+            "kl_score_zero": 1 - kl["sae"] / kl["zero"] if kl["zero"] > 0 else float("nan"),
+            "positions": POSITIONS_NOTE,
+        }
+    return out
+
+
+class SAEEval(NamedTuple):
+    path: Path
+    metrics: dict[str, Any]
+
+
+class EvalResult(NamedTuple):
+    evals: list[SAEEval]
+    comparison_plot: Path | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "saes": [{"path": str(e.path), **e.metrics} for e in self.evals],
+            "comparison_plot": str(self.comparison_plot) if self.comparison_plot else None,
+        }
+
+
+# ----- corpus -----------------------------------------------------------------------------
+def eval_corpus(cfg: EvalConfig, sae: SparseAutoencoder) -> tuple[CorpusSettings, int]:
+    """Corpus settings and the first input to read: the SAE's own corpus after what it trained on."""
+    training = sae.cfg.training or {}
+    capture = training.get("capture") or training.get("corpus") or {}
+    context_len = cfg.context_len or int(capture.get("context_len", 256))
+    base = dict(
+        unit=capture.get("unit", "window"),
+        context_len=context_len,
+        prepend_bos=bool(capture.get("prepend_bos", True)),
+        include_bos=bool(capture.get("include_bos", False)),
+    )
+    if cfg.dataset is not None:
+        return CorpusSettings(dataset=cfg.dataset, split=cfg.split, text_field=cfg.text_field, **base), 0
+    if not capture:
+        log.warning(
+            "%s records no training corpus; evaluating on the built-in corpus", sae.cfg.model or "the SAE"
+        )
+        return CorpusSettings(dataset="builtin", **base), 0
+    start = int(training.get("next_doc", 0))
+    corpus = CorpusSettings(
+        dataset=capture.get("dataset", "builtin"),
+        split=capture.get("split", "train"),
+        text_field=capture.get("text_field", "text"),
+        seed=int(capture.get("seed", 0)),
+        **base,
+    )
+    return corpus, start
+
+
+def eval_inputs(corpus: CorpusSettings, tokenizer: Any, start: int, tokens: int) -> list[ModelInput]:
+    """Inputs until `tokens` positions are covered."""
+    chosen, count = [], 0
+    for item in iter_model_inputs(corpus, tokenizer, start=start):
+        chosen.append(item)
+        count += len(item.positions)
+        if count >= tokens:
+            break
+    if count == 0:
+        raise SaescopeError(f"the evaluation set is empty (dataset {corpus.dataset!r} from input {start})")
+    return chosen
+
+
+# ----- one SAE ----------------------------------------------------------------------------
+def check_model(cfg: EvalConfig, sae: SparseAutoencoder, path: Path) -> str:
+    if cfg.model and sae.cfg.model and cfg.model != sae.cfg.model and not cfg.force:
+        raise SaescopeError(
+            f"{path} was trained on {sae.cfg.model!r}, not {cfg.model!r}; pass --force to evaluate it anyway"
+        )
+    model = cfg.model or sae.cfg.model
+    if not model:
+        raise SaescopeError(f"{path} does not record its model; pass --model")
+    return model
+
+
+def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) -> SAEEval:
+    sae = load_sae(path)
+    sae.eval()
+    model_name = check_model(cfg, sae, path)
+    if model_name not in models:
+        settings = ModelSettings(
+            model=model_name,
+            revision=cfg.revision,
+            model_dtype=cfg.model_dtype,
+            device=cfg.device,
+            device_map=cfg.device_map,
+        )
+        models[model_name] = load_model(settings)
+    loaded = models[model_name]
+    sae.to(loaded.device)
+    spec = sae.cfg.hookpoint_alias or sae.cfg.hookpoint
+    try:
+        (hp,) = resolve_hookpoints(loaded.model, [spec])
+    except SaescopeError as e:
+        raise SaescopeError(f"{path}: its hookpoint {spec!r} is not in {model_name}: {e}") from None
+    corpus, start = eval_corpus(cfg, sae)
+    inputs = eval_inputs(corpus, loaded.tokenizer, start, cfg.tokens)
+    pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+    batches = [
+        make_batch(inputs[i : i + cfg.batch_size], pad, loaded.device)
+        for i in range(0, len(inputs), cfg.batch_size)
+    ]
+    sums = Sums(d_sae=sae.d_sae)
+    t0 = time.perf_counter()
+    for batch in tqdm(batches, desc=f"eval {path.name}: reconstruction", unit="batch", dynamic_ncols=True):
+        reconstruction_pass(loaded, hp, sae, batch, sums)
+    if cfg.downstream:
+        assert sums.sum_x is not None
+        # Mean ablation uses the mean activation over the evaluation tokens.
+        mean = (sums.sum_x / max(sums.tokens, 1)).float().to(loaded.device)
+        for batch in tqdm(batches, desc=f"eval {path.name}: downstream", unit="batch", dynamic_ncols=True):
+            downstream_pass(loaded, hp, sae, batch, mean, sums)
+    metrics = summarize(sums, cfg.downstream)
+    metrics["settings"] = {
+        "model": model_name,
+        "hookpoint": hp.name,
+        "corpus": to_jsonable(corpus),
+        "first_input": start,
+        "inputs": len(inputs),
+        "seconds": time.perf_counter() - t0,
+        "eval_config": to_jsonable(cfg),
+    }
+    metrics["sae"] = {
+        "architecture": sae.cfg.architecture,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "k": sae.cfg.k,
+    }
+    write_outputs(path, metrics, sums)
+    return SAEEval(path, metrics)
+
+
+def write_outputs(path: Path, metrics: dict[str, Any], sums: Sums) -> None:
+    assert sums.fired is not None and sums.act_sum is not None
+    (path / "eval.json").write_text(json.dumps(metrics, indent=1, default=float))
+    freq = (sums.fired / max(sums.tokens, 1)).float()
+    mean_act = (sums.act_sum / sums.fired.clamp_min(1)).float()
+    save_file({"frequency": freq, "mean_activation": mean_act}, str(path / "eval_latents.safetensors"))
+    plot_sparsity(path, freq, torch.cat(sums.l0))
+
+
+def plot_sparsity(path: Path, freq: Tensor, l0: Tensor) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    live = freq[freq > 0]
+    dead = int((freq == 0).sum())
+    if len(live):
+        axes[0].hist(torch.log10(live).numpy(), bins=60, color="tab:blue")
+    axes[0].set_title(f"latent density (log10 firing frequency); {dead} dead")
+    axes[0].set_xlabel("log10 frequency")
+    axes[1].hist(l0.numpy(), bins=50, color="tab:green")
+    axes[1].set_title("active latents per token (L0)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path / "eval_density.png", dpi=110)
+    plt.close(fig)
+
+
+def plot_frontier(evals: Sequence[SAEEval], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for e in evals:
+        l0 = e.metrics["sparsity"]["l0_mean"]
+        fvu = e.metrics["reconstruction"]["fvu"]
+        ax.scatter([l0], [fvu])
+        ax.annotate(e.path.name, (l0, fvu), fontsize=8)
+    ax.set_xlabel("L0 (mean active latents)")
+    ax.set_ylabel("FVU")
+    ax.set_title("sparsity / fidelity frontier")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "eval_frontier.png"
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
+
+
+def format_table(result: EvalResult) -> str:
+    """One screen: a row per SAE."""
+    cols = [
+        ("SAE", 18),
+        ("arch", 8),
+        ("latents", 8),
+        ("L0", 7),
+        ("FVU", 7),
+        ("cos", 6),
+        ("dead%", 6),
+        ("dense", 6),
+        ("CE clean", 9),
+        ("CE sae", 8),
+        ("ΔCE", 7),
+        ("rec0", 6),
+        ("recμ", 6),
+        ("KL", 7),
+    ]
+    lines = ["  ".join(name.rjust(w) for name, w in cols)]
+    for e in result.evals:
+        m = e.metrics
+        r, s, d = m["reconstruction"], m["sparsity"], m.get("downstream", {})
+        nan = float("nan")
+        vals = [
+            e.path.name[-18:],
+            m["sae"]["architecture"],
+            str(m["sae"]["d_sae"]),
+            f"{s['l0_mean']:.1f}",
+            f"{r['fvu']:.4f}",
+            f"{r['cosine_similarity']:.3f}",
+            f"{100 * s['dead_fraction']:.1f}",
+            str(s["dense_latents"]),
+            f"{d.get('ce_clean', nan):.4f}",
+            f"{d.get('ce_spliced', nan):.4f}",
+            f"{d.get('delta_ce', nan):.4f}",
+            f"{d.get('ce_loss_recovered_zero', nan):.3f}",
+            f"{d.get('ce_loss_recovered_mean', nan):.3f}",
+            f"{d.get('kl_spliced', nan):.4f}",
+        ]
+        lines.append("  ".join(v.rjust(w) for v, (_, w) in zip(vals, cols)))
+    lines.append(
+        f"({result.evals[0].metrics['tokens']:,} tokens per SAE; rec0/recμ: CE loss recovered against "
+        "zero/mean ablation; KL: clean ‖ spliced, nats/token)"
+    )
+    if result.comparison_plot:
+        lines.append(f"L0-vs-FVU plot: {result.comparison_plot}")
+    return "\n".join(lines)
+
+
+def evaluate(cfg: EvalConfig) -> EvalResult:
+    """Evaluate every SAE in `cfg.saes` (see the module docstring)."""
+    models: dict[str, LoadedModel] = {}
+    evals = [evaluate_one(cfg, Path(p), models) for p in cfg.saes]
+    plot = None
+    if len(evals) > 1:
+        out = cfg.out or Path(commonpath(evals))
+        plot = plot_frontier(evals, out)
+        (out / "eval_comparison.json").write_text(
+            json.dumps(EvalResult(evals, plot).to_json(), indent=1, default=float)
+        )
+    return EvalResult(evals, plot)
+
+
+def commonpath(evals: Sequence[SAEEval]) -> str:
+    return os.path.commonpath([str(e.path.resolve().parent) for e in evals])

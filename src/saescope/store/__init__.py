@@ -1,0 +1,24 @@
+"""Activation store: sharded, memory-mapped, resumable storage of activation rows.
+
+`StoreWriter` writes a store (async, atomic, resumable), `ActivationStore` reads it (random
+access, shuffled batches, docs), `merge_manifest` rebuilds the manifest from the rank files,
+`RunningStats` holds mean/variance/norm statistics. The format is in `manifest`.
+"""
+
+from .manifest import FORMAT, DocRecord, Manifest, ShardInfo, merge_manifest, read_manifest
+from .reader import ActivationStore, Batch
+from .stats import RunningStats
+from .writer import StoreWriter
+
+__all__ = [
+    "FORMAT",
+    "ActivationStore",
+    "Batch",
+    "DocRecord",
+    "Manifest",
+    "RunningStats",
+    "ShardInfo",
+    "StoreWriter",
+    "merge_manifest",
+    "read_manifest",
+]

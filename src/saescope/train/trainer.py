@@ -1,0 +1,444 @@
+"""`saescope train`: the training loop, for one SAE or a sweep trained from one pass over the data.
+
+Stages, each a small function: open the activation source → build one `SAERun` per (width, k)
+→ restore the newest checkpoint (`--resume`) → loop over batches (every SAE sees every batch) →
+save each SAE with its input normalisation folded in. Under torchrun every rank reads its slice
+of each global batch and DDP averages gradients. Knows nothing about how batches are produced
+(sources.py), what the loss is (losses.py) or how weights are updated (optim.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .. import distributed
+from ..config import TrainConfig, to_jsonable
+from ..errors import CheckpointError, ConfigError, SaescopeError
+from ..kernels import resolve_impl
+from ..models import resolve_device
+from ..sae.base import LossSettings, SAEConfig, SparseAutoencoder
+from ..sae.init import fold_input_scale, geometric_median, initialize
+from ..sae.io import save_sae
+from ..sae.registry import get_architecture
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .dead import DeadLatentTracker
+from .logger import MetricsLogger
+from .losses import SAEObjective
+from .optim import SAEOptimizer
+from .schedule import default_peak_lr, learning_rate
+from .sources import ModelSource, StoreSource
+
+log = logging.getLogger(__name__)
+
+# Settings that may change between a run and its resumption; everything else must match.
+RESUMABLE_FIELDS = {"resume", "log_every", "checkpoint_every", "wandb_project", "device"}
+
+
+class TrainedSAE(NamedTuple):
+    path: Path
+    fvu: float
+    l0: float
+    dead_fraction: float
+    tokens: int
+    tokens_per_second: float
+
+
+class TrainResult(NamedTuple):
+    saes: list[TrainedSAE]
+
+
+@dataclass
+class SAERun:
+    """One SAE of the sweep with everything that trains it."""
+
+    name: str
+    folder: Path
+    sae: SparseAutoencoder
+    objective: torch.nn.Module
+    optimizer: SAEOptimizer
+    tracker: DeadLatentTracker
+    logger: MetricsLogger | None
+    peak_lr: float
+    num_dead: int = 0
+    sums: Tensor | None = None
+    """Loss terms summed since the last log line (on the device, so steps do not wait)."""
+    last: dict[str, float] | None = None
+
+
+# ----- set-up -----------------------------------------------------------------------------
+def open_source(
+    cfg: TrainConfig, dist: distributed.DistInfo, device: torch.device
+) -> StoreSource | ModelSource:
+    if cfg.acts is not None:
+        return StoreSource(cfg.acts, cfg.shuffle, cfg.train_seed)
+    return ModelSource(cfg, dist, device)
+
+
+def sweep(cfg: TrainConfig, d_in: int) -> list[tuple[int, int | None]]:
+    """(latents, k) of every SAE to train."""
+    widths = cfg.latents or (cfg.expansion_factor * d_in,)
+    uses_k = cfg.architecture in ("topk", "batchtopk")
+    ks: tuple[int | None, ...] = cfg.k if uses_k else (None,)
+    pairs = [(n, k) for n in widths for k in ks]
+    for n, k in pairs:
+        if k is not None and k > n:
+            raise ConfigError(f"--k {k} is larger than the SAE width ({n} latents)")
+    return pairs
+
+
+def identity(cfg: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in to_jsonable(cfg).items() if k not in RESUMABLE_FIELDS}
+
+
+def build_runs(
+    cfg: TrainConfig,
+    source: StoreSource | ModelSource,
+    scale: float,
+    sample: Tensor,
+    device: torch.device,
+    impl: str,
+    dist: distributed.DistInfo,
+) -> list[SAERun]:
+    prov = source.provenance
+    pairs = sweep(cfg, prov.d_in)
+    cls = get_architecture(cfg.architecture)
+    normed = sample.to(device) * scale
+    if cfg.b_dec_init == "geometric_median":
+        b_dec = geometric_median(normed)
+    elif cfg.b_dec_init == "mean":
+        b_dec = normed.mean(0)
+    else:
+        b_dec = torch.zeros(prov.d_in, device=device)
+    settings = LossSettings(
+        l1_coefficient=cfg.l1_coefficient,
+        l0_coefficient=cfg.l0_coefficient,
+        jumprelu_bandwidth=cfg.jumprelu_bandwidth,
+        aux_k=prov.d_in // 2 if cfg.aux_k is None else cfg.aux_k,
+        aux_coefficient=cfg.aux_coefficient,
+    )
+    runs = []
+    for i, (n, k) in enumerate(pairs):
+        name = cfg.out.name if len(pairs) == 1 else f"{cfg.architecture}-{n}" + (f"-k{k}" if k else "")
+        folder = cfg.out if len(pairs) == 1 else cfg.out / name
+        sae_cfg = SAEConfig(
+            architecture=cfg.architecture,
+            d_in=prov.d_in,
+            d_sae=n,
+            k=k,
+            model=prov.model,
+            revision=prov.revision,
+            hookpoint=prov.hookpoint,
+            hookpoint_alias=prov.hookpoint_alias,
+        )
+        extra: dict[str, Any] = {}
+        if cfg.architecture == "jumprelu":
+            extra = {"init_threshold": cfg.jumprelu_init_threshold, "bandwidth": cfg.jumprelu_bandwidth}
+        sae = cls(sae_cfg, device=device, **extra)
+        initialize(sae, generator=torch.Generator(device="cpu").manual_seed(cfg.train_seed + i), b_dec=b_dec)
+        sae.kernel = impl
+        objective: torch.nn.Module = SAEObjective(sae, settings)
+        if dist.enabled:
+            objective = torch.nn.parallel.DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        optimizer = SAEOptimizer(
+            sae,
+            kind=cfg.optimizer,
+            betas=(cfg.beta1, cfg.beta2),
+            eps=cfg.adam_eps,
+            weight_decay=cfg.weight_decay,
+            grad_clip=cfg.grad_clip,
+        )
+        runs.append(
+            SAERun(
+                name=name,
+                folder=folder,
+                sae=sae,
+                objective=objective,
+                optimizer=optimizer,
+                tracker=DeadLatentTracker(n, cfg.dead_tokens, device),
+                logger=None,
+                peak_lr=cfg.lr or default_peak_lr(n),
+            )
+        )
+    return runs
+
+
+def input_scale(cfg: TrainConfig, source: StoreSource | ModelSource, sample: Tensor) -> float:
+    """The constant s with E‖s·x‖² = 1 (1 when normalisation is off)."""
+    if cfg.normalize == "none":
+        return 1.0
+    msn = source.mean_squared_norm or float(sample.float().pow(2).sum(-1).mean())
+    if not math.isfinite(msn) or msn <= 0:
+        raise ConfigError(f"cannot normalise: mean squared norm of the activations is {msn}")
+    return 1.0 / math.sqrt(msn)
+
+
+# ----- checkpoints ------------------------------------------------------------------------
+def checkpoint_state(
+    cfg: TrainConfig, runs: list[SAERun], step: int, rows: int, scale: float
+) -> dict[str, Any]:
+    return {
+        "identity": identity(cfg),
+        "step": step,
+        "rows_consumed": rows,
+        "scale": scale,
+        "rng": torch.get_rng_state(),
+        "runs": [
+            {
+                "name": r.name,
+                "sae": dict(r.sae.state_dict()),
+                "optimizer": r.optimizer.state_dict(),
+                "tracker": r.tracker.state_dict(),
+                "num_dead": r.num_dead,
+            }
+            for r in runs
+        ],
+    }
+
+
+def restore(cfg: TrainConfig, runs: list[SAERun], ckpt_root: Path) -> tuple[int, int, float | None]:
+    """Load the newest checkpoint into `runs`; returns (step, rows consumed, scale)."""
+    path = latest_checkpoint(ckpt_root)
+    if path is None:
+        raise CheckpointError(f"--resume: no checkpoint in {ckpt_root}")
+    _, state = load_checkpoint(path)
+    theirs, ours = state.get("identity", {}), identity(cfg)
+    for key in sorted(set(theirs) | set(ours)):
+        if theirs.get(key) != ours.get(key):
+            raise CheckpointError(
+                f"cannot resume from {path}: it was trained with {key}={theirs.get(key)!r},"
+                f" now {key}={ours.get(key)!r}"
+            )
+    if [r["name"] for r in state["runs"]] != [r.name for r in runs]:
+        raise CheckpointError(f"cannot resume from {path}: it holds other SAEs")
+    try:
+        for run, saved in zip(runs, state["runs"]):
+            run.sae.load_state_dict(saved["sae"])
+            run.optimizer.load_state_dict(saved["optimizer"])
+            run.tracker.load_state_dict(saved["tracker"])
+            run.num_dead = int(saved["num_dead"])
+        torch.set_rng_state(state["rng"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit these SAEs ({str(e).splitlines()[0][:120]})"
+        ) from None
+    log.info("resumed from %s (step %d)", path, state["step"])
+    return int(state["step"]), int(state["rows_consumed"]), float(state["scale"])
+
+
+# ----- the loop ---------------------------------------------------------------------------
+def total_steps(cfg: TrainConfig, source: StoreSource | ModelSource) -> int:
+    if cfg.tokens is not None:
+        tokens = cfg.tokens
+    elif source.rows is not None:
+        tokens = int(source.rows * (cfg.epochs or 1.0))
+    else:
+        tokens = 1_000_000
+    steps = tokens // cfg.batch_size
+    if steps < 1:
+        raise ConfigError(f"the token budget ({tokens}) is smaller than one batch ({cfg.batch_size})")
+    return steps
+
+
+def autocast_context(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    mode = cfg.autocast if cfg.autocast != "auto" else ("bfloat16" if device.type == "cuda" else "none")
+    if mode == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def train_step(run: SAERun, x: Tensor, lr: float, global_batch: int, amp: Any) -> None:
+    with amp:
+        step_out = run.objective(x, run.tracker.dead_mask, run.num_dead)
+    step_out.terms.loss.backward()
+    run.optimizer.step(lr)
+    run.optimizer.zero_grad()
+    run.tracker.update(step_out.out.latent_indices, step_out.out.latent_acts, global_batch)
+    terms = torch.stack([t.detach().float() for t in step_out.terms])
+    run.sums = terms if run.sums is None else run.sums + terms
+
+
+def non_finite_error(run: SAERun, step: int, what: str) -> SaescopeError:
+    return SaescopeError(
+        f"{run.name}: {what} became non-finite by step {step}; the last good checkpoint is kept in"
+        f" {run.folder / 'checkpoints'} — lower --lr or check the activations"
+    )
+
+
+def ensure_finite(run: SAERun, step: int) -> None:
+    """Refuse to checkpoint weights that a non-finite loss has already corrupted."""
+    if not all(bool(torch.isfinite(p).all()) for p in run.sae.parameters()):
+        raise non_finite_error(run, step, "the weights")
+
+
+def flush_metrics(
+    run: SAERun, step: int, tokens: int, lr: float, steps_in_window: int, tok_per_s: float
+) -> dict[str, float]:
+    """Average the window's loss terms (one device sync), log them, refresh the dead count."""
+    assert run.sums is not None
+    means = (run.sums / steps_in_window).tolist()
+    run.sums = None
+    names = ["loss", "recon_loss", "sparsity_loss", "aux_loss", "fvu", "l0"]
+    metrics = {"step": step, "tokens": tokens, "lr": lr, **dict(zip(names, means))}
+    if not all(math.isfinite(v) for v in means):
+        raise non_finite_error(run, step, f"the loss ({means[0]})")
+    run.num_dead = run.tracker.count_dead()
+    metrics["dead_fraction"] = run.tracker.dead_fraction()
+    metrics["tokens_per_s"] = tok_per_s
+    run.last = metrics
+    if run.logger is not None:
+        run.logger.log(metrics)
+    return metrics
+
+
+def run_loop(
+    cfg: TrainConfig,
+    runs: list[SAERun],
+    batches: Iterator[Tensor],
+    start_step: int,
+    steps: int,
+    scale: float,
+    dist: distributed.DistInfo,
+    device: torch.device,
+    ckpt_root: Path,
+    rows_at_start: int,
+) -> float:
+    """Train every run from `start_step` to `steps`; returns tokens per second."""
+    amp = autocast_context(cfg, device)
+    bar = tqdm(total=steps, initial=start_step, unit="step", disable=not dist.is_main, dynamic_ncols=True)
+    t0 = t_window = time.perf_counter()
+    window = 0
+    for step in range(start_step, steps):
+        x = next(batches).to(device=device, dtype=torch.float32, non_blocking=True) * scale
+        for run in runs:
+            lr = learning_rate(
+                step,
+                peak=run.peak_lr,
+                total_steps=steps,
+                warmup_steps=cfg.warmup_steps,
+                schedule=cfg.lr_schedule,
+                min_ratio=cfg.lr_min_ratio,
+            )
+            train_step(run, x, lr, cfg.batch_size, amp)
+        window += 1
+        done = step + 1
+        if done % cfg.log_every == 0 or done == steps:
+            now = time.perf_counter()
+            tps = window * cfg.batch_size / max(now - t_window, 1e-9)
+            t_window, window_steps, window = now, window, 0
+            for run in runs:
+                m = flush_metrics(run, done, done * cfg.batch_size, lr, window_steps, tps)
+            bar.set_postfix_str(
+                f"loss {m['loss']:.4g} FVU {m['fvu']:.3f} L0 {m['l0']:.1f}"
+                f" dead {100 * m['dead_fraction']:.1f}% {tps:,.0f} tok/s"
+            )
+        bar.update(1)
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
+            for run in runs:
+                ensure_finite(run, done)
+            if dist.is_main:
+                save_checkpoint(
+                    ckpt_root, done, checkpoint_state(cfg, runs, done, done * cfg.batch_size, scale)
+                )
+            distributed.barrier()
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    return (steps - start_step) * cfg.batch_size / max(elapsed, 1e-9)
+
+
+def finish(
+    cfg: TrainConfig, run: SAERun, scale: float, source: StoreSource | ModelSource, steps: int, tps: float
+) -> TrainedSAE:
+    """Save the SAE with the normalisation folded in, and close its logs."""
+    final = copy.deepcopy(run.sae).float()
+    final.cfg = final.cfg.with_updates(
+        training={
+            **source.provenance.details,
+            "tokens": steps * cfg.batch_size,
+            "steps": steps,
+            "config": to_jsonable(cfg),
+            "final_metrics": run.last or {},
+        }
+    )
+    if cfg.normalize != "none":
+        fold_input_scale(final, scale)
+    save_sae(final, run.folder)
+    if run.logger is not None:
+        run.logger.close()
+    last = run.last or {}
+    return TrainedSAE(
+        path=run.folder,
+        fvu=float(last.get("fvu", float("nan"))),
+        l0=float(last.get("l0", float("nan"))),
+        dead_fraction=float(last.get("dead_fraction", float("nan"))),
+        tokens=steps * cfg.batch_size,
+        tokens_per_second=tps,
+    )
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train the SAE(s) `cfg` describes; see the module docstring."""
+    dist = distributed.init(cfg.device)
+    device = resolve_device(cfg.device)
+    if cfg.batch_size % dist.world_size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is not divisible by the {dist.world_size} ranks")
+    impl = resolve_impl(cfg.kernel, device)
+    source = open_source(cfg, dist, device)
+    if not cfg.resume and dist.is_main:
+        refuse_overwrite(cfg.out)
+    sample = source.sample(min(32_768, source.rows or 32_768), seed=cfg.train_seed)
+    scale = input_scale(cfg, source, sample)
+    runs = build_runs(cfg, source, scale, sample, device, impl, dist)
+    steps = total_steps(cfg, source)
+    ckpt_root = cfg.out / "checkpoints"
+    start_step, rows_consumed = 0, 0
+    if cfg.resume:
+        start_step, rows_consumed, saved_scale = restore(cfg, runs, ckpt_root)
+        scale = saved_scale if saved_scale is not None else scale
+    if dist.is_main:
+        for run in runs:
+            run.logger = MetricsLogger(
+                run.folder,
+                resume_step=start_step if cfg.resume else None,
+                wandb_project=cfg.wandb_project,
+                wandb_config=to_jsonable(cfg),
+            )
+    log.info(
+        "training %d SAE(s) on %s (%s, d_in %d) for %d steps of %d rows; kernel %s",
+        len(runs),
+        source.provenance.hookpoint,
+        source.provenance.model,
+        source.provenance.d_in,
+        steps,
+        cfg.batch_size,
+        impl,
+    )
+    batches = source.batches(cfg.batch_size, rows_consumed, dist, device)
+    tps = run_loop(cfg, runs, batches, start_step, steps, scale, dist, device, ckpt_root, rows_consumed)
+    results = []
+    if dist.is_main:
+        results = [finish(cfg, run, scale, source, steps, tps) for run in runs]
+    distributed.barrier()
+    return TrainResult(results)
+
+
+def refuse_overwrite(out: Path) -> None:
+    """A finished SAE or checkpoints already in --out: refuse rather than silently overwrite."""
+    saved = (out / "sae.safetensors").exists() or any(out.glob("*/sae.safetensors"))
+    if saved or latest_checkpoint(out / "checkpoints") is not None:
+        raise ConfigError(
+            f"{out} already holds an SAE or checkpoints; pass --resume to continue it or use another --out"
+        )

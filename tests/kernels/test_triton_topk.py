@@ -1,0 +1,163 @@
+"""Radix-select top-k (Triton) against torch.topk and a stable sort: values, ties, masks, layouts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from saescope.errors import ConfigError
+from saescope.kernels.triton_topk import TopKConfig, candidate_capacity, select_rows, topk_indices
+
+from .triton_env import DEVICE, INTERPRETED, poisoned
+
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+SMALL = TopKConfig(block_n=64, sample=64)  # several chunks per row, a sample of 2 runs of 32 entries
+# Few candidate slots and no oversampling: rows the sample misjudges leave the candidate path.
+FRAGILE = TopKConfig(block_n=64, sample=64, oversample=1, candidates=16)
+
+
+def first_k_of_stable_sort(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The kernel's documented choice: all ids above the k-th value, then tied ids lowest first."""
+    return torch.sort(x.float(), dim=-1, descending=True, stable=True).indices[..., :k]
+
+
+def check_selection(x: torch.Tensor, k: int, ids: torch.Tensor) -> None:
+    assert ids.dtype == torch.int64 and ids.shape == (*x.shape[:-1], k)
+    flat = ids.reshape(-1, k).cpu()
+    assert ((flat >= 0) & (flat < x.shape[-1])).all(), "unwritten or out-of-range ids"
+    assert all(len(set(row.tolist())) == k for row in flat), "an id selected twice"
+    chosen = torch.sort(first_k_of_stable_sort(x, k), dim=-1).values
+    torch.testing.assert_close(torch.sort(ids, dim=-1).values, chosen, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("rows", "n", "k", "config"),
+    [
+        (5, 37, 5, SMALL),
+        (3, 300, 17, SMALL),
+        (4, 97, 1, SMALL),
+        (2, 64, 64, SMALL),
+        (6, 1000, 256, TopKConfig()),
+    ],
+)
+def test_matches_torch_topk(dtype: torch.dtype, rows: int, n: int, k: int, config: TopKConfig) -> None:
+    x = torch.randn(rows, n, device=DEVICE).to(dtype)
+    out = poisoned((rows, k), torch.int64)
+    ids = topk_indices(x, k, config=config, out=out)
+    assert ids.data_ptr() == out.data_ptr()
+    check_selection(x, k, ids)
+    torch.testing.assert_close(
+        x.gather(-1, ids).float().sort(-1).values, x.float().topk(k).values.sort(-1).values, rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_are_broken_by_lowest_id(dtype: torch.dtype) -> None:
+    x = torch.randint(-3, 4, (3, 150), device=DEVICE).to(dtype)
+    x[0] = 1.0  # one row entirely tied
+    for k in (1, 61):
+        check_selection(x, k, topk_indices(x, k, config=TopKConfig(block_n=128)))
+
+
+def test_infinities_and_signs() -> None:
+    x = torch.randn(3, 100, device=DEVICE)
+    x[0, 7] = float("inf")
+    x[0, 99] = float("-inf")
+    x[1, :] = -torch.rand(100, device=DEVICE) - 1.0  # all negative
+    x[2, 5::10] = float("-inf")
+    for dtype in (torch.float32, torch.bfloat16):
+        xs = x.to(dtype)
+        for k in (1, 100):
+            check_selection(xs, k, topk_indices(xs, k))
+
+
+def test_strided_rows_and_leading_dims() -> None:
+    wide = torch.randn(2, 3, 130, device=DEVICE)
+    x = wide[..., :101]  # rows not contiguous with each other
+    ids = topk_indices(x, 9, config=SMALL)
+    assert ids.shape == (2, 3, 9)
+    check_selection(x, 9, ids)
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+def test_masked_matches_masked_fill_reference(dtype: torch.dtype) -> None:
+    n = 233
+    x = torch.randn(3, n, device=DEVICE).to(dtype)
+    mask = torch.rand(n, device=DEVICE) < 0.3
+    k = 12
+    ids = topk_indices(x, k, mask=mask, config=SMALL)
+    assert mask[ids].all()
+    reference = x.float().masked_fill(~mask, float("-inf")).topk(k).values
+    torch.testing.assert_close(
+        x.gather(-1, ids).float().sort(-1).values, reference.sort(-1).values, rtol=0, atol=0
+    )
+
+
+def test_masked_with_fewer_allowed_than_k_fills_with_lowest_disallowed_ids() -> None:
+    n = 90
+    x = torch.randn(3, n, device=DEVICE)
+    mask = torch.zeros(n, dtype=torch.bool, device=DEVICE)
+    mask[[4, 50, 77]] = True
+    ids = topk_indices(x, 6, mask=mask, config=SMALL)
+    for row in ids.cpu():
+        assert sorted(row.tolist()) == [0, 1, 2, 4, 50, 77]
+
+
+def test_bad_arguments_are_config_errors() -> None:
+    x = torch.randn(2, 10, device=DEVICE)
+    with pytest.raises(ConfigError, match="k="):
+        topk_indices(x, 11)
+    with pytest.raises(ConfigError, match="k="):
+        topk_indices(x, 0)
+    with pytest.raises(ConfigError, match="bf16, fp16 and fp32"):
+        topk_indices(x.double(), 3)
+    with pytest.raises(ConfigError, match="mask"):
+        topk_indices(x, 3, mask=torch.ones(9, dtype=torch.bool, device=DEVICE))
+
+
+@pytest.mark.skipif(INTERPRETED, reason="full-size rows only on a GPU")
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+@pytest.mark.parametrize(("n", "k"), [(65536, 64), (131072, 256), (49999, 32)])
+def test_full_size_rows_on_gpu(dtype: torch.dtype, n: int, k: int) -> None:
+    x = torch.randn(64, n, device=DEVICE).to(dtype)
+    ids = topk_indices(x, k)
+    check_selection(x, k, ids)
+
+
+def paths_taken(
+    x: torch.Tensor, k: int, config: TopKConfig, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """True for the rows that took the exact radix path; checks the selection too."""
+    out = poisoned((x.shape[0], k), torch.int64)
+    counts = select_rows(x, k, mask, config, out)
+    if mask is None:
+        check_selection(x, k, out)
+    return (counts < k) | (counts > candidate_capacity(k, config))
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+def test_typical_rows_take_the_candidate_path(dtype: torch.dtype) -> None:
+    x = torch.randn(4, 500, device=DEVICE).to(dtype)
+    assert not paths_taken(x, 9, SMALL).any()
+    mask = torch.rand(500, device=DEVICE) < 0.2
+    ids = topk_indices(x, 9, mask=mask, config=SMALL)
+    assert mask[ids].all()
+    assert not paths_taken(x, 9, SMALL, mask).any()
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+def test_rows_the_sample_misjudges_take_the_exact_path(dtype: torch.dtype) -> None:
+    n = 300  # the sample: columns 0-31 and 150-181
+    sample_cols = torch.cat([torch.arange(0, 32), torch.arange(150, 182)]).to(DEVICE)
+    x = torch.randn(4, n, device=DEVICE)
+    high = x.clone()
+    high[:, sample_cols] += 20  # threshold guess too high: fewer candidates than k
+    low = torch.randint(-3, 4, (4, n), device=DEVICE).float()  # ties, on the exact path
+    low[:, sample_cols] -= 20  # threshold guess too low: more candidates than slots
+    assert paths_taken(high.to(dtype), 70, FRAGILE).all()
+    assert paths_taken(low.to(dtype), 3, FRAGILE).all()
+    mixed = torch.cat([x, high]).to(dtype)  # both paths in one launch
+    assert paths_taken(mixed, 70, SMALL).tolist() == [False] * 4 + [True] * 4
