@@ -40,7 +40,9 @@ RUNNER = (
 def run_train(args: list[str]) -> dict[str, float]:
     """Run `saescope train ARGS` in a fresh process; parse its summary line and peak RSS."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-c", RUNNER, "train", *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, "train", *args], capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         raise SystemExit(f"saescope train failed:\n{proc.stderr[-3000:]}")
     line = proc.stdout.strip().splitlines()[-1]
@@ -64,46 +66,110 @@ def synthetic_store(folder: Path, rows: int, d: int) -> Path:
 
     g = torch.Generator().manual_seed(0)
     basis = torch.randn(64, d, generator=g)
-    with StoreWriter(folder, model="synthetic", revision=None, hookpoint="synthetic", hookpoint_alias="synthetic",
-                     d_model=d, dtype="bfloat16", capture={}, identity={"synthetic": d}, shard_rows=65536,
-                     target_rows=rows) as w:
+    with StoreWriter(
+        folder,
+        model="synthetic",
+        revision=None,
+        hookpoint="synthetic",
+        hookpoint_alias="synthetic",
+        d_model=d,
+        dtype="bfloat16",
+        capture={},
+        identity={"synthetic": d},
+        shard_rows=65536,
+        target_rows=rows,
+    ) as w:
         for doc in range(0, rows // 256):
             x = torch.randn(256, 64, generator=g).relu() @ basis + 0.1 * torch.randn(256, d, generator=g)
             pos = torch.arange(256, dtype=torch.int32)
-            w.add(x, torch.zeros(256, dtype=torch.int32), torch.full((256,), doc), pos,
-                  [DocRecord(doc, [0] * 256, "", "synthetic")])
+            w.add(
+                x,
+                torch.zeros(256, dtype=torch.int32),
+                torch.full((256,), doc),
+                pos,
+                [DocRecord(doc, [0] * 256, "", "synthetic")],
+            )
     return folder
 
 
 def cpu_throughput(store: Path, tmp: Path, steps: int) -> None:
-    print(f"\n1. CPU throughput, whole `saescope train` runs: d_in 576, 4608 latents, k 32, batch 4096, "
-          f"{steps} steps, {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"\n1. CPU throughput, whole `saescope train` runs: d_in 576, 4608 latents, k 32, batch 4096, "
+        f"{steps} steps, {torch.get_num_threads()} threads",
+        flush=True,
+    )
     print(f"| {'architecture':12} | {'kernel':9} | {'tok/s':>8} | {'peak RSS GiB':>12} | {'speed-up':>8} |")
     print(f"|{'-' * 14}|{'-' * 11}|{'-' * 10}|{'-' * 14}|{'-' * 10}|")
     for arch in ARCHS:
         res = {}
         for kernel in ("reference", "torch"):
             out = tmp / f"{arch}-{kernel}"
-            res[kernel] = run_train([
-                "--acts", str(store), "--out", str(out), "--arch", arch, "--latents", "4608", "--k", "32",
-                "--batch-size", "4096", "--tokens", str(steps * 4096), "--kernel", kernel,
-                "--checkpoint-every", "0", "--log-every", str(steps), "--device", "cpu",
-            ])
+            res[kernel] = run_train(
+                [
+                    "--acts",
+                    str(store),
+                    "--out",
+                    str(out),
+                    "--arch",
+                    arch,
+                    "--latents",
+                    "4608",
+                    "--k",
+                    "32",
+                    "--batch-size",
+                    "4096",
+                    "--tokens",
+                    str(steps * 4096),
+                    "--kernel",
+                    kernel,
+                    "--checkpoint-every",
+                    "0",
+                    "--log-every",
+                    str(steps),
+                    "--device",
+                    "cpu",
+                ]
+            )
         for kernel in ("reference", "torch"):
             r = res[kernel]
             speed = r["tok_s"] / res["reference"]["tok_s"]
-            print(f"| {arch:12} | {kernel:9} | {r['tok_s']:8,.0f} | {r['rss_gb']:12.2f} | {speed:7.2f}x |", flush=True)
+            print(
+                f"| {arch:12} | {kernel:9} | {r['tok_s']:8,.0f} | {r['rss_gb']:12.2f} | {speed:7.2f}x |",
+                flush=True,
+            )
 
 
 def aux_quality(store: Path, tmp: Path, tokens: int, dead_tokens: int) -> None:
-    print(f"\n2. TopK with and without aux-k on real activations ({store}): {tokens:,} tokens, batch 2048, "
-          f"dead after {dead_tokens:,} tokens", flush=True)
+    print(
+        f"\n2. TopK with and without aux-k on real activations ({store}): {tokens:,} tokens, batch 2048, "
+        f"dead after {dead_tokens:,} tokens",
+        flush=True,
+    )
     print(f"| {'aux-k':18} | {'FVU':>7} | {'dead %':>7} | {'L0':>5} |")
     print(f"|{'-' * 20}|{'-' * 9}|{'-' * 9}|{'-' * 7}|")
     for label, aux in (("off (--aux-k 0)", "0"), ("on (k_aux d_in/2)", None)):
-        args = ["--acts", str(store), "--out", str(tmp / f"aux-{aux}"), "--arch", "topk", "--latents", "4608",
-                "--k", "32", "--batch-size", "2048", "--tokens", str(tokens), "--dead-tokens", str(dead_tokens),
-                "--checkpoint-every", "0", "--device", "cpu"]
+        args = [
+            "--acts",
+            str(store),
+            "--out",
+            str(tmp / f"aux-{aux}"),
+            "--arch",
+            "topk",
+            "--latents",
+            "4608",
+            "--k",
+            "32",
+            "--batch-size",
+            "2048",
+            "--tokens",
+            str(tokens),
+            "--dead-tokens",
+            str(dead_tokens),
+            "--checkpoint-every",
+            "0",
+            "--device",
+            "cpu",
+        ]
         if aux is not None:
             args += ["--aux-k", aux]
         r = run_train(args)
@@ -114,21 +180,53 @@ def gpu_quality(store: Path, tmp: Path, tokens: int) -> None:
     from saescope.sae.io import load_sae
     from saescope.store import ActivationStore
 
-    print(f"\nGPU: {torch.cuda.get_device_name()}; TopK 4608 latents k 32 on {store}, {tokens:,} tokens, batch 4096")
-    x = ActivationStore(store).get(torch.arange(min(16384, ActivationStore(store).rows))).activations.float().cuda()
+    print(
+        f"\nGPU: {torch.cuda.get_device_name()}; TopK 4608 latents k 32 on {store},"
+        f" {tokens:,} tokens, batch 4096"
+    )
+    x = (
+        ActivationStore(store)
+        .get(torch.arange(min(16384, ActivationStore(store).rows)))
+        .activations.float()
+        .cuda()
+    )
     results = {}
     for kernel in ("reference", "triton"):
         out = tmp / f"gpu-{kernel}"
-        r = run_train(["--acts", str(store), "--out", str(out), "--arch", "topk", "--latents", "4608", "--k", "32",
-                       "--batch-size", "4096", "--tokens", str(tokens), "--kernel", kernel, "--checkpoint-every", "0",
-                       "--device", "cuda"])
+        r = run_train(
+            [
+                "--acts",
+                str(store),
+                "--out",
+                str(out),
+                "--arch",
+                "topk",
+                "--latents",
+                "4608",
+                "--k",
+                "32",
+                "--batch-size",
+                "4096",
+                "--tokens",
+                str(tokens),
+                "--kernel",
+                kernel,
+                "--checkpoint-every",
+                "0",
+                "--device",
+                "cuda",
+            ]
+        )
         sae = load_sae(out, device="cuda")
         with torch.no_grad():
             recon = sae(x).recon
         fvu = float((x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
         results[kernel] = fvu
-        print(f"  {kernel:9}: FVU on 16k store rows {fvu:.5f} (training-window FVU {r['fvu']:.4f}), "
-              f"{r['tok_s']:,.0f} tok/s", flush=True)
+        print(
+            f"  {kernel:9}: FVU on 16k store rows {fvu:.5f} (training-window FVU {r['fvu']:.4f}), "
+            f"{r['tok_s']:,.0f} tok/s",
+            flush=True,
+        )
     rel = abs(results["triton"] - results["reference"]) / results["reference"]
     print(f"  equal quality: |FVU_triton - FVU_reference| / FVU_reference = {rel:.2%} (target < 1%)")
     print(json.dumps(results))

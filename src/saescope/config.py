@@ -11,7 +11,8 @@ This module knows nothing about how the stages run.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +53,19 @@ def _formats_out() -> list[str]:
     from .sae.convert import FORMATS_OUT
 
     return list(FORMATS_OUT)
+
+
+def check_choices(cfg: Any) -> None:
+    """Every `Literal[...]` field of `cfg` holds one of its values (the CLI checks this too, the
+    Python API only here)."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        tp = hints[f.name]
+        options = [a for a in typing.get_args(tp) if typing.get_origin(tp) is Literal]
+        value = getattr(cfg, f.name)
+        if options and value not in options:
+            flag = "--" + f.name.replace("_", "-")
+            raise ConfigError(f"{flag} must be one of {', '.join(map(str, options))}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,7 @@ class CorpusSettings:
     """Seed of the position sampling (deterministic per input, so resumed captures match)."""
 
     def __post_init__(self) -> None:
+        check_choices(self)
         require(self.context_len >= 2, f"--context-len must be at least 2, got {self.context_len}")
         require(
             0.0 < self.sample_fraction <= 1.0,
@@ -356,6 +371,7 @@ class EvalConfig(ModelSettings):
     """Model to evaluate on. Default: the one the SAE records."""
 
     def __post_init__(self) -> None:
+        check_choices(self)
         require(len(self.saes) > 0, "give at least one SAE folder")
         require(self.tokens > 0, f"--tokens must be positive, got {self.tokens}")
         require(self.batch_size > 0, "--batch-size must be positive")

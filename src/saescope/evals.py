@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -254,9 +255,21 @@ class EvalResult(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "saes": [{"path": str(e.path), **e.metrics} for e in self.evals],
+            "saes": [{"path": str(e.path), **json_values(e.metrics)} for e in self.evals],
             "comparison_plot": str(self.comparison_plot) if self.comparison_plot else None,
         }
+
+
+def json_values(obj: Any) -> Any:
+    """`obj` with NaN and ±inf (a metric whose denominator is 0) as None: they are not JSON, and
+    strict readers (jq, JavaScript) reject a document holding them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_values(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_values(v) for v in obj]
+    return obj
 
 
 # ----- corpus -----------------------------------------------------------------------------
@@ -303,8 +316,16 @@ def eval_inputs(corpus: CorpusSettings, tokenizer: Any, start: int, tokens: int)
 
 
 # ----- one SAE ----------------------------------------------------------------------------
+def same_model(a: str, b: str) -> bool:
+    """Equal names, or two names of one local folder (relative and absolute, say)."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
 def check_model(cfg: EvalConfig, sae: SparseAutoencoder, path: Path) -> str:
-    if cfg.model and sae.cfg.model and cfg.model != sae.cfg.model and not cfg.force:
+    if cfg.model and sae.cfg.model and not same_model(cfg.model, sae.cfg.model) and not cfg.force:
         raise SaescopeError(
             f"{path} was trained on {sae.cfg.model!r}, not {cfg.model!r}; pass --force to evaluate it anyway"
         )
@@ -373,7 +394,7 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
 
 def write_outputs(path: Path, metrics: dict[str, Any], sums: Sums) -> None:
     assert sums.fired is not None and sums.act_sum is not None
-    (path / "eval.json").write_text(json.dumps(metrics, indent=1, default=float))
+    (path / "eval.json").write_text(json.dumps(json_values(metrics), indent=1, default=float))
     freq = (sums.fired / max(sums.tokens, 1)).float()
     mean_act = (sums.act_sum / sums.fired.clamp_min(1)).float()
     save_file({"frequency": freq, "mean_activation": mean_act}, str(path / "eval_latents.safetensors"))

@@ -67,7 +67,9 @@ def sparse_encode(
     return torch_sparse.sparse_encode(x, W_enc, b_enc, b_dec, select)
 
 
-def sparse_decode(latent_acts: Tensor, latent_indices: Tensor, W_dec: Tensor, impl: str = "reference") -> Tensor:
+def sparse_decode(
+    latent_acts: Tensor, latent_indices: Tensor, W_dec: Tensor, impl: str = "reference"
+) -> Tensor:
     """sum_j latent_acts[..., j] * W_dec[latent_indices[..., j]] -> [..., d_in] (no bias)."""
     lead = latent_acts.shape[:-1]
     acts = latent_acts.reshape(-1, latent_acts.shape[-1])

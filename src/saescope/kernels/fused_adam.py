@@ -156,6 +156,13 @@ class FusedAdam(torch.optim.Optimizer):
                     state["step"] = torch.tensor(0.0, dtype=torch.float32)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if state[key].stride() != p.stride():
+                        # The kernels pair a parameter with its moments by memory order (torch's own
+                        # load_state_dict, for one, makes moments contiguous): re-lay them like p.
+                        state[key] = torch.empty_like(p, memory_format=torch.preserve_format).copy_(
+                            state[key]
+                        )
                 state["step"] += 1
                 self._update(
                     p, p.grad, state["exp_avg"], state["exp_avg_sq"], int(state["step"].item()), group

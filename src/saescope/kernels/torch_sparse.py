@@ -13,11 +13,19 @@ Gradients of weights are computed in float32 whatever the forward ran in.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int], check_invariants: bool) -> Tensor:
+    """torch.sparse_csr_tensor without its "beta" warning on every call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=check_invariants)
 
 
 def latent_major(latent_indices: Tensor, values: Tensor, d_sae: int) -> Tensor:
@@ -28,9 +36,7 @@ def latent_major(latent_indices: Tensor, values: Tensor, d_sae: int) -> Tensor:
     rows = torch.div(order, k, rounding_mode="floor")
     crow = torch.zeros(d_sae + 1, dtype=torch.int64, device=flat.device)
     crow[1:] = torch.bincount(flat, minlength=d_sae).cumsum(0)
-    return torch.sparse_csr_tensor(
-        crow, rows, values.reshape(-1)[order], size=(d_sae, n), check_invariants=False
-    )
+    return _csr(crow, rows, values.reshape(-1)[order], size=(d_sae, n), check_invariants=False)
 
 
 def sampled_rows_dot(a: Tensor, B: Tensor, latent_indices: Tensor) -> Tensor:
@@ -38,7 +44,7 @@ def sampled_rows_dot(a: Tensor, B: Tensor, latent_indices: Tensor) -> Tensor:
     n, k = latent_indices.shape
     if a.device.type == "cpu":
         crow = torch.arange(0, n * k + 1, k, device=a.device)
-        mask = torch.sparse_csr_tensor(
+        mask = _csr(
             crow,
             latent_indices.reshape(-1),
             torch.zeros(n * k, dtype=a.dtype, device=a.device),
@@ -97,7 +103,9 @@ class SparseDecodeFn(torch.autograd.Function):
         weights = latent_acts.to(W_dec.dtype)
         ctx.save_for_backward(weights, latent_indices, W_dec)
         ctx.acts_dtype = latent_acts.dtype
-        return torch.nn.functional.embedding_bag(latent_indices, W_dec, per_sample_weights=weights, mode="sum")
+        return torch.nn.functional.embedding_bag(
+            latent_indices, W_dec, per_sample_weights=weights, mode="sum"
+        )
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor):  # type: ignore[override]

@@ -104,10 +104,14 @@ def load_checkpoint(path: Path) -> tuple[int, dict[str, Any]]:
         meta = json.loads((path / "state.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint {path} is unreadable ({e.__class__.__name__})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a saescope checkpoint (format {meta.get('format')!r})")
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt != FORMAT or not isinstance(meta.get("step"), int) or "state" not in meta:
+        raise CheckpointError(f"{path} is not a saescope checkpoint (format {fmt!r})")
     try:
         tensors = load_file(str(path / "state.safetensors"))
     except (OSError, SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {path} is corrupt ({str(e).splitlines()[0][:120]})") from None
-    return int(meta["step"]), unflatten_state(meta["state"], tensors)
+    try:
+        return meta["step"], unflatten_state(meta["state"], tensors)
+    except CheckpointError as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt ({e})") from None

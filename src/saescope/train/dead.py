@@ -23,7 +23,9 @@ class DeadLatentTracker:
         """Record one step: `tokens` global tokens; latents with a positive activation fired."""
         # scatter_reduce instead of boolean indexing: no host-device synchronisation per step.
         fired = torch.zeros(self.tokens_since_fired.shape, dtype=torch.float32, device=latent_indices.device)
-        fired.scatter_reduce_(0, latent_indices.reshape(-1), (latent_acts > 0).reshape(-1).float(), reduce="amax")
+        fired.scatter_reduce_(
+            0, latent_indices.reshape(-1), (latent_acts > 0).reshape(-1).float(), reduce="amax"
+        )
         distributed.all_reduce_(fired, "max")
         self.tokens_since_fired += tokens
         self.tokens_since_fired.masked_fill_(fired > 0, 0)

@@ -52,7 +52,10 @@ class MetricsLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(folder / "logs"), purge_step=resume_step)
+            # Events from the step after the checkpoint on are dropped (the step itself was logged
+            # before the checkpoint was written, and the CSV keeps it too).
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(log_dir=str(folder / "logs"), purge_step=purge)
         except ImportError:  # pragma: no cover - tensorboard is a dependency
             log.warning("tensorboard is not installed; no event files")
         self._wandb: Any = None

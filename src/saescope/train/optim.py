@@ -10,9 +10,8 @@ Knows nothing about losses or data.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from torch import Tensor
 
 from ..kernels.fused_adam import FusedAdam
 from ..sae.base import SparseAutoencoder
@@ -53,8 +52,9 @@ class SAEOptimizer:
     def zero_grad(self) -> None:
         self.opt.zero_grad(set_to_none=True)
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.opt.state_dict()
+    def state_tensors(self) -> dict[str, Tensor]:
+        """Adam's moments and step counts as flat tensors, in each parameter's memory layout."""
+        return self.opt.state_tensors()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.opt.load_state_dict(state)
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.opt.load_state_tensors(tensors)

@@ -156,7 +156,7 @@ class ModelSource:
         )
         batch_size = 16
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        with self._collect(model, [self.hookpoint]) as collector, torch.inference_mode():
+        with self._collect(model, [self.hookpoint]) as collector:
             while True:
                 batch = [b for _, b in zip(range(batch_size), inputs)]
                 if not batch:
@@ -171,9 +171,14 @@ class ModelSource:
                     rows += [r] * len(b.positions)
                     cols += b.positions
                 dev = self.loaded.device
-                acts = collector.run(input_ids=ids.to(dev), attention_mask=mask.to(dev))[self.hookpoint.name]
+                # Grad mode is thread state: held across the `yield`, it would switch autograd off in
+                # the training step that consumes these rows.
+                with torch.no_grad():
+                    out = collector.run(input_ids=ids.to(dev), attention_mask=mask.to(dev))
+                    acts = out[self.hookpoint.name]
+                    chunk = acts[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)].float()
                 self.next_doc = batch[-1].doc_id + 1
-                yield acts[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)].float()
+                yield chunk
 
     def _first_rows(self, n: int) -> Tensor:
         for chunk in self._rows(0):

@@ -99,7 +99,12 @@ def sweep(cfg: TrainConfig, d_in: int) -> list[tuple[int, int | None]]:
 
 
 def identity(cfg: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in to_jsonable(cfg).items() if k not in RESUMABLE_FIELDS}
+    settings = {k: v for k, v in to_jsonable(cfg).items() if k not in RESUMABLE_FIELDS}
+    # A folder named relatively on one run and absolutely on the next is the same folder.
+    for key in ("acts", "out"):
+        if settings.get(key) is not None:
+            settings[key] = str(Path(settings[key]).resolve())
+    return settings
 
 
 def build_runs(
@@ -187,20 +192,29 @@ def input_scale(cfg: TrainConfig, source: StoreSource | ModelSource, sample: Ten
 
 
 # ----- checkpoints ------------------------------------------------------------------------
+def source_position(source: StoreSource | ModelSource) -> int | None:
+    """Where an on-the-fly source resumes: the first model input it has not read (None for a store,
+    whose position is the rows consumed)."""
+    return source.next_doc if isinstance(source, ModelSource) else None
+
+
 def checkpoint_state(
-    cfg: TrainConfig, runs: list[SAERun], step: int, rows: int, scale: float
+    cfg: TrainConfig, runs: list[SAERun], step: int, rows: int, scale: float, next_doc: int | None
 ) -> dict[str, Any]:
     return {
         "identity": identity(cfg),
         "step": step,
         "rows_consumed": rows,
+        "next_doc": next_doc,
         "scale": scale,
         "rng": torch.get_rng_state(),
         "runs": [
             {
                 "name": r.name,
                 "sae": dict(r.sae.state_dict()),
-                "optimizer": r.optimizer.state_dict(),
+                # Flat tensors in each parameter's own layout (a torch state dict would come back
+                # contiguous, and the fused update pairs a parameter with its moments by storage order).
+                "optimizer": r.optimizer.state_tensors(),
                 "tracker": r.tracker.state_dict(),
                 "num_dead": r.num_dead,
             }
@@ -209,34 +223,54 @@ def checkpoint_state(
     }
 
 
-def restore(cfg: TrainConfig, runs: list[SAERun], ckpt_root: Path) -> tuple[int, int, float | None]:
-    """Load the newest checkpoint into `runs`; returns (step, rows consumed, scale)."""
+class Restored(NamedTuple):
+    step: int
+    """Optimisation steps done."""
+    rows_consumed: int
+    """Global rows of the data order consumed (where a store resumes)."""
+    scale: float
+    """The input scale the run trained with."""
+    next_doc: int | None
+    """The first model input an on-the-fly source had not read (None for a store)."""
+
+
+def restore(cfg: TrainConfig, runs: list[SAERun], ckpt_root: Path) -> Restored:
+    """Load the newest checkpoint into `runs`."""
     path = latest_checkpoint(ckpt_root)
     if path is None:
         raise CheckpointError(f"--resume: no checkpoint in {ckpt_root}")
     _, state = load_checkpoint(path)
-    theirs, ours = state.get("identity", {}), identity(cfg)
+    if not isinstance(state, dict) or not isinstance(state.get("identity"), dict):
+        raise CheckpointError(f"checkpoint {path} is not a training checkpoint (it records no settings)")
+    theirs, ours = state["identity"], identity(cfg)
     for key in sorted(set(theirs) | set(ours)):
         if theirs.get(key) != ours.get(key):
             raise CheckpointError(
                 f"cannot resume from {path}: it was trained with {key}={theirs.get(key)!r},"
                 f" now {key}={ours.get(key)!r}"
             )
-    if [r["name"] for r in state["runs"]] != [r.name for r in runs]:
-        raise CheckpointError(f"cannot resume from {path}: it holds other SAEs")
     try:
+        if [r["name"] for r in state["runs"]] != [r.name for r in runs]:
+            raise CheckpointError(f"cannot resume from {path}: it holds other SAEs")
         for run, saved in zip(runs, state["runs"]):
             run.sae.load_state_dict(saved["sae"])
-            run.optimizer.load_state_dict(saved["optimizer"])
+            run.optimizer.load_state_tensors(saved["optimizer"])
             run.tracker.load_state_dict(saved["tracker"])
             run.num_dead = int(saved["num_dead"])
         torch.set_rng_state(state["rng"])
-    except (KeyError, RuntimeError, ValueError) as e:
+        next_doc = state.get("next_doc")
+        restored = Restored(
+            int(state["step"]),
+            int(state["rows_consumed"]),
+            float(state["scale"]),
+            None if next_doc is None else int(next_doc),
+        )
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
         raise CheckpointError(
             f"checkpoint {path} does not fit these SAEs ({str(e).splitlines()[0][:120]})"
         ) from None
-    log.info("resumed from %s (step %d)", path, state["step"])
-    return int(state["step"]), int(state["rows_consumed"]), float(state["scale"])
+    log.info("resumed from %s (step %d)", path, restored.step)
+    return restored
 
 
 # ----- the loop ---------------------------------------------------------------------------
@@ -271,21 +305,28 @@ def train_step(run: SAERun, x: Tensor, lr: float, global_batch: int, amp: Any) -
     run.sums = terms if run.sums is None else run.sums + terms
 
 
-def non_finite_error(run: SAERun, step: int, what: str) -> SaescopeError:
+def non_finite_error(run: SAERun, step: int, what: str, ckpt_root: Path) -> SaescopeError:
+    last = latest_checkpoint(ckpt_root)
+    kept = f"the last good checkpoint is kept in {last}" if last else "no checkpoint was written"
     return SaescopeError(
-        f"{run.name}: {what} became non-finite by step {step}; the last good checkpoint is kept in"
-        f" {run.folder / 'checkpoints'} — lower --lr or check the activations"
+        f"{run.name}: {what} became non-finite by step {step}; {kept} — lower --lr or check the activations"
     )
 
 
-def ensure_finite(run: SAERun, step: int) -> None:
-    """Refuse to checkpoint weights that a non-finite loss has already corrupted."""
+def ensure_finite(run: SAERun, step: int, ckpt_root: Path) -> None:
+    """Refuse to checkpoint or save weights that a non-finite loss has already corrupted."""
     if not all(bool(torch.isfinite(p).all()) for p in run.sae.parameters()):
-        raise non_finite_error(run, step, "the weights")
+        raise non_finite_error(run, step, "the weights", ckpt_root)
 
 
 def flush_metrics(
-    run: SAERun, step: int, tokens: int, lr: float, steps_in_window: int, tok_per_s: float
+    run: SAERun,
+    step: int,
+    tokens: int,
+    lr: float,
+    steps_in_window: int,
+    tok_per_s: float,
+    ckpt_root: Path,
 ) -> dict[str, float]:
     """Average the window's loss terms (one device sync), log them, refresh the dead count."""
     assert run.sums is not None
@@ -294,7 +335,7 @@ def flush_metrics(
     names = ["loss", "recon_loss", "sparsity_loss", "aux_loss", "fvu", "l0"]
     metrics = {"step": step, "tokens": tokens, "lr": lr, **dict(zip(names, means))}
     if not all(math.isfinite(v) for v in means):
-        raise non_finite_error(run, step, f"the loss ({means[0]})")
+        raise non_finite_error(run, step, f"the loss ({means[0]})", ckpt_root)
     run.num_dead = run.tracker.count_dead()
     metrics["dead_fraction"] = run.tracker.dead_fraction()
     metrics["tokens_per_s"] = tok_per_s
@@ -314,47 +355,58 @@ def run_loop(
     dist: distributed.DistInfo,
     device: torch.device,
     ckpt_root: Path,
-    rows_at_start: int,
+    source: StoreSource | ModelSource,
 ) -> float:
     """Train every run from `start_step` to `steps`; returns tokens per second."""
     amp = autocast_context(cfg, device)
+
+    def lr_of(run: SAERun, step: int) -> float:
+        return learning_rate(
+            step,
+            peak=run.peak_lr,
+            total_steps=steps,
+            warmup_steps=cfg.warmup_steps,
+            schedule=cfg.lr_schedule,
+            min_ratio=cfg.lr_min_ratio,
+        )
+
     bar = tqdm(total=steps, initial=start_step, unit="step", disable=not dist.is_main, dynamic_ncols=True)
     t0 = t_window = time.perf_counter()
     window = 0
-    for step in range(start_step, steps):
-        x = next(batches).to(device=device, dtype=torch.float32, non_blocking=True) * scale
-        for run in runs:
-            lr = learning_rate(
-                step,
-                peak=run.peak_lr,
-                total_steps=steps,
-                warmup_steps=cfg.warmup_steps,
-                schedule=cfg.lr_schedule,
-                min_ratio=cfg.lr_min_ratio,
-            )
-            train_step(run, x, lr, cfg.batch_size, amp)
-        window += 1
-        done = step + 1
-        if done % cfg.log_every == 0 or done == steps:
-            now = time.perf_counter()
-            tps = window * cfg.batch_size / max(now - t_window, 1e-9)
-            t_window, window_steps, window = now, window, 0
+    try:
+        for step in range(start_step, steps):
+            x = next(batches).to(device=device, dtype=torch.float32, non_blocking=True) * scale
             for run in runs:
-                m = flush_metrics(run, done, done * cfg.batch_size, lr, window_steps, tps)
-            bar.set_postfix_str(
-                f"loss {m['loss']:.4g} FVU {m['fvu']:.3f} L0 {m['l0']:.1f}"
-                f" dead {100 * m['dead_fraction']:.1f}% {tps:,.0f} tok/s"
-            )
-        bar.update(1)
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
-            for run in runs:
-                ensure_finite(run, done)
-            if dist.is_main:
-                save_checkpoint(
-                    ckpt_root, done, checkpoint_state(cfg, runs, done, done * cfg.batch_size, scale)
+                train_step(run, x, lr_of(run, step), cfg.batch_size, amp)
+            window += 1
+            done = step + 1
+            if done % cfg.log_every == 0 or done == steps:
+                now = time.perf_counter()
+                tps = window * cfg.batch_size / max(now - t_window, 1e-9)
+                t_window, window_steps, window = now, window, 0
+                for run in runs:
+                    m = flush_metrics(
+                        run, done, done * cfg.batch_size, lr_of(run, step), window_steps, tps, ckpt_root
+                    )
+                bar.set_postfix_str(
+                    f"loss {m['loss']:.4g} FVU {m['fvu']:.3f} L0 {m['l0']:.1f}"
+                    f" dead {100 * m['dead_fraction']:.1f}% {tps:,.0f} tok/s"
                 )
-            distributed.barrier()
-    bar.close()
+            bar.update(1)
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
+                for run in runs:
+                    ensure_finite(run, done, ckpt_root)
+                if dist.is_main:
+                    state = checkpoint_state(
+                        cfg, runs, done, done * cfg.batch_size, scale, source_position(source)
+                    )
+                    save_checkpoint(ckpt_root, done, state)
+                distributed.barrier()
+        for run in runs:
+            ensure_finite(run, steps, ckpt_root)
+    finally:
+        # Closed before any error message, so the message is the last line on the terminal.
+        bar.close()
     elapsed = time.perf_counter() - t0
     return (steps - start_step) * cfg.batch_size / max(elapsed, 1e-9)
 
@@ -364,9 +416,13 @@ def finish(
 ) -> TrainedSAE:
     """Save the SAE with the normalisation folded in, and close its logs."""
     final = copy.deepcopy(run.sae).float()
+    details = dict(source.provenance.details)
+    if isinstance(source, ModelSource):
+        # The first model input training did not read: where held-out evaluation starts.
+        details["next_doc"] = source.next_doc
     final.cfg = final.cfg.with_updates(
         training={
-            **source.provenance.details,
+            **details,
             "tokens": steps * cfg.batch_size,
             "steps": steps,
             "config": to_jsonable(cfg),
@@ -406,8 +462,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     ckpt_root = cfg.out / "checkpoints"
     start_step, rows_consumed = 0, 0
     if cfg.resume:
-        start_step, rows_consumed, saved_scale = restore(cfg, runs, ckpt_root)
-        scale = saved_scale if saved_scale is not None else scale
+        restored = restore(cfg, runs, ckpt_root)
+        start_step, rows_consumed, scale = restored.step, restored.rows_consumed, restored.scale
+        if isinstance(source, ModelSource) and restored.next_doc is not None:
+            source.next_doc = restored.next_doc
     if dist.is_main:
         for run in runs:
             run.logger = MetricsLogger(
@@ -416,18 +474,19 @@ def train(cfg: TrainConfig) -> TrainResult:
                 wandb_project=cfg.wandb_project,
                 wandb_config=to_jsonable(cfg),
             )
-    log.info(
-        "training %d SAE(s) on %s (%s, d_in %d) for %d steps of %d rows; kernel %s",
-        len(runs),
-        source.provenance.hookpoint,
-        source.provenance.model,
-        source.provenance.d_in,
-        steps,
-        cfg.batch_size,
-        impl,
-    )
+    if dist.is_main:
+        log.info(
+            "training %d SAE(s) on %s (%s, d_in %d) for %d steps of %d rows; kernel %s",
+            len(runs),
+            source.provenance.hookpoint,
+            source.provenance.model,
+            source.provenance.d_in,
+            steps,
+            cfg.batch_size,
+            impl,
+        )
     batches = source.batches(cfg.batch_size, rows_consumed, dist, device)
-    tps = run_loop(cfg, runs, batches, start_step, steps, scale, dist, device, ckpt_root, rows_consumed)
+    tps = run_loop(cfg, runs, batches, start_step, steps, scale, dist, device, ckpt_root, source)
     results = []
     if dist.is_main:
         results = [finish(cfg, run, scale, source, steps, tps) for run in runs]

@@ -1,0 +1,127 @@
+"""The training objective against a dense hand-written one: values and gradients, aux-k included."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import Tensor
+
+from sae.builders import ARCHITECTURES, make_sae, sparse_dataset
+from saescope.sae import LossSettings, SparseAutoencoder
+from saescope.train.losses import SAEObjective
+
+SETTINGS = LossSettings(l1_coefficient=0.3, l0_coefficient=0.01, aux_k=4, aux_coefficient=0.5)
+
+
+def naive_terms(
+    sae: SparseAutoencoder, x: Tensor, dead: Tensor, num_dead: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(recon_loss, sparsity_loss, aux_loss) of a TopK or ReLU SAE with dense matrices only.
+
+    aux-k (Gao et al. 2024, A.2): the min(aux_k, num_dead) largest pre-activations among latents that
+    are dead now (never a live one) reconstruct the detached residual, normalised by its variance and
+    scaled by min(num_dead / aux_k, 1).
+    """
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    if sae.architecture == "topk":
+        top = pre.topk(sae.cfg.k or 0, dim=-1)
+        codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+        sparsity = pre.new_zeros(())
+    else:
+        codes = pre.relu()
+        sparsity = SETTINGS.l1_coefficient * (codes * sae.W_dec.norm(dim=1)).sum(-1).mean()
+    recon = codes @ sae.W_dec + sae.b_dec
+    recon_loss = (x - recon).pow(2).sum(-1).mean()
+    k_aux = min(SETTINGS.aux_k, num_dead, int(dead.sum()))
+    if k_aux == 0:
+        return recon_loss, sparsity, pre.new_zeros(())
+    residual = (x - recon).detach()
+    top = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1)
+    aux_codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    total = (residual - residual.mean(0)).pow(2).sum()
+    scale = min(num_dead / SETTINGS.aux_k, 1.0)
+    aux = SETTINGS.aux_coefficient * scale * (aux_codes @ sae.W_dec - residual).pow(2).sum() / total
+    return recon_loss, sparsity, aux
+
+
+def grads(sae: SparseAutoencoder, loss: Tensor) -> dict[str, Tensor]:
+    sae.zero_grad()
+    loss.backward()
+    return {n: p.grad.clone() for n, p in sae.named_parameters() if p.grad is not None}
+
+
+def setup(architecture: str, dead_ids: list[int]) -> tuple[SparseAutoencoder, Tensor, Tensor]:
+    sae = make_sae(architecture, d_in=16, d_sae=48, k=4 if "topk" in architecture else None)
+    x = sparse_dataset(64, d_in=16, seed=3) * 2
+    dead = torch.zeros(48, dtype=torch.bool)
+    dead[dead_ids] = True
+    return sae, x, dead
+
+
+@pytest.mark.parametrize("kernel", ["reference", "torch"])
+@pytest.mark.parametrize("architecture", ["topk", "relu"])
+@pytest.mark.parametrize(
+    ("dead_ids", "num_dead"),
+    [([], 0), (list(range(0, 48, 3)), 16), ([5, 7], 2), ([5, 7], 6)],
+    ids=["none-dead", "many-dead", "few-dead", "stale-count"],
+)
+def test_objective_matches_dense_hand_computation(
+    architecture: str, kernel: str, dead_ids: list[int], num_dead: int
+) -> None:
+    """`stale-count`: the host-side count (refreshed every few steps) says 6 dead, but latents revived
+    since and only 2 are dead now: live latents must take no part in the aux-k loss."""
+    sae, x, dead = setup(architecture, dead_ids)
+    sae.kernel = kernel
+    naive = copy.deepcopy(sae)
+    out = SAEObjective(sae, SETTINGS)(x, dead, num_dead)
+    expected = naive_terms(naive, x, dead, num_dead)
+    terms = out.terms
+    for got, want in zip((terms.recon_loss, terms.sparsity_loss, terms.aux_loss), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    total = expected[0] + expected[1] + expected[2]
+    torch.testing.assert_close(terms.loss, total, rtol=1e-5, atol=1e-6)
+    assert (terms.aux_loss > 0) == bool(dead_ids)
+    got_grads, want_grads = grads(sae, terms.loss), grads(naive, total)
+    assert set(got_grads) == set(want_grads) == {"W_enc", "b_enc", "W_dec", "b_dec"}
+    for name in want_grads:
+        torch.testing.assert_close(got_grads[name], want_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("kernel", ["reference", "torch"])
+def test_aux_gradient_reaches_only_dead_latents(kernel: str) -> None:
+    sae, x, dead = setup("topk", [1, 2, 40])
+    sae.kernel = kernel
+    aux = SAEObjective(sae, SETTINGS)(x, dead, 9).terms.aux_loss  # stale count: 9 > 3 dead
+    g = grads(sae, aux)
+    touched_enc = g["W_enc"].abs().sum(0) > 0
+    touched_dec = g["W_dec"].abs().sum(1) > 0
+    assert touched_enc[dead].all() and not touched_enc[~dead].any()
+    assert touched_dec[dead].all() and not touched_dec[~dead].any()
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_kernels_agree_and_report_batch_fvu_and_l0(architecture: str) -> None:
+    sae, x, dead = setup(architecture, [0, 3, 8, 9, 30])
+    results = {}
+    for kernel in ("reference", "torch"):
+        twin = copy.deepcopy(sae)
+        twin.kernel = kernel
+        out = SAEObjective(twin, SETTINGS)(x, dead, 5)
+        results[kernel] = (out, grads(twin, out.terms.loss))
+    (ref, ref_grads), (fast, fast_grads) = results["reference"], results["torch"]
+    for a, b in zip(ref.terms, fast.terms):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    recon = ref.out.recon.detach()
+    fvu = (x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    torch.testing.assert_close(ref.terms.fvu, fvu)
+    assert ref.terms.l0 == (ref.out.latent_acts > 0).sum(-1).float().mean()
+
+
+def test_without_a_dead_mask_there_is_no_aux_loss() -> None:
+    sae, x, _ = setup("topk", [])
+    terms = SAEObjective(sae, SETTINGS)(x).terms
+    assert terms.aux_loss == 0 and terms.loss == terms.recon_loss
