@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from saescope import distributed
-from saescope.capture import batched, collate, open_writers, run_capture
+from saescope.capture import open_writers, run_capture
 from saescope.config import CaptureConfig
-from saescope.data import iter_model_inputs
+from saescope.data import batched, collate, iter_model_inputs
 from saescope.models import LoadedModel, load_model, resolve_hookpoints
 
 
@@ -77,9 +77,9 @@ def time_seed000(
         for i, batch in enumerate(batched(inputs, cfg.batch_size)):
             b = collate(batch, pad, loaded.device)
             out = loaded.model(
-                input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True
+                input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True
             )
-            acts = out.hidden_states[layer + 1][b["rows"].to(loaded.device), b["cols"].to(loaded.device)]
+            acts = out.hidden_states[layer + 1][b.rows.to(loaded.device), b.cols.to(loaded.device)]
             torch.save(acts.to(torch.bfloat16).cpu(), folder / f"layer_{layer}_batch_{i}.pt")
             rows += len(acts)
             if rows >= rows_wanted:

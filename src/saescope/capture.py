@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,8 +24,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .config import CaptureConfig, CorpusSettings, to_jsonable
-from .data import BUILTIN, ModelInput, iter_model_inputs
+from .config import CaptureConfig, corpus_of, to_jsonable
+from .data import BUILTIN, batched, collate, iter_model_inputs
 from .errors import ConfigError, StoreError
 from .hooks import collect_activations
 from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
@@ -71,43 +71,6 @@ def rank_share(total: int, dist: distributed.DistInfo) -> int:
     return total // dist.world_size + (1 if dist.rank < total % dist.world_size else 0)
 
 
-def batched(inputs: Iterator[ModelInput], size: int) -> Iterator[list[ModelInput]]:
-    batch: list[ModelInput] = []
-    for item in inputs:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def collate(batch: Sequence[ModelInput], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded input ids, attention mask, the (row, position) of every stored row and its token id.
-
-    Everything the store needs besides activations stays on the CPU: reading it back from the GPU
-    would wait for the forward pass and stall the overlap with writing.
-    """
-    width = max(len(b.token_ids) for b in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    row_list, col_list = [], []
-    for r, b in enumerate(batch):
-        ids[r, : len(b.token_ids)] = torch.tensor(b.token_ids, dtype=torch.long)
-        mask[r, : len(b.token_ids)] = 1
-        row_list.extend([r] * len(b.positions))
-        col_list.extend(b.positions)
-    rows = torch.tensor(row_list, dtype=torch.long)
-    cols = torch.tensor(col_list, dtype=torch.long)
-    return {
-        "input_ids": ids.to(device, non_blocking=True),
-        "attention_mask": mask.to(device, non_blocking=True),
-        "rows": rows,
-        "cols": cols,
-        "token_ids": ids[rows, cols].to(torch.int32),
-    }
-
-
 def recorded_config(cfg: CaptureConfig, loaded: LoadedModel) -> CaptureConfig:
     """`cfg` as the store records it: the model as `load_model` named it (an absolute path for a
     local folder) and a local dataset as an absolute path, so that later stages (train, eval) find
@@ -121,7 +84,7 @@ def recorded_config(cfg: CaptureConfig, loaded: LoadedModel) -> CaptureConfig:
 def check_corpus(cfg: CaptureConfig, loaded: LoadedModel) -> None:
     """Fail on a missing or empty corpus before any store is opened: a store left behind by such a
     run would record the wrong dataset and refuse the corrected command."""
-    next(iter_model_inputs(corpus_settings(cfg), loaded.tokenizer), None)
+    next(iter_model_inputs(corpus_of(cfg), loaded.tokenizer), None)
 
 
 def corpus_identity(cfg: CaptureConfig, loaded: LoadedModel, hookpoint: Hookpoint) -> dict[str, Any]:
@@ -176,11 +139,6 @@ def open_writers(
     return writers
 
 
-def corpus_settings(cfg: CaptureConfig) -> CorpusSettings:
-    fields = CorpusSettings.__dataclass_fields__
-    return CorpusSettings(**{k: getattr(cfg, k) for k in fields})
-
-
 def capture(cfg: CaptureConfig) -> CaptureResult:
     """Run the capture `cfg` describes (see the module docstring)."""
     dist = distributed.init(cfg.device)
@@ -226,7 +184,7 @@ def run_capture(
         log.info("resuming: %d rows already stored; continuing at input %d", already, start)
     inputs = (
         i
-        for i in iter_model_inputs(corpus_settings(cfg), tok, start=start)
+        for i in iter_model_inputs(corpus_of(cfg), tok, start=start)
         if i.doc_id % dist.world_size == dist.rank
     )
     bar = tqdm(
@@ -242,12 +200,12 @@ def run_capture(
     with bar, collect_activations(loaded.model, hookpoints) as collector, torch.inference_mode():
         for batch in batched(inputs, cfg.batch_size):
             tensors = collate(batch, pad_id, loaded.device)
-            acts = collector.run(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"])
-            rows = tensors["rows"].to(loaded.device, non_blocking=True)
-            cols = tensors["cols"].to(loaded.device, non_blocking=True)
+            acts = collector.run(input_ids=tensors.input_ids, attention_mask=tensors.attention_mask)
+            rows = tensors.rows.to(loaded.device, non_blocking=True)
+            cols = tensors.cols.to(loaded.device, non_blocking=True)
             doc_ids = torch.tensor([b.doc_id for b in batch for _ in b.positions], dtype=torch.int64)
-            positions = tensors["cols"].to(torch.int32)
-            token_ids = tensors["token_ids"]
+            positions = tensors.cols.to(torch.int32)
+            token_ids = tensors.token_ids
             docs = [DocRecord(b.doc_id, b.token_ids, b.text, b.source) for b in batch]
             before = min(w.rows_accepted for w in writers)
             for hp, w in zip(hookpoints, writers):

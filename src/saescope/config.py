@@ -146,6 +146,11 @@ class CorpusSettings:
         require(self.substring != "", "--substring must not be empty")
 
 
+def corpus_of(cfg: CorpusSettings) -> CorpusSettings:
+    """Only the corpus settings of a stage's config (stage configs inherit them)."""
+    return CorpusSettings(**{f.name: getattr(cfg, f.name) for f in fields(CorpusSettings)})
+
+
 @dataclass(frozen=True)
 class CaptureConfig(ModelSettings, CorpusSettings):
     """`saescope capture`: run a model over a corpus and store activations at hookpoints."""
@@ -437,5 +442,6 @@ __all__ = [
     "EvalConfig",
     "ModelSettings",
     "TrainConfig",
+    "corpus_of",
     "to_jsonable",
 ]

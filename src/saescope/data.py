@@ -24,6 +24,8 @@ substring — the tokens covering its occurrences (its last token, or all of the
 `numpy.random.default_rng([seed, doc_id])`, so a resumed capture picks the same ones. An input
 left with no positions is not yielded, but still consumes its `doc_id`.
 
+`batched` and `collate` group inputs into padded tensors for a forward pass.
+
 This module knows nothing about models, hooks or activation stores.
 """
 
@@ -39,9 +41,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from .config import CorpusSettings
 from .errors import SaescopeError
@@ -646,3 +650,58 @@ __all__ = [
     "sample_positions",
     "spans_by_decoding",
 ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# batches of model inputs
+
+
+class InputBatch(NamedTuple):
+    """Model inputs padded into one batch, and where their stored positions are."""
+
+    input_ids: Tensor
+    """[B, T] right-padded token ids (on the model's device)."""
+    attention_mask: Tensor
+    """[B, T] 1 for real tokens (on the model's device)."""
+    rows: Tensor
+    """[n] batch row of every stored position (CPU)."""
+    cols: Tensor
+    """[n] its position in the row (CPU)."""
+    token_ids: Tensor
+    """[n] its token id (int32, CPU)."""
+
+
+def batched(inputs: Iterable[ModelInput], size: int) -> Iterator[list[ModelInput]]:
+    """Consecutive lists of `size` inputs (the last may be shorter)."""
+    batch: list[ModelInput] = []
+    for item in inputs:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def collate(batch: Sequence[ModelInput], pad_id: int, device: torch.device) -> InputBatch:
+    """Right-pad `batch` into tensors; the positions to store stay on the CPU (reading them back from
+    the GPU would wait for the forward pass)."""
+    width = max(len(b.token_ids) for b in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    row_list: list[int] = []
+    col_list: list[int] = []
+    for r, b in enumerate(batch):
+        ids[r, : len(b.token_ids)] = torch.tensor(b.token_ids, dtype=torch.long)
+        mask[r, : len(b.token_ids)] = 1
+        row_list.extend([r] * len(b.positions))
+        col_list.extend(b.positions)
+    rows = torch.tensor(row_list, dtype=torch.long)
+    cols = torch.tensor(col_list, dtype=torch.long)
+    return InputBatch(
+        ids.to(device, non_blocking=True),
+        mask.to(device, non_blocking=True),
+        rows,
+        cols,
+        ids[rows, cols].to(torch.int32),
+    )

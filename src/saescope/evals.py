@@ -36,7 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .config import CorpusSettings, EvalConfig, ModelSettings, to_jsonable
-from .data import ModelInput, iter_model_inputs
+from .data import ModelInput, collate, iter_model_inputs
 from .errors import SaescopeError
 from .hooks import collect_activations, patch_activations
 from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
@@ -111,16 +111,12 @@ class Batch(NamedTuple):
 
 
 def make_batch(inputs: Sequence[ModelInput], pad_id: int, device: torch.device) -> Batch:
-    width = max(len(i.token_ids) for i in inputs)
-    ids = torch.full((len(inputs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    sae_mask = torch.zeros_like(ids, dtype=torch.bool)
-    for r, i in enumerate(inputs):
-        ids[r, : len(i.token_ids)] = torch.tensor(i.token_ids)
-        mask[r, : len(i.token_ids)] = 1
-        sae_mask[r, i.positions] = True
-    score = sae_mask[:, :-1] & mask[:, 1:].bool()
-    return Batch(ids.to(device), mask.to(device), sae_mask.to(device), score.to(device))
+    padded = collate(inputs, pad_id, device)
+    sae_mask = torch.zeros(padded.input_ids.shape, dtype=torch.bool)
+    sae_mask[padded.rows, padded.cols] = True
+    sae_mask = sae_mask.to(device)
+    score = sae_mask[:, :-1] & padded.attention_mask[:, 1:].bool()
+    return Batch(padded.input_ids, padded.attention_mask, sae_mask, score)
 
 
 def next_token_losses(

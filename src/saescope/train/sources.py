@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import CorpusSettings, ModelSettings, TrainConfig, to_jsonable
+from ..config import ModelSettings, TrainConfig, corpus_of, to_jsonable
 from ..distributed import DistInfo
 from ..errors import ConfigError
 
@@ -122,61 +122,32 @@ class ModelSource:
             hookpoint=self.hookpoint.name,
             hookpoint_alias=self.hookpoint.alias,
             d_in=probe.shape[-1],
-            details={"on_the_fly": True, "corpus": to_jsonable(self._corpus())},
+            details={"on_the_fly": True, "corpus": to_jsonable(corpus_of(self.cfg))},
         )
 
     mean_squared_norm = None
 
-    def _corpus(self) -> CorpusSettings:
-        c = self.cfg
-        return CorpusSettings(
-            dataset=c.dataset,
-            split=c.split,
-            text_field=c.text_field,
-            unit=c.unit,
-            context_len=c.context_len,
-            prepend_bos=c.prepend_bos,
-            include_bos=c.include_bos,
-            sample_fraction=c.sample_fraction,
-            substring=c.substring,
-            substring_field=c.substring_field,
-            substring_positions=c.substring_positions,
-            seed=c.seed,
-        )
-
     def _rows(self, start_doc: int) -> Iterator[Tensor]:
         """Activation rows of this rank's model inputs, in corpus order, from `start_doc` on."""
-        from ..data import iter_model_inputs
+        from ..data import batched, collate, iter_model_inputs
 
         model, tok = self.loaded.model, self.loaded.tokenizer
         inputs = (
             i
-            for i in iter_model_inputs(self._corpus(), tok, start=start_doc)
+            for i in iter_model_inputs(corpus_of(self.cfg), tok, start=start_doc)
             if i.doc_id % self.dist.world_size == self.dist.rank
         )
-        batch_size = 16
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         with self._collect(model, [self.hookpoint]) as collector:
-            while True:
-                batch = [b for _, b in zip(range(batch_size), inputs)]
-                if not batch:
-                    return
-                width = max(len(b.token_ids) for b in batch)
-                ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                rows, cols = [], []
-                for r, b in enumerate(batch):
-                    ids[r, : len(b.token_ids)] = torch.tensor(b.token_ids)
-                    mask[r, : len(b.token_ids)] = 1
-                    rows += [r] * len(b.positions)
-                    cols += b.positions
-                dev = self.loaded.device
+            for batch in batched(inputs, 16):
+                b = collate(batch, pad, self.loaded.device)
                 # Grad mode is thread state: held across the `yield`, it would switch autograd off in
                 # the training step that consumes these rows.
                 with torch.no_grad():
-                    out = collector.run(input_ids=ids.to(dev), attention_mask=mask.to(dev))
-                    acts = out[self.hookpoint.name]
-                    chunk = acts[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)].float()
+                    acts = collector.run(input_ids=b.input_ids, attention_mask=b.attention_mask)[
+                        self.hookpoint.name
+                    ]
+                    chunk = acts[b.rows.to(acts.device), b.cols.to(acts.device)].float()
                 self.next_doc = batch[-1].doc_id + 1
                 yield chunk
 
