@@ -139,10 +139,10 @@ def cpu_throughput(store: Path, tmp: Path, steps: int) -> None:
             )
 
 
-def aux_quality(store: Path, tmp: Path, tokens: int, dead_tokens: int) -> None:
+def aux_quality(store: Path, tmp: Path, tokens: int, dead_tokens: int, latents: int, k: int) -> None:
     print(
-        f"\n2. TopK with and without aux-k on real activations ({store}): {tokens:,} tokens, batch 2048, "
-        f"dead after {dead_tokens:,} tokens",
+        f"\n2. TopK ({latents} latents, k {k}) with and without aux-k on real activations ({store}):"
+        f" {tokens:,} tokens, batch 2048, dead after {dead_tokens:,} tokens",
         flush=True,
     )
     print(f"| {'aux-k':18} | {'FVU':>7} | {'dead %':>7} | {'L0':>5} |")
@@ -156,9 +156,9 @@ def aux_quality(store: Path, tmp: Path, tokens: int, dead_tokens: int) -> None:
             "--arch",
             "topk",
             "--latents",
-            "4608",
+            str(latents),
             "--k",
-            "32",
+            str(k),
             "--batch-size",
             "2048",
             "--tokens",
@@ -237,7 +237,9 @@ def main() -> None:
     p.add_argument("--acts", type=Path, default=Path("runs/demo/acts"), help="a store of real activations")
     p.add_argument("--steps", type=int, default=12, help="steps per CPU throughput run")
     p.add_argument("--aux-tokens", type=int, default=400_000)
-    p.add_argument("--dead-tokens", type=int, default=50_000)
+    p.add_argument("--dead-tokens", type=int, default=20_000)
+    p.add_argument("--aux-latents", type=int, default=18432, help="wide enough (32x) for latents to die")
+    p.add_argument("--aux-k", type=int, default=16)
     p.add_argument("--gpu-quality", action="store_true")
     p.add_argument("--gpu-tokens", type=int, default=400_000)
     p.add_argument("--skip-throughput", action="store_true")
@@ -250,7 +252,7 @@ def main() -> None:
         if not args.skip_throughput:
             cpu_throughput(synthetic_store(tmp / "synthetic", 4096 * (args.steps + 1), 576), tmp, args.steps)
         if (args.acts / "manifest.json").exists():
-            aux_quality(args.acts, tmp, args.aux_tokens, args.dead_tokens)
+            aux_quality(args.acts, tmp, args.aux_tokens, args.dead_tokens, args.aux_latents, args.aux_k)
         else:
             print(f"\n2. skipped: no store at {args.acts} (run `make demo` or pass --acts)")
 

@@ -80,7 +80,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Se
     """One option per field of `cls` (see module docstring)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
+    # The stage's own options first (model, hookpoint, out, …), then the shared model/corpus ones.
+    own = set(cls.__dict__.get("__annotations__", {}))
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         if f.name in skip:
             continue
         tp, optional = _unwrap_optional(hints[f.name])

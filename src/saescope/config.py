@@ -152,7 +152,7 @@ def corpus_of(cfg: CorpusSettings) -> CorpusSettings:
 
 
 @dataclass(frozen=True)
-class CaptureConfig(ModelSettings, CorpusSettings):
+class CaptureConfig(CorpusSettings, ModelSettings):
     """`saescope capture`: run a model over a corpus and store activations at hookpoints."""
 
     hookpoints: tuple[str, ...] = field(
@@ -185,7 +185,7 @@ class CaptureConfig(ModelSettings, CorpusSettings):
 
 
 @dataclass(frozen=True)
-class TrainConfig(ModelSettings, CorpusSettings):
+class TrainConfig(CorpusSettings, ModelSettings):
     """`saescope train`: train one or several SAEs from an activation store or on the fly."""
 
     acts: Path | None = None

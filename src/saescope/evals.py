@@ -119,17 +119,34 @@ def make_batch(inputs: Sequence[ModelInput], pad_id: int, device: torch.device) 
     return Batch(padded.input_ids, padded.attention_mask, sae_mask, score)
 
 
+class CleanDistribution(NamedTuple):
+    """The clean model's next-token distribution, kept for the KL of the other passes."""
+
+    probs: Tensor
+    """[B, T-1, V] probabilities."""
+    neg_entropy: Tensor
+    """[B, T-1] Σ_v p log p."""
+
+
 def next_token_losses(
-    logits: Tensor, batch: Batch, clean_logprobs: Tensor | None
-) -> tuple[float, float | None, Tensor]:
-    """(summed CE, summed KL(clean ‖ this) or None, log-probs) at the scored positions."""
-    logprobs = logits[:, :-1][batch.score_mask].float().log_softmax(-1)
-    targets = batch.input_ids[:, 1:][batch.score_mask]
-    ce = float(-logprobs.gather(-1, targets[:, None]).sum())
+    logits: Tensor, batch: Batch, clean: CleanDistribution | None
+) -> tuple[float, float | None, CleanDistribution]:
+    """(summed CE, summed KL(clean ‖ this) or None, this distribution) over the scored predictions.
+
+    Works on whole [B, T-1, V] tensors and masks per-position values (no gathered copy of the
+    logits); KL(p ‖ q) = Σ p log p − Σ p log q, with the first term computed once per batch.
+    """
+    mask = batch.score_mask  # torch.where, not a product: padded positions may hold NaN logits
+    logprobs = logits[:, :-1].float().log_softmax(-1)
+    targets = batch.input_ids[:, 1:, None]
+    ce = float(-torch.where(mask, logprobs.gather(-1, targets).squeeze(-1), 0.0).sum())
     kl = None
-    if clean_logprobs is not None:
-        kl = float((clean_logprobs.exp() * (clean_logprobs - logprobs)).sum())
-    return ce, kl, logprobs
+    if clean is not None:
+        per_position = clean.neg_entropy - torch.linalg.vecdot(clean.probs, logprobs)
+        kl = float(torch.where(mask, per_position, 0.0).sum())
+        return ce, kl, clean
+    probs = logprobs.exp()
+    return ce, kl, CleanDistribution(probs, torch.linalg.vecdot(probs, logprobs))
 
 
 def splice(
@@ -170,13 +187,13 @@ def downstream_pass(
     """Clean, SAE-spliced, zero- and mean-ablated forward passes; CE and KL at the scored positions."""
     model = loaded.model
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "use_cache": False}
-    ce, _, clean_lp = next_token_losses(model(**inputs).logits, batch, None)
+    ce, _, clean = next_token_losses(model(**inputs).logits, batch, None)
     sums.add_loss("clean", ce, None)
     sums.scored += int(batch.score_mask.sum())
     for name in ("sae", "zero", "mean"):
         with patch_activations(model, hp, splice(sae, batch.sae_mask, name, mean)):
             logits = model(**inputs).logits
-        ce, kl, _ = next_token_losses(logits, batch, clean_lp)
+        ce, kl, _ = next_token_losses(logits, batch, clean)
         sums.add_loss(name, ce, kl)
 
 

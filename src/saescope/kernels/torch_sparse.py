@@ -6,7 +6,9 @@ A TopK SAE step touches N·k latents, not N·d_sae. These Functions keep it that
   non-zeros, done as a sparse (latent-major CSR) × dense product; no dense G is ever built;
 - decoder forward: embedding_bag over the active decoder rows;
 - decoder backward: d latent_acts = (grad · W_decᵀ) sampled at the active positions only
-  (`torch.sparse.sampled_addmm`), dW_dec = Aᵀ·grad as a sparse × dense product.
+  (`torch.sparse.sampled_addmm`), dW_dec = Aᵀ·grad as a sparse × dense product;
+- when a batch has so many active latents per row that dense products are faster (DENSE_RATIO),
+  the same gradients are computed through a dense [N, d_sae] matrix.
 
 Gradients of weights are computed in float32 whatever the forward ran in.
 """
@@ -56,6 +58,22 @@ def sampled_rows_dot(a: Tensor, B: Tensor, latent_indices: Tensor) -> Tensor:
     return torch.bmm(B[latent_indices], a.unsqueeze(-1)).squeeze(-1)
 
 
+# With K active slots out of d_sae, the sparse products cost ~N·K·d_in but run far below the dense
+# GEMM's FLOP rate: once K reaches d_sae / DENSE_RATIO (early ReLU/JumpReLU training has thousands
+# of active latents per row) the dense [N, d_sae] products are faster (benchmarks/train.py).
+DENSE_RATIO = 16
+
+
+def dense_is_cheaper(k: int, d_sae: int) -> bool:
+    return k * DENSE_RATIO >= d_sae
+
+
+def scatter_dense(latent_indices: Tensor, values: Tensor, d_sae: int) -> Tensor:
+    """The dense [N, d_sae] matrix with `values` at `latent_indices` (repeated ids add up)."""
+    out = torch.zeros(latent_indices.shape[0], d_sae, dtype=values.dtype, device=values.device)
+    return out.scatter_add_(1, latent_indices, values)
+
+
 class SparseEncodeFn(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -78,16 +96,21 @@ class SparseEncodeFn(torch.autograd.Function):
         if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
             grad_b_enc = torch.zeros(d_sae, dtype=torch.float32, device=g.device)
             grad_b_enc.index_add_(0, latent_indices.reshape(-1), g.reshape(-1))
+        dense = scatter_dense(latent_indices, g, d_sae) if dense_is_cheaper(g.shape[1], d_sae) else None
         if ctx.needs_input_grad[1]:
             # Latent-major [d_sae, d_in], returned transposed to match W_enc's storage.
-            grad_W_enc = (latent_major(latent_indices, g, d_sae) @ centered.float()).t()
+            rows = latent_major(latent_indices, g, d_sae) if dense is None else dense.t()
+            grad_W_enc = (rows @ centered.float()).t()
         if ctx.needs_input_grad[3]:
             assert grad_b_enc is not None
             grad_b_dec = -(W_enc.float() @ grad_b_enc)
         if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.functional.embedding_bag(
-                latent_indices, W_enc.t().float(), per_sample_weights=g, mode="sum"
-            ).to(centered.dtype)
+            if dense is not None:
+                grad_x = (dense @ W_enc.t().float()).to(centered.dtype)
+            else:
+                grad_x = torch.nn.functional.embedding_bag(
+                    latent_indices, W_enc.t().float(), per_sample_weights=g, mode="sum"
+                ).to(centered.dtype)
         return (
             grad_x,
             None if grad_W_enc is None else grad_W_enc.to(W_enc.dtype),
@@ -103,6 +126,8 @@ class SparseDecodeFn(torch.autograd.Function):
         weights = latent_acts.to(W_dec.dtype)
         ctx.save_for_backward(weights, latent_indices, W_dec)
         ctx.acts_dtype = latent_acts.dtype
+        if dense_is_cheaper(latent_indices.shape[1], W_dec.shape[0]):
+            return scatter_dense(latent_indices, weights, W_dec.shape[0]) @ W_dec
         return torch.nn.functional.embedding_bag(
             latent_indices, W_dec, per_sample_weights=weights, mode="sum"
         )
@@ -111,11 +136,20 @@ class SparseDecodeFn(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor):  # type: ignore[override]
         weights, latent_indices, W_dec = ctx.saved_tensors
         g = grad_out.float()
+        d_sae = W_dec.shape[0]
+        dense = dense_is_cheaper(latent_indices.shape[1], d_sae)
         grad_acts = grad_W_dec = None
         if ctx.needs_input_grad[0]:
-            grad_acts = sampled_rows_dot(g, W_dec.float(), latent_indices).to(ctx.acts_dtype)
+            if dense:
+                grad_acts = (g @ W_dec.float().t()).gather(1, latent_indices).to(ctx.acts_dtype)
+            else:
+                grad_acts = sampled_rows_dot(g, W_dec.float(), latent_indices).to(ctx.acts_dtype)
         if ctx.needs_input_grad[2]:
-            grad_W_dec = (latent_major(latent_indices, weights.float(), W_dec.shape[0]) @ g).to(W_dec.dtype)
+            if dense:
+                rows = scatter_dense(latent_indices, weights.float(), d_sae).t()
+            else:
+                rows = latent_major(latent_indices, weights.float(), d_sae)
+            grad_W_dec = (rows @ g).to(W_dec.dtype)
         return grad_acts, None, grad_W_dec
 
 
