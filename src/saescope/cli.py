@@ -81,7 +81,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: Se
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     # The stage's own options first (model, hookpoint, out, …), then the shared model/corpus ones.
-    own = set(cls.__dict__.get("__annotations__", {}))
+    own = set(inspect.get_annotations(cls))
     for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         if f.name in skip:
             continue
