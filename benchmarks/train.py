@@ -139,9 +139,11 @@ def cpu_throughput(store: Path, tmp: Path, steps: int) -> None:
             )
 
 
-def aux_quality(store: Path, tmp: Path, tokens: int, dead_tokens: int, latents: int, k: int) -> None:
+def aux_quality(
+    store: Path, tmp: Path, tokens: int, dead_tokens: int, latents: int, k: int, lr: float
+) -> None:
     print(
-        f"\n2. TopK ({latents} latents, k {k}) with and without aux-k on real activations ({store}):"
+        f"\n2. TopK ({latents} latents, k {k}, lr {lr}) with and without aux-k on real activations ({store}):"
         f" {tokens:,} tokens, batch 2048, dead after {dead_tokens:,} tokens",
         flush=True,
     )
@@ -165,6 +167,8 @@ def aux_quality(store: Path, tmp: Path, tokens: int, dead_tokens: int, latents: 
             str(tokens),
             "--dead-tokens",
             str(dead_tokens),
+            "--lr",
+            str(lr),
             "--checkpoint-every",
             "0",
             "--device",
@@ -236,10 +240,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--acts", type=Path, default=Path("runs/demo/acts"), help="a store of real activations")
     p.add_argument("--steps", type=int, default=12, help="steps per CPU throughput run")
-    p.add_argument("--aux-tokens", type=int, default=400_000)
-    p.add_argument("--dead-tokens", type=int, default=20_000)
-    p.add_argument("--aux-latents", type=int, default=18432, help="wide enough (32x) for latents to die")
-    p.add_argument("--aux-k", type=int, default=16)
+    # A latent counts as dead after --dead-tokens without firing: keep that window long against a
+    # latent's natural firing interval, or rare latents count as dead (and aux-k then pulls them
+    # towards the residual of all tokens). A high lr makes some latents die within the budget.
+    p.add_argument("--aux-tokens", type=int, default=1_200_000)
+    p.add_argument("--dead-tokens", type=int, default=100_000)
+    p.add_argument("--aux-latents", type=int, default=4608)
+    p.add_argument("--aux-k", type=int, default=32)
+    p.add_argument("--aux-lr", type=float, default=3e-3)
     p.add_argument("--gpu-quality", action="store_true")
     p.add_argument("--gpu-tokens", type=int, default=400_000)
     p.add_argument("--skip-throughput", action="store_true")
@@ -252,7 +260,9 @@ def main() -> None:
         if not args.skip_throughput:
             cpu_throughput(synthetic_store(tmp / "synthetic", 4096 * (args.steps + 1), 576), tmp, args.steps)
         if (args.acts / "manifest.json").exists():
-            aux_quality(args.acts, tmp, args.aux_tokens, args.dead_tokens, args.aux_latents, args.aux_k)
+            aux_quality(
+                args.acts, tmp, args.aux_tokens, args.dead_tokens, args.aux_latents, args.aux_k, args.aux_lr
+            )
         else:
             print(f"\n2. skipped: no store at {args.acts} (run `make demo` or pass --acts)")
 

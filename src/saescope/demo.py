@@ -81,6 +81,7 @@ def demo(cfg: DemoConfig) -> DemoResult:
                 latents=(cfg.latents,),
                 k=(cfg.k,),
                 epochs=cfg.epochs,
+                lr=cfg.lr,
                 batch_size=2048,
                 dead_tokens=max(cfg.tokens // 4, 4096),
                 checkpoint_every=100,
