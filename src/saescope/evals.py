@@ -461,45 +461,34 @@ def plot_frontier(evals: Sequence[SAEEval], out: Path) -> Path:
 
 
 def format_table(result: EvalResult) -> str:
-    """One screen: a row per SAE."""
-    cols = [
-        ("SAE", 18),
-        ("arch", 8),
-        ("latents", 8),
-        ("L0", 7),
-        ("FVU", 7),
-        ("cos", 6),
-        ("dead%", 6),
-        ("dense", 6),
-        ("CE clean", 9),
-        ("CE sae", 8),
-        ("ΔCE", 7),
-        ("rec0", 6),
-        ("recμ", 6),
-        ("KL", 7),
-    ]
-    lines = ["  ".join(name.rjust(w) for name, w in cols)]
+    """One screen: a row per SAE, each column as wide as its widest entry."""
+    header = ["SAE", "arch", "latents", "L0", "FVU", "cos", "dead%", "dense"]
+    header += ["CE clean", "CE sae", "ΔCE", "rec0", "recμ", "KL"]
+    nan = float("nan")
+    rows = []
     for e in result.evals:
         m = e.metrics
         r, s, d = m["reconstruction"], m["sparsity"], m.get("downstream", {})
-        nan = float("nan")
-        vals = [
-            e.path.name[-18:],
-            m["sae"]["architecture"],
-            str(m["sae"]["d_sae"]),
-            f"{s['l0_mean']:.1f}",
-            f"{r['fvu']:.4f}",
-            f"{r['cosine_similarity']:.3f}",
-            f"{100 * s['dead_fraction']:.1f}",
-            str(s["dense_latents"]),
-            f"{d.get('ce_clean', nan):.4f}",
-            f"{d.get('ce_spliced', nan):.4f}",
-            f"{d.get('delta_ce', nan):.4f}",
-            f"{d.get('ce_loss_recovered_zero', nan):.3f}",
-            f"{d.get('ce_loss_recovered_mean', nan):.3f}",
-            f"{d.get('kl_spliced', nan):.4f}",
-        ]
-        lines.append("  ".join(v.rjust(w) for v, (_, w) in zip(vals, cols)))
+        rows.append(
+            [
+                e.path.name,
+                m["sae"]["architecture"],
+                str(m["sae"]["d_sae"]),
+                f"{s['l0_mean']:.1f}",
+                f"{r['fvu']:.4f}",
+                f"{r['cosine_similarity']:.3f}",
+                f"{100 * s['dead_fraction']:.1f}",
+                str(s["dense_latents"]),
+                f"{d.get('ce_clean', nan):.4f}",
+                f"{d.get('ce_spliced', nan):.4f}",
+                f"{d.get('delta_ce', nan):.4f}",
+                f"{d.get('ce_loss_recovered_zero', nan):.3f}",
+                f"{d.get('ce_loss_recovered_mean', nan):.3f}",
+                f"{d.get('kl_spliced', nan):.4f}",
+            ]
+        )
+    widths = [max(len(v) for v in column) for column in zip(header, *rows)]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in [header, *rows]]
     lines.append(
         f"({result.evals[0].metrics['tokens']:,} tokens per SAE; rec0/recμ: CE loss recovered against "
         "zero/mean ablation; KL: clean ‖ spliced, nats/token)"
