@@ -5,17 +5,21 @@ CPU (default), at the demo's shape (d_in 576, 4608 latents, k 32, batch 4096):
      `torch` kernels (the CPU fast path) beside the plain-torch dense `reference`;
   2. quality on real activations: FVU and dead fraction after a fixed token budget for TopK with
      and without the aux-k loss (needs a store of real activations: --acts, e.g. runs/demo/acts).
+GPU (--gpu-loop): whole `saescope train` runs at the ANCHORS shape (d_in 2048, 65,536 latents, k 64,
+  batch 8192) from a synthetic store, the Triton kernels beside the plain-torch reference.
 GPU (--gpu-quality --acts STORE): TopK trained by `saescope train` with the Triton kernels and with
   the plain-torch reference (both bf16 autocast) on the same real activations and token budget;
   FVU of both SAEs on the same rows. (Training-step throughput on GPU: benchmarks/train_step_gpu.py.)
 
 Each run is a separate `python -m saescope train` process; its tokens/s is what the trainer
-reports (the training loop, without start-up), its memory the process's peak RSS.
+reports (the training loop after its first step, which pays compilation and autotuning; no start-up),
+its memory the process's peak RSS (and peak GPU memory on CUDA).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -34,6 +38,9 @@ RUNNER = (
     "    runpy.run_module('saescope', run_name='__main__')\n"
     "finally:\n"
     "    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "    import torch\n"
+    "    if torch.cuda.is_initialized():\n"
+    "        print('MAXGPU_B', torch.cuda.max_memory_allocated(), file=sys.stderr)\n"
 )
 
 
@@ -50,7 +57,9 @@ def run_train(args: list[str]) -> dict[str, float]:
     rss = re.search(r"MAXRSS_KB (\d+)", proc.stderr)
     if not m or not rss:
         raise SystemExit(f"cannot parse: {line!r}")
+    gpu = re.search(r"MAXGPU_B (\d+)", proc.stderr)
     return {
+        "gpu_gb": int(gpu.group(1)) / 2**30 if gpu else 0.0,
         "fvu": float(m.group(1)),
         "l0": float(m.group(2)),
         "dead": float(m.group(3)) / 100,
@@ -236,6 +245,41 @@ def gpu_quality(store: Path, tmp: Path, tokens: int) -> None:
     print(json.dumps(results))
 
 
+def window_rates(sae_folder: Path) -> list[float]:
+    """tokens/s of each logging window of a run, from its metrics.csv."""
+    with open(sae_folder / "metrics.csv") as f:
+        return [float(row["tokens_per_s"]) for row in csv.DictReader(f)]
+
+
+def gpu_loop(tmp: Path, steps: int) -> None:
+    """Whole `saescope train` runs at the ANCHORS shape on a synthetic 1 GiB store."""
+    d, n, k, batch = 2048, 65536, 64, 8192
+    store = synthetic_store(tmp / "gpu-loop-store", 32 * batch, d)
+    print(
+        f"\nGPU: {torch.cuda.get_device_name()}; whole `saescope train`, TopK d_in {d}, {n:,} latents,"
+        f" k {k}, batch {batch}, {steps} steps from a store ({32 * batch:,} rows); tok/s after the"
+        " first step, as the trainer reports it",
+        flush=True,
+    )
+    print(f"| {'kernel':9} | {'tok/s':>9} | {'peak GPU GiB':>12} | {'speed-up':>8} |")
+    print(f"|{'-' * 11}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
+    res, windows = {}, {}
+    for kernel in ("reference", "triton"):
+        res[kernel] = r = run_train(
+            [
+                *("--acts", str(store), "--out", str(tmp / f"loop-{kernel}"), "--arch", "topk"),
+                *("--latents", str(n), "--k", str(k), "--batch-size", str(batch)),
+                *("--tokens", str(steps * batch), "--kernel", kernel, "--checkpoint-every", "0"),
+                *("--log-every", "50", "--device", "cuda"),
+            ]
+        )
+        speed = r["tok_s"] / res["reference"]["tok_s"]
+        print(f"| {kernel:9} | {r['tok_s']:9,.0f} | {r['gpu_gb']:12.2f} | {speed:7.2f}x |", flush=True)
+        windows[kernel] = window_rates(tmp / f"loop-{kernel}")
+    for kernel, rates in windows.items():
+        print(f"  {kernel} tok/s per 50-step window: {', '.join(f'{r:,.0f}' for r in rates)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--acts", type=Path, default=Path("runs/demo/acts"), help="a store of real activations")
@@ -250,12 +294,17 @@ def main() -> None:
     p.add_argument("--aux-lr", type=float, default=3e-3)
     p.add_argument("--gpu-quality", action="store_true")
     p.add_argument("--gpu-tokens", type=int, default=400_000)
+    p.add_argument("--gpu-loop", action="store_true", help="whole-train throughput at the ANCHORS shape")
+    p.add_argument("--gpu-loop-steps", type=int, default=300)
     p.add_argument("--skip-throughput", action="store_true")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="saescope-bench-") as t:
         tmp = Path(t)
-        if args.gpu_quality:
-            gpu_quality(args.acts, tmp, args.gpu_tokens)
+        if args.gpu_quality or args.gpu_loop:
+            if args.gpu_quality:
+                gpu_quality(args.acts, tmp, args.gpu_tokens)
+            if args.gpu_loop:
+                gpu_loop(tmp, args.gpu_loop_steps)
             return
         if not args.skip_throughput:
             cpu_throughput(synthetic_store(tmp / "synthetic", 4096 * (args.steps + 1), 576), tmp, args.steps)

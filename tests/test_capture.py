@@ -24,6 +24,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
+import saescope.capture
 import saescope.store.writer
 from builders import save_tiny_model, tiny_tokenizer
 from saescope import cli
@@ -310,6 +311,28 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_capture(
     assert len(pairs) == 10_000
     ids = sorted(set(rows.doc_ids.tolist()))
     assert [d.text for d in store.docs(ids)] == [d.text for d in ActivationStore(direct).docs(ids)]
+
+
+def test_the_last_forward_runs_only_over_the_inputs_it_stores(
+    tmp_path: Path, tiny_model_dir: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A capture of 40 rows with a batch of 8 windows (~31 rows each) runs two windows through the
+    model, not eight; every window that went through the model has rows in the store."""
+    seen: list[int] = []
+    real = saescope.capture.collate
+
+    def spy(batch: Any, pad_id: int, device: torch.device) -> Any:
+        seen.append(len(batch))
+        return real(batch, pad_id, device)
+
+    monkeypatch.setattr(saescope.capture, "collate", spy)
+    capture(settings(tiny_model_dir, corpus, tmp_path / "small", tokens=40, batch_size=8))
+    assert seen == [2]
+    capture(settings(tiny_model_dir, corpus, tmp_path / "big", tokens=300, batch_size=8))
+    assert seen[1] == 8 and seen[2] < 8
+    (_, small), (_, big) = all_rows(tmp_path / "small"), all_rows(tmp_path / "big")
+    assert len(set(big.doc_ids.tolist())) == seen[1] + seen[2]
+    assert torch.equal(small.activations, big.activations[:40])
 
 
 def test_more_tokens_extend_the_store(tmp_path: Path, tiny_model_dir: Path, corpus: Path) -> None:

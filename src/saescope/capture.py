@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .config import CaptureConfig, corpus_of, to_jsonable
-from .data import BUILTIN, batched, collate, iter_model_inputs
+from .data import BUILTIN, ModelInput, batched, collate, iter_model_inputs
 from .errors import ConfigError, StoreError
 from .hooks import collect_activations
 from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
@@ -164,6 +164,17 @@ def capture(cfg: CaptureConfig) -> CaptureResult:
     return CaptureResult(summaries, stored)
 
 
+def enough_inputs(batch: list[ModelInput], rows_wanted: int) -> list[ModelInput]:
+    """The shortest prefix of `batch` that yields `rows_wanted` rows (all of it if it yields fewer):
+    the last batch of a capture runs the forward pass only over the inputs it stores."""
+    have = 0
+    for n, item in enumerate(batch, 1):
+        have += len(item.positions)
+        if have >= rows_wanted:
+            return batch[:n]
+    return batch
+
+
 def run_capture(
     cfg: CaptureConfig,
     loaded: LoadedModel,
@@ -198,7 +209,8 @@ def run_capture(
     t0, stored = time.perf_counter(), 0
     # the bar closes before an error is reported, so the error line is not glued to it
     with bar, collect_activations(loaded.model, hookpoints) as collector, torch.inference_mode():
-        for batch in batched(inputs, cfg.batch_size):
+        for full_batch in batched(inputs, cfg.batch_size):
+            batch = enough_inputs(full_batch, target - min(w.rows_accepted for w in writers))
             tensors = collate(batch, pad_id, loaded.device)
             acts = collector.run(input_ids=tensors.input_ids, attention_mask=tensors.attention_mask)
             rows = tensors.rows.to(loaded.device, non_blocking=True)

@@ -73,6 +73,50 @@ def test_latent_rows_sums_and_dots(y_dtype: torch.dtype, rows: int, k: int, n: i
     assert_close(res.dots, expected_dots, TOL[y_dtype])
 
 
+@pytest.mark.parametrize("segment", (1, 2, 3, 4, 64))
+def test_long_latents_are_summed_in_segments(segment: int) -> None:
+    """Latents 0-2 are in every row (dense latents, split into segments when rows > segment);
+    rows, sums and dots equal the dense products whatever the split, and repeat bit for bit."""
+    rows, k, n, d = 11, 5, 19, 21
+    ids = torch.stack([torch.cat([torch.arange(3), torch.randperm(n - 3)[: k - 3] + 3]) for _ in range(rows)])
+    ids = ids[:, torch.randperm(k)].to(DEVICE)
+    coef = torch.randn(rows, k, device=DEVICE)
+    Y = torch.randn(rows, d, device=DEVICE)
+    W = torch.randn(n, d, device=DEVICE)
+    plan = latent_plan(ids, n, segment=segment)
+
+    def run() -> triton_sparse.LatentRows:
+        return latent_rows(
+            plan,
+            coef,
+            Y,
+            torch.float32,
+            with_sums=True,
+            W=W,
+            config=SMALL,
+            out=poisoned((n, d), torch.float32),
+        )
+
+    res = run()
+    codes = dense_codes(coef, ids, n)
+    assert_close(res.rows, codes.t() @ Y.double(), 1e-5)
+    assert res.coef_sums is not None and res.dots is not None
+    assert_close(res.coef_sums, codes.sum(0), 1e-6)
+    assert_close(res.dots, torch.einsum("bd,bkd->bk", Y.double(), W.double()[ids]), 1e-5)
+    again = run()
+    assert torch.equal(again.rows, res.rows) and torch.equal(again.coef_sums, res.coef_sums)
+
+
+def test_plan_segments_cover_each_long_latent() -> None:
+    ids = torch.tensor([[0, 2], [0, 1], [0, 2], [0, 3], [0, 2]], device=DEVICE)  # counts 5, 1, 3, 1
+    plan = latent_plan(ids, 4, segment=2)
+    assert plan.seg_end.tolist() == [3, 3, 5, 5]  # latent 0: 3 segments, latent 2: 2
+    n_bound = 2 * ids.numel() // 2 + 1
+    assert plan.seg_latent.tolist() == [0, 0, 0, 2, 2] + [4] * (n_bound - 5)
+    with pytest.raises(ValueError, match="segment"):
+        latent_plan(ids, 4, segment=0)
+
+
 def test_latent_rows_writes_zero_rows_for_silent_latents() -> None:
     ids = torch.tensor([[1, 4], [4, 6]], device=DEVICE)
     res = latent_rows(

@@ -8,7 +8,13 @@ import torch
 pytest.importorskip("triton")
 
 from saescope.errors import ConfigError
-from saescope.kernels.triton_topk import TopKConfig, candidate_capacity, select_rows, topk_indices
+from saescope.kernels.triton_topk import (
+    TopKConfig,
+    candidate_capacity,
+    select_rows,
+    tie_offset,
+    topk_indices,
+)
 
 from .triton_env import DEVICE, INTERPRETED, poisoned
 
@@ -19,8 +25,16 @@ FRAGILE = TopKConfig(block_n=64, sample=64, oversample=1, candidates=16)
 
 
 def first_k_of_stable_sort(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The kernel's documented choice: all ids above the k-th value, then tied ids lowest first."""
-    return torch.sort(x.float(), dim=-1, descending=True, stable=True).indices[..., :k]
+    """The kernel's documented choice: all ids above the k-th value, then the tied ids from the
+    row's tie offset on, wrapping around (a stable sort of the row rotated to start there)."""
+    n = x.shape[-1]
+    rows = x.reshape(-1, n).float().cpu()
+    chosen = []
+    for r, row in enumerate(rows):
+        off = tie_offset(r, n)
+        order = torch.sort(row.roll(-off), descending=True, stable=True).indices[:k]
+        chosen.append((order + off) % n)
+    return torch.stack(chosen).reshape(*x.shape[:-1], k).to(x.device)
 
 
 def check_selection(x: torch.Tensor, k: int, ids: torch.Tensor) -> None:
@@ -55,11 +69,21 @@ def test_matches_torch_topk(dtype: torch.dtype, rows: int, n: int, k: int, confi
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ties_are_broken_by_lowest_id(dtype: torch.dtype) -> None:
+def test_ties_are_broken_from_each_rows_offset(dtype: torch.dtype) -> None:
     x = torch.randint(-3, 4, (3, 150), device=DEVICE).to(dtype)
     x[0] = 1.0  # one row entirely tied
     for k in (1, 61):
         check_selection(x, k, topk_indices(x, k, config=TopKConfig(block_n=128)))
+        check_selection(x, k, topk_indices(x, k, config=FRAGILE))  # the exact path
+
+
+def test_ties_favour_no_column() -> None:
+    """All rows entirely tied: every column is picked equally often, on both paths (lowest-id
+    tie-breaking would pick column 0 every time and bias training towards low latent ids)."""
+    x = torch.ones(256, 64, device=DEVICE, dtype=torch.bfloat16)
+    for config in (SMALL, FRAGILE):
+        picks = topk_indices(x, 1, config=config).flatten().cpu()
+        assert torch.bincount(picks, minlength=64).tolist() == [4] * 64
 
 
 def test_infinities_and_signs() -> None:
@@ -96,14 +120,16 @@ def test_masked_matches_masked_fill_reference(dtype: torch.dtype) -> None:
     )
 
 
-def test_masked_with_fewer_allowed_than_k_fills_with_lowest_disallowed_ids() -> None:
+def test_masked_with_fewer_allowed_than_k_fills_with_disallowed_ids_from_the_tie_offset() -> None:
     n = 90
     x = torch.randn(3, n, device=DEVICE)
     mask = torch.zeros(n, dtype=torch.bool, device=DEVICE)
     mask[[4, 50, 77]] = True
     ids = topk_indices(x, 6, mask=mask, config=SMALL)
-    for row in ids.cpu():
-        assert sorted(row.tolist()) == [0, 1, 2, 4, 50, 77]
+    for r, row in enumerate(ids.cpu()):
+        walk = [(tie_offset(r, n) + j) % n for j in range(n)]
+        fill = [c for c in walk if c not in (4, 50, 77)][:3]
+        assert sorted(row.tolist()) == sorted([4, 50, 77, *fill])
 
 
 def test_bad_arguments_are_config_errors() -> None:
@@ -150,14 +176,19 @@ def test_typical_rows_take_the_candidate_path(dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
 def test_rows_the_sample_misjudges_take_the_exact_path(dtype: torch.dtype) -> None:
-    n = 300  # the sample: columns 0-31 and 150-181
-    sample_cols = torch.cat([torch.arange(0, 32), torch.arange(150, 182)]).to(DEVICE)
+    n = 300  # the sample of row r: columns 0-31 and 150-181, shifted by the row's offset
+
+    def shift_sample(x: torch.Tensor, by: float) -> torch.Tensor:
+        for r in range(x.shape[0]):
+            cols = (torch.cat([torch.arange(0, 32), torch.arange(150, 182)]) + tie_offset(r, n)) % n
+            x[r, cols.to(DEVICE)] += by
+        return x
+
     x = torch.randn(4, n, device=DEVICE)
-    high = x.clone()
-    high[:, sample_cols] += 20  # threshold guess too high: fewer candidates than k
-    low = torch.randint(-3, 4, (4, n), device=DEVICE).float()  # ties, on the exact path
-    low[:, sample_cols] -= 20  # threshold guess too low: more candidates than slots
+    high = shift_sample(x.clone(), 20)  # threshold guess too high: fewer candidates than k
+    # ties, on the exact path; threshold guess too low: more candidates than slots
+    low = shift_sample(torch.randint(-3, 4, (4, n), device=DEVICE).float(), -20)
     assert paths_taken(high.to(dtype), 70, FRAGILE).all()
     assert paths_taken(low.to(dtype), 3, FRAGILE).all()
-    mixed = torch.cat([x, high]).to(dtype)  # both paths in one launch
-    assert paths_taken(mixed, 70, SMALL).tolist() == [False] * 4 + [True] * 4
+    mixed = torch.stack([x[0], high[1], x[2], high[3]]).to(dtype)  # both paths in one launch
+    assert paths_taken(mixed, 70, SMALL).tolist() == [False, True, False, True]

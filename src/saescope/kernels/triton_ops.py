@@ -66,7 +66,7 @@ def _latent_rows(
 
 
 def topk_indices(pre_acts: Tensor, k: int) -> Tensor:
-    """Ids [..., k] (int64) of the k largest entries of each row (no sort; ties: lowest id)."""
+    """Ids [..., k] (int64) of the k largest entries of each row (no sort; ties: see triton_topk)."""
 
     def fast() -> Tensor:
         from .triton_topk import topk_indices as triton_topk
@@ -83,7 +83,7 @@ def topk_indices_masked(pre_acts: Tensor, k: int, mask: Tensor) -> Tensor:
     """Ids [..., k] of the k largest entries among the columns where `mask` [n] (bool) is True.
 
     Aux-k: equals `pre_acts.masked_fill(~mask, -inf).topk(k).indices` up to ties; when fewer than k
-    columns are allowed, the rest are filled with disallowed columns (lowest ids first).
+    columns are allowed, the rest are filled with disallowed columns (from a per-row offset).
     """
 
     def fast() -> Tensor:

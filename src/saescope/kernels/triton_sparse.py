@@ -16,8 +16,12 @@ Two kernels cover every sparse product of an SAE step:
 
 The latent-major order is a `LatentPlan`: the N·K entries sorted by latent id once per step
 (`torch.sort` + `searchsorted`, no host sync), cached for the indices tensor it was made from, so
-the decoder and encoder backward of one step share it. This module knows nothing about autograd
-or SAEs.
+the decoder and encoder backward of one step share it. A latent with more than `segment` entries
+(a dense latent fires on most rows: up to N entries, where the average is N·K/n) is split into
+segments of `segment` entries that run in parallel programs and write fp32 partial rows; a second
+kernel sums each such latent's partials in a fixed order. So one dense latent does not leave the
+whole step waiting on a single program, and the result stays deterministic. This module knows
+nothing about autograd or SAEs.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ class LatentPlan(NamedTuple):
     """[n] int32 latent ids, most entries first (long lists start early; the tail stays short)."""
     k: int
     """K, the slots per row (to turn a flat position back into a row)."""
+    segment: int
+    """Latents with more entries than this are summed in segments of this many entries."""
+    seg_latent: Tensor
+    """[S] int32: the latent owning segment s (n for the unused tail of this upper bound S)."""
+    seg_end: Tensor
+    """[n] int32: one past the last segment of each latent (inclusive cumsum of segment counts)."""
+
+
+SEGMENT = 256
+"""Default segment length: 128 steps of 2 entries, as long as the longest unsplit latents."""
 
 
 class LatentRows(NamedTuple):
@@ -75,13 +89,16 @@ class LatentRows(NamedTuple):
 _plan_cache: tuple[Tensor, int, int, LatentPlan] | None = None
 
 
-def latent_plan(ids: Tensor, n: int) -> LatentPlan:
+def latent_plan(ids: Tensor, n: int, segment: int = SEGMENT) -> LatentPlan:
     """Group the entries of ids [N, K] by latent; reuses the last plan made for the same tensor."""
     global _plan_cache
+    if segment < 1:
+        raise ValueError(f"segment must be positive, got {segment}")
     if _plan_cache is not None:
         cached, version, cached_n, plan = _plan_cache
         if (
             cached_n == n
+            and plan.segment == segment
             and cached.device == ids.device
             and cached.data_ptr() == ids.data_ptr()
             and cached.shape == ids.shape
@@ -96,7 +113,14 @@ def latent_plan(ids: Tensor, n: int) -> LatentPlan:
     counts = offsets[1:] - offsets[:-1]
     schedule = torch.sort(counts, descending=True, stable=True).indices.to(torch.int32)
     order = order.to(torch.int32)
-    plan = LatentPlan(order, offsets, schedule, ids.shape[-1])
+    # Segments of the long latents. A long latent (count > segment) has ceil(count / segment) <
+    # 2·count / segment of them, so 2·N·K / segment + 1 bounds their number without a host sync.
+    n_seg = torch.where(counts > segment, (counts + segment - 1) // segment, 0)
+    seg_end = torch.cumsum(n_seg, 0, dtype=torch.int32)
+    bound = 2 * ids.numel() // segment + 1
+    seg_ids = torch.arange(bound, dtype=torch.int32, device=ids.device)
+    seg_latent = torch.searchsorted(seg_end, seg_ids, right=True, out_int32=True)
+    plan = LatentPlan(order, offsets, schedule, ids.shape[-1], segment, seg_latent, seg_end)
     _plan_cache = (ids, ids._version, n, plan)
     return plan
 
@@ -144,28 +168,50 @@ def _latent_rows_kernel(
     order_ptr,
     offsets_ptr,
     schedule_ptr,
+    seg_latent_ptr,
+    seg_end_ptr,
     out_ptr,
     stride_out,
+    part_ptr,
+    part_coef_ptr,
     coef_sum_ptr,
     w_ptr,
     stride_w,
     dots_ptr,
     K,
     d,
+    n,
     NK,
+    S,
+    SEG,
     HAS_SUMS: tl.constexpr,
     HAS_DOTS: tl.constexpr,
     BLOCK_E: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
+    # Programs [0, S) are segments of long latents (scheduled first: they are the long ones), the
+    # rest one latent each, most entries first; a long latent's own program does nothing.
+    p = tl.program_id(0)
     tile = tl.program_id(1)
-    latent = tl.load(schedule_ptr + tl.program_id(0)).to(tl.int64)
-    start = tl.load(offsets_ptr + latent)
-    end = tl.load(offsets_ptr + latent + 1)
+    seg_mode = p < S
+    sp = tl.minimum(p, S - 1)
+    latent = tl.where(seg_mode, tl.load(seg_latent_ptr + sp), tl.load(schedule_ptr + tl.maximum(p - S, 0)))
+    real = latent < n  # the tail of the segment bound has latent n
+    latent = tl.where(real, latent, 0).to(tl.int64)
+    lo = tl.load(offsets_ptr + latent)
+    hi = tl.load(offsets_ptr + latent + 1)
+    long = hi - lo > SEG
+    first_seg = tl.load(seg_end_ptr + latent) - (hi - lo + SEG - 1) // SEG
+    seg_start = lo + (sp - first_seg) * SEG
+    start = tl.where(seg_mode, seg_start, lo)
+    end = tl.where(seg_mode, tl.minimum(seg_start + SEG, hi), hi)
+    active = real & (seg_mode == long)
+    end = tl.where(active, end, start)
     cols = tile * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < d
     if HAS_DOTS:
-        w = tl.load(w_ptr + latent * stride_w + cols, mask=col_ok, other=0).to(tl.float32)
+        w = tl.load(w_ptr + latent * stride_w + cols, mask=cols < tl.where(active, d, 0), other=0)
+        w = w.to(tl.float32)
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     coef_total = tl.zeros([BLOCK_E], dtype=tl.float32)
     for e0 in range(start, end, BLOCK_E):
@@ -184,9 +230,55 @@ def _latent_rows_kernel(
             tl.store(dots_ptr + tile.to(tl.int64) * NK + pos, tl.sum(y * w[None, :], axis=1), mask=entry_ok)
         if HAS_SUMS:
             coef_total += c
-    tl.store(out_ptr + latent * stride_out + cols, acc, mask=col_ok)
+    whole = active & (seg_mode == 0)
+    part = active & seg_mode
+    # (vector masks as `cols < where(flag, d, 0)`: the interpreter cannot AND a vector and a scalar)
+    tl.store(out_ptr + latent * stride_out + cols, acc, mask=cols < tl.where(whole, d, 0))
+    tl.store(part_ptr + sp.to(tl.int64) * d + cols, acc, mask=cols < tl.where(part, d, 0))
     if HAS_SUMS:
-        tl.store(coef_sum_ptr + latent, tl.sum(coef_total, axis=0), mask=tile == 0)
+        total = tl.sum(coef_total, axis=0)
+        tl.store(coef_sum_ptr + latent, total, mask=(tile == 0) & whole)
+        tl.store(part_coef_ptr + sp, total, mask=(tile == 0) & part)
+
+
+@triton.jit
+def _segment_sums_kernel(
+    part_ptr,
+    part_coef_ptr,
+    seg_latent_ptr,
+    seg_end_ptr,
+    offsets_ptr,
+    out_ptr,
+    stride_out,
+    coef_sum_ptr,
+    d,
+    n,
+    SEG,
+    HAS_SUMS: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    # The first segment's program of each long latent sums that latent's partials in order.
+    s = tl.program_id(0)
+    tile = tl.program_id(1)
+    latent = tl.load(seg_latent_ptr + s)
+    real = latent < n
+    latent = tl.where(real, latent, 0).to(tl.int64)
+    count = tl.load(offsets_ptr + latent + 1) - tl.load(offsets_ptr + latent)
+    n_seg = (count + SEG - 1) // SEG
+    is_first = real & (s == tl.load(seg_end_ptr + latent) - n_seg)
+    n_seg = tl.where(is_first, n_seg, 0)
+    cols = tile * BLOCK_D + tl.arange(0, BLOCK_D)
+    col_ok = cols < d
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    coef_total = tl.zeros([1], dtype=tl.float32)
+    for j in range(0, n_seg):
+        acc += tl.load(part_ptr + (s + j).to(tl.int64) * d + cols, mask=col_ok, other=0)
+        if HAS_SUMS:
+            coef_total += tl.load(part_coef_ptr + s + j + tl.arange(0, 1))
+    tl.store(out_ptr + latent * stride_out + cols, acc, mask=cols < tl.where(is_first, d, 0))
+    if HAS_SUMS:
+        first_tile = (tile == 0) & is_first
+        tl.store(coef_sum_ptr + latent + tl.arange(0, 1), coef_total, mask=tl.arange(0, 1) < first_tile)
 
 
 def gather_rows(
@@ -260,26 +352,52 @@ def latent_rows(
     dots = torch.empty(n_tiles, nk, dtype=torch.float32, device=Y.device) if W is not None else None
     if W is not None and W.stride(1) != 1:
         W = W.contiguous()
+    n_seg_bound = plan.seg_latent.shape[0]
+    part = torch.empty(n_seg_bound, d, dtype=torch.float32, device=Y.device)
+    part_coef = torch.empty(n_seg_bound, dtype=torch.float32, device=Y.device) if with_sums else part
     dummy = out  # never read: the constexpr flags switch those pointers off
-    _latent_rows_kernel[(n, n_tiles)](
+    _latent_rows_kernel[(n_seg_bound + n, n_tiles)](
         Y,
         Y.stride(0),
         coef,
         plan.order,
         plan.offsets,
         plan.schedule,
+        plan.seg_latent,
+        plan.seg_end,
         out,
         out.stride(0),
+        part,
+        part_coef,
         sums if sums is not None else dummy,
         W if W is not None else dummy,
         W.stride(0) if W is not None else 0,
         dots if dots is not None else dummy,
         plan.k,
         d,
+        n,
         nk,
+        n_seg_bound,
+        plan.segment,
         HAS_SUMS=with_sums,
         HAS_DOTS=W is not None,
         BLOCK_E=config.latent_block_e,
+        BLOCK_D=block_d,
+        num_warps=config.latent_warps,
+    )
+    _segment_sums_kernel[(n_seg_bound, n_tiles)](
+        part,
+        part_coef,
+        plan.seg_latent,
+        plan.seg_end,
+        plan.offsets,
+        out,
+        out.stride(0),
+        sums if sums is not None else dummy,
+        d,
+        n,
+        plan.segment,
+        HAS_SUMS=with_sums,
         BLOCK_D=block_d,
         num_warps=config.latent_warps,
     )

@@ -4,14 +4,16 @@ Values become order-preserving int32 keys (IEEE sign-magnitude flipped to two's-
 16-bit keys for bf16/fp16, 32-bit for fp32). Per row (three launches, one program per row each):
 
 1. Guess a threshold from a sample: `sample` entries spread over the row (runs of 32 contiguous
-   entries, so that latents sorted by anything stay fair); t0 = the m-th largest sample key, m
+   entries, so that latents sorted by anything stay fair; the runs start at the row's own offset,
+   so no fixed set of columns, a few dense latents say, skews every row's guess); t0 = the m-th
+   largest sample key, m
    chosen so that about `oversample`·k entries of the whole row are >= t0. Found by bisection on
    the key (a count per step, all in registers).
 2. One pass over the row: the entries >= t0 (the candidates) are compacted in column order, with
    their keys, into a per-row buffer of `candidates` slots (only ~oversample·k of them written).
 3. If there are between k and `candidates` of them (almost always), the exact k-th largest key T
    is found among the candidates by bisection, and exactly k ids are written: every candidate above
-   T, then the lowest-column candidates equal to T (ties resolved deterministically).
+   T, then the candidates equal to T from the row's tie offset on (see below).
    Otherwise (adversarial rows: many ties, a sample that misrepresents the row, a mask that allows
    fewer than k entries) the row takes the exact radix path: one 256-bin histogram pass per key
    byte among the entries matching the bytes already fixed, then one compaction pass — same result.
@@ -20,11 +22,16 @@ So HBM sees each row about once and the work per entry is a compare and a prefix
 histogram per entry (what a pure radix select costs: ~100 warp instructions per 32 entries for 256
 bins with Triton's ballot-based `tl.histogram`) is paid only on the rare fallback rows. The three
 stages are separate kernels so that each keeps few registers (one fused kernel needed 255).
-Output order within a row: the ids above T in ascending order, then the tied ids ascending.
+Ties at T go to the first columns at or after the row's offset `tie_offset(row, n)`, wrapping
+around: deterministic, and fair to every column. (Breaking ties by lowest column instead biases
+training towards low latent ids: bf16 pre-activations tie often — the top 2048 of a 65,536-wide
+row took ~150 distinct values on an H100 run — so low ids won, fired more, and became the dense
+latents that then misled every row's threshold guess, sending rows to the slow exact path.)
+The output order within a row is unspecified.
 
 `mask` (aux-k): a boolean [n] vector; only entries where it is True compete. The result equals
 `pre_acts.masked_fill(~mask, -inf).topk(k)` up to ties (when fewer than k entries are allowed, the
-rest are filled with disallowed ids, lowest first). NaN keys sort above +inf (positive sign) or
+rest are filled with disallowed ids, from the tie offset on). NaN keys sort above +inf (positive sign) or
 below -inf (negative sign). This module knows nothing about SAEs, autograd or training.
 """
 
@@ -56,6 +63,20 @@ class TopKConfig(NamedTuple):
 
 
 DEFAULT_CONFIG = TopKConfig()
+
+TIE_HASH = 40503
+"""Row r breaks ties from column (r · TIE_HASH) mod n on (an odd multiplier: the first 2^16 rows of
+a 2^16-wide layer get distinct offsets, spread over the row). `_tie_start` repeats it in Triton."""
+
+
+def tie_offset(row: int, n: int) -> int:
+    """The column from which row `row` (of the [N, n] rows of one call) takes tied entries."""
+    return row * TIE_HASH % n
+
+
+@triton.jit
+def _tie_start(row, n):
+    return (row * 40503) % n  # TIE_HASH
 
 
 @triton.jit
@@ -105,7 +126,15 @@ def _kth_largest_key(keys, ok, m, KEY_BITS: tl.constexpr):
 
 @triton.jit
 def _radix_select_row(
-    row_ptr, mask_ptr, out_row, n, k, KEY_BITS: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr
+    row_ptr,
+    mask_ptr,
+    out_row,
+    n,
+    k,
+    tie_start,
+    KEY_BITS: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """The exact fallback: radix select over the whole row, then a compaction pass."""
     offs = tl.arange(0, BLOCK_N)
@@ -143,9 +172,11 @@ def _radix_select_row(
     n_above = k - k_rem
     seen_above = tl.zeros([], dtype=tl.int32)
     seen_tied = tl.zeros([], dtype=tl.int32)
+    # the compaction walks the row from the tie offset on, wrapping around
     for start in range(0, n, BLOCK_N):
-        cols = start + offs
-        valid = cols < n
+        walk = start + offs
+        valid = walk < n
+        cols = ((walk + tie_start) % n).to(tl.int32)
         keys = _load_keys(row_ptr, mask_ptr, cols, valid, KEY_BITS, HAS_MASK)
         above = (valid & (keys > threshold)).to(tl.int32)
         tied = (valid & (keys == threshold)).to(tl.int32)
@@ -184,8 +215,9 @@ def _candidates_kernel(
     row = tl.program_id(0).to(tl.int64)
     row_ptr = x_ptr + row * stride_x
     s_offs = tl.arange(0, SAMPLE)
-    s_cols = (s_offs // GROUP) * group_stride + s_offs % GROUP
-    s_ok = s_cols < n
+    s_base = (s_offs // GROUP) * group_stride + s_offs % GROUP
+    s_ok = s_base < n
+    s_cols = ((s_base + _tie_start(row, n)) % n).to(tl.int32)
     s_keys = _load_keys(row_ptr, mask_ptr, s_cols, s_ok, KEY_BITS, HAS_MASK)
     if HAS_MASK:
         n_allowed = tl.load(n_allowed_ptr)
@@ -236,6 +268,7 @@ def _select_candidates_kernel(
     count_ptr,
     out_ptr,
     stride_out,
+    n,
     k,
     KEY_BITS: tl.constexpr,
     CAND: tl.constexpr,
@@ -250,10 +283,15 @@ def _select_candidates_kernel(
         ids = tl.load(cand_ids_ptr + row * CAND + offs, mask=ok, other=0)
         threshold = _kth_largest_key(keys, ok, k, KEY_BITS)
         above = (ok & (keys > threshold)).to(tl.int32)
-        tied = (ok & (keys == threshold)).to(tl.int32)
+        tied = ok & (keys == threshold)
         n_above = tl.sum(above, 0)
         rank_above = tl.cumsum(above, 0) - 1
-        rank_tied = tl.cumsum(tied, 0) - 1
+        # candidates are in column order: the tied ones from the row's offset on rank first
+        start = _tie_start(row, n)
+        late = (tied & (ids >= start)).to(tl.int32)
+        early = (tied & (ids < start)).to(tl.int32)
+        rank_tied = tl.where(late != 0, tl.cumsum(late, 0), tl.sum(late, 0) + tl.cumsum(early, 0)) - 1
+        tied = tied.to(tl.int32)
         take = (above != 0) | ((tied != 0) & (rank_tied < k - n_above))
         slot = tl.where(above != 0, rank_above, n_above + rank_tied)
         tl.store(out_ptr + row * stride_out + slot, ids.to(tl.int64), mask=take)
@@ -279,7 +317,15 @@ def _radix_rows_kernel(
     count = tl.load(count_ptr + row)
     if (count < k) | (count > CAND):
         _radix_select_row(
-            x_ptr + row * stride_x, mask_ptr, out_ptr + row * stride_out, n, k, KEY_BITS, HAS_MASK, BLOCK_N
+            x_ptr + row * stride_x,
+            mask_ptr,
+            out_ptr + row * stride_out,
+            n,
+            k,
+            _tie_start(row, n),
+            KEY_BITS,
+            HAS_MASK,
+            BLOCK_N,
         )
 
 
@@ -375,6 +421,7 @@ def select_rows(rows: Tensor, k: int, mask: Tensor | None, config: TopKConfig, o
         counts,
         out,
         out.stride(0),
+        n,
         k,
         KEY_BITS=key_bits,
         CAND=cand,

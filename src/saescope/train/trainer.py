@@ -53,6 +53,8 @@ class TrainedSAE(NamedTuple):
     dead_fraction: float
     tokens: int
     tokens_per_second: float
+    """Training throughput after the first step of this run (which pays one-time costs: Triton
+    compilation and autotuning, allocator warm-up); over all steps when the run took one."""
 
 
 class TrainResult(NamedTuple):
@@ -357,7 +359,8 @@ def run_loop(
     ckpt_root: Path,
     source: StoreSource | ModelSource,
 ) -> float:
-    """Train every run from `start_step` to `steps`; returns tokens per second."""
+    """Train every run from `start_step` to `steps`; returns tokens per second after the first
+    step (see `TrainedSAE.tokens_per_second`)."""
     amp = autocast_context(cfg, device)
 
     def lr_of(run: SAERun, step: int) -> float:
@@ -371,7 +374,7 @@ def run_loop(
         )
 
     bar = tqdm(total=steps, initial=start_step, unit="step", disable=not dist.is_main, dynamic_ncols=True)
-    t0 = t_window = time.perf_counter()
+    t0 = t_window = t_first = time.perf_counter()
     window = 0
     try:
         for step in range(start_step, steps):
@@ -380,6 +383,10 @@ def run_loop(
                 train_step(run, x, lr_of(run, step), cfg.batch_size, amp)
             window += 1
             done = step + 1
+            if step == start_step:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # the first step's GPU work counts as its own
+                t_first = time.perf_counter()
             if done % cfg.log_every == 0 or done == steps:
                 now = time.perf_counter()
                 tps = window * cfg.batch_size / max(now - t_window, 1e-9)
@@ -407,8 +414,10 @@ def run_loop(
     finally:
         # Closed before any error message, so the message is the last line on the terminal.
         bar.close()
-    elapsed = time.perf_counter() - t0
-    return (steps - start_step) * cfg.batch_size / max(elapsed, 1e-9)
+    end = time.perf_counter()
+    if steps - start_step > 1:
+        return (steps - start_step - 1) * cfg.batch_size / max(end - t_first, 1e-9)
+    return cfg.batch_size / max(end - t0, 1e-9)
 
 
 def finish(
