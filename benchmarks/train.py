@@ -44,8 +44,11 @@ RUNNER = (
 )
 
 
-def run_train(args: list[str]) -> dict[str, float]:
-    """Run `saescope train ARGS` in a fresh process; parse its summary line and peak RSS."""
+def run_train(**options: object) -> dict[str, float]:
+    """Run `saescope train` in a fresh process with `--name value` for each option (`name_x` ->
+    `--name-x`; no checkpoints unless asked); parse its summary line and peak memory."""
+    options = {"checkpoint_every": 0, **options}
+    args = [str(a) for key, value in options.items() for a in ("--" + key.replace("_", "-"), value)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, "train", *args], capture_output=True, text=True, env=env
@@ -112,32 +115,17 @@ def cpu_throughput(store: Path, tmp: Path, steps: int) -> None:
     for arch in ARCHS:
         res = {}
         for kernel in ("reference", "torch"):
-            out = tmp / f"{arch}-{kernel}"
             res[kernel] = run_train(
-                [
-                    "--acts",
-                    str(store),
-                    "--out",
-                    str(out),
-                    "--arch",
-                    arch,
-                    "--latents",
-                    "4608",
-                    "--k",
-                    "32",
-                    "--batch-size",
-                    "4096",
-                    "--tokens",
-                    str(steps * 4096),
-                    "--kernel",
-                    kernel,
-                    "--checkpoint-every",
-                    "0",
-                    "--log-every",
-                    str(steps),
-                    "--device",
-                    "cpu",
-                ]
+                acts=store,
+                out=tmp / f"{arch}-{kernel}",
+                arch=arch,
+                latents=4608,
+                k=32,
+                batch_size=4096,
+                tokens=steps * 4096,
+                kernel=kernel,
+                log_every=steps,
+                device="cpu",
             )
         for kernel in ("reference", "torch"):
             r = res[kernel]
@@ -159,33 +147,20 @@ def aux_quality(
     print(f"| {'aux-k':18} | {'FVU':>7} | {'dead %':>7} | {'L0':>5} |")
     print(f"|{'-' * 20}|{'-' * 9}|{'-' * 9}|{'-' * 7}|")
     for label, aux in (("off (--aux-k 0)", "0"), ("on (k_aux d_in/2)", None)):
-        args = [
-            "--acts",
-            str(store),
-            "--out",
-            str(tmp / f"aux-{aux}"),
-            "--arch",
-            "topk",
-            "--latents",
-            str(latents),
-            "--k",
-            str(k),
-            "--batch-size",
-            "2048",
-            "--tokens",
-            str(tokens),
-            "--dead-tokens",
-            str(dead_tokens),
-            "--lr",
-            str(lr),
-            "--checkpoint-every",
-            "0",
-            "--device",
-            "cpu",
-        ]
-        if aux is not None:
-            args += ["--aux-k", aux]
-        r = run_train(args)
+        aux_k = {} if aux is None else {"aux_k": aux}
+        r = run_train(
+            acts=store,
+            out=tmp / f"aux-{aux}",
+            arch="topk",
+            latents=latents,
+            k=k,
+            batch_size=2048,
+            tokens=tokens,
+            dead_tokens=dead_tokens,
+            lr=lr,
+            device="cpu",
+            **aux_k,
+        )
         print(f"| {label:18} | {r['fvu']:7.4f} | {100 * r['dead']:7.2f} | {r['l0']:5.1f} |", flush=True)
 
 
@@ -207,28 +182,15 @@ def gpu_quality(store: Path, tmp: Path, tokens: int) -> None:
     for kernel in ("reference", "triton"):
         out = tmp / f"gpu-{kernel}"
         r = run_train(
-            [
-                "--acts",
-                str(store),
-                "--out",
-                str(out),
-                "--arch",
-                "topk",
-                "--latents",
-                "4608",
-                "--k",
-                "32",
-                "--batch-size",
-                "4096",
-                "--tokens",
-                str(tokens),
-                "--kernel",
-                kernel,
-                "--checkpoint-every",
-                "0",
-                "--device",
-                "cuda",
-            ]
+            acts=store,
+            out=out,
+            arch="topk",
+            latents=4608,
+            k=32,
+            batch_size=4096,
+            tokens=tokens,
+            kernel=kernel,
+            device="cuda",
         )
         sae = load_sae(out, device="cuda")
         with torch.no_grad():
@@ -266,12 +228,16 @@ def gpu_loop(tmp: Path, steps: int) -> None:
     res, windows = {}, {}
     for kernel in ("reference", "triton"):
         res[kernel] = r = run_train(
-            [
-                *("--acts", str(store), "--out", str(tmp / f"loop-{kernel}"), "--arch", "topk"),
-                *("--latents", str(n), "--k", str(k), "--batch-size", str(batch)),
-                *("--tokens", str(steps * batch), "--kernel", kernel, "--checkpoint-every", "0"),
-                *("--log-every", "50", "--device", "cuda"),
-            ]
+            acts=store,
+            out=tmp / f"loop-{kernel}",
+            arch="topk",
+            latents=n,
+            k=k,
+            batch_size=batch,
+            tokens=steps * batch,
+            kernel=kernel,
+            log_every=50,
+            device="cuda",
         )
         speed = r["tok_s"] / res["reference"]["tok_s"]
         print(f"| {kernel:9} | {r['tok_s']:9,.0f} | {r['gpu_gb']:12.2f} | {speed:7.2f}x |", flush=True)

@@ -10,6 +10,8 @@ This module knows nothing about saescope's stages; other tests build on it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -100,3 +102,15 @@ def save_tiny_model(folder: Path, num_layers: int = 4, hidden: int = 32, seed: i
     tiny_llama(num_layers=num_layers, hidden=hidden, seed=seed).save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside the block: the tests' tensors are tiny, and two threads competing
+    with other work on a 2-core machine make every step several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

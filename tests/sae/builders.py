@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, TypeVar, overload
 import torch
 from torch import Tensor
 
+from builders import one_thread
 from saescope.sae import LossSettings, SAEConfig, SparseAutoencoder, get_architecture
 from saescope.sae.base import fvu
 from saescope.sae.init import initialize
@@ -127,18 +128,14 @@ def train(
     fvu_start, l0_start = evaluate(sae, data)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     sae.train()
-    try:
+    with one_thread():
         for _ in range(steps):
             x = data[torch.randint(0, data.shape[0], (batch,), generator=gen)]
             loss = step_loss(sae, x, settings)
             opt.zero_grad()
             loss.backward()
             opt.step()
-    finally:
-        torch.set_num_threads(threads)
     fvu_end, l0_end = evaluate(sae, data)
     return TrainResult(fvu_start, fvu_end, l0_start, l0_end)
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from builders import one_thread
 from sae.builders import ARCHITECTURES
 from saescope import cli
 from saescope.config import TrainConfig
@@ -190,11 +191,28 @@ def test_aux_k_revives_dead_latents(store: Path, tmp_path: Path) -> None:
 
 
 # ----- resume ------------------------------------------------------------------------------------
+def train_until_interrupted(cfg: TrainConfig, steps: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train `cfg`, interrupted (KeyboardInterrupt) after `steps` calls of the training step."""
+    calls = {"n": 0}
+    step = trainer.train_step
+
+    def interrupting(*args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise KeyboardInterrupt
+        step(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "train_step", interrupting)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train(cfg)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("uninterrupted") / "sae"
-    trainer.train(TrainConfig(**(RESUMED | {"acts": store, "out": out})))
+    with one_thread():
+        trainer.train(TrainConfig(**(RESUMED | {"acts": store, "out": out})))
     return out
 
 
@@ -202,19 +220,7 @@ def test_resume_after_a_crash_continues_exactly(
     store: Path, uninterrupted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = TrainConfig(**(RESUMED | {"acts": store, "out": tmp_path / "sae"}))
-    calls = {"n": 0}
-    step = trainer.train_step
-
-    def crash_at_step_50(*args: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] > 50:
-            raise KeyboardInterrupt
-        step(*args)
-
-    with monkeypatch.context() as m:
-        m.setattr(trainer, "train_step", crash_at_step_50)
-        with pytest.raises(KeyboardInterrupt):
-            trainer.train(cfg)
+    train_until_interrupted(cfg, 50, monkeypatch)
     assert latest_checkpoint(cfg.out / "checkpoints") == cfg.out / "checkpoints" / "step-00000040"
 
     layouts: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
@@ -363,19 +369,7 @@ def test_on_the_fly_training_records_its_model_resumes_at_its_input_and_evaluate
         kernel="torch",
         checkpoint_every=10,
     )
-    calls = {"n": 0}
-    step = trainer.train_step
-
-    def crash_at_step_25(*args: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] > 25:
-            raise KeyboardInterrupt
-        step(*args)
-
-    with monkeypatch.context() as m:
-        m.setattr(trainer, "train_step", crash_at_step_25)
-        with pytest.raises(KeyboardInterrupt):
-            trainer.train(cfg)
+    train_until_interrupted(cfg, 25, monkeypatch)
     _, state = load_checkpoint(cfg.out / "checkpoints" / "step-00000020")
     assert state["next_doc"] > 0
     starts.clear()
@@ -406,9 +400,9 @@ def test_on_the_fly_training_records_its_model_resumes_at_its_input_and_evaluate
 @pytest.fixture(scope="module")
 def checkpointed(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run with checkpoints at steps 10 and 20."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("checkpointed") / "sae"
-    trainer.train(config(store, out, tokens=128 * 30, checkpoint_every=10))
+    with one_thread():
+        trainer.train(config(store, out, tokens=128 * 30, checkpoint_every=10))
     return out
 
 
