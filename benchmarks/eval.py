@@ -22,7 +22,7 @@ from saescope.config import EvalConfig, ModelSettings
 from saescope.evals import Sums, eval_corpus, eval_inputs, evaluate, make_batch, reconstruction_pass, splice
 from saescope.hooks import patch_activations
 from saescope.models import load_model, resolve_hookpoints
-from saescope.sae.io import load_sae
+from saescope.sae.formats import load_sae
 
 
 def main() -> None:

@@ -165,7 +165,7 @@ def aux_quality(
 
 
 def gpu_quality(store: Path, tmp: Path, tokens: int) -> None:
-    from saescope.sae.io import load_sae
+    from saescope.sae.formats import load_sae
     from saescope.store import ActivationStore
 
     print(

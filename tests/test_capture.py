@@ -31,7 +31,7 @@ from saescope import cli
 from saescope.capture import CaptureResult, capture
 from saescope.config import CaptureConfig, to_jsonable
 from saescope.store import ActivationStore, Batch, read_manifest
-from saescope.store.files import file_sha256
+from saescope.files import file_sha256
 
 # words that the tiny tokenizer's merges cover in part ("Ġthe", "Ġcat", "ĠParis", …)
 WORDS = ["the", "cat", "is", "on", "a", "mat", "Paris", "far", "away", "river", "stone", "light"]

@@ -27,8 +27,8 @@ from saescope.data import iter_model_inputs
 from saescope.errors import SaescopeError
 from saescope.evals import evaluate
 from saescope.sae import SparseAutoencoder
-from saescope.sae.convert import convert
-from saescope.sae.io import save_sae
+from saescope.convert import convert
+from saescope.sae.formats import save_sae
 from saescope.sae.relu import ReLUSAE
 
 D = 32  # the tiny Llama's width

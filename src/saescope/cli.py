@@ -173,7 +173,7 @@ def _run_eval(cfg: C.EvalConfig, args: argparse.Namespace) -> int:
 
 
 def _run_convert(cfg: C.ConvertConfig, args: argparse.Namespace) -> int:
-    from .sae.convert import convert
+    from .convert import convert
 
     out = convert(cfg)
     print(f"wrote {cfg.to_format} SAE to {out}")

@@ -15,7 +15,7 @@ from .capture import CaptureResult, capture
 from .config import CaptureConfig, DemoConfig, EvalConfig, TrainConfig
 from .errors import ConfigError
 from .evals import EvalResult, evaluate, format_table
-from .sae.io import read_json
+from .files import read_json_object
 from .train import TrainedSAE, train
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def check_reusable(sae_dir: Path, cfg: DemoConfig) -> None:
     """Refuse to reuse a trained SAE of another width or k (it would be reported as this run's)."""
     if not (sae_dir / "sae.safetensors").exists():
         return
-    saved = read_json(sae_dir / "cfg.json")
+    saved = read_json_object(sae_dir / "cfg.json")
     there = (saved.get("architecture"), saved.get("d_sae"), saved.get("k"))
     if there != ("topk", cfg.latents, cfg.k):
         raise ConfigError(

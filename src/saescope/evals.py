@@ -41,7 +41,7 @@ from .errors import SaescopeError
 from .hooks import collect_activations, patch_activations
 from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
 from .sae.base import SparseAutoencoder
-from .sae.io import load_sae
+from .sae.formats import load_sae
 
 log = logging.getLogger(__name__)
 

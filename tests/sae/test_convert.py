@@ -22,19 +22,19 @@ from saescope.config import ConvertConfig
 from saescope.errors import ConfigError, SaescopeError
 from saescope.sae import SparseAutoencoder
 from saescope.sae.batchtopk import BatchTopKSAE
-from saescope.sae.convert import (
+from saescope.convert import convert
+from saescope.sae.formats import (
     FORMATS_IN,
     FORMATS_OUT,
-    convert,
-    hookpoint_from_transformerlens,
-    hookpoint_to_transformerlens,
     load_gemmascope,
+    load_sae,
     load_saelens,
     load_sparsify,
+    save_sae,
     save_saelens,
     save_sparsify,
 )
-from saescope.sae.io import load_sae, save_sae
+from saescope.sae.formats.saelens import hookpoint_from_transformerlens, hookpoint_to_transformerlens
 from saescope.sae.jumprelu import JumpReLUSAE
 
 from .builders import make_sae, random_inputs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import torch
@@ -11,8 +12,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from saescope.errors import SaescopeError
-from saescope.sae import io
-from saescope.sae.io import FORMAT, load_sae, save_sae
+from saescope import files
+from saescope.sae.formats import FORMAT, load_sae, save_sae
 
 from .builders import ARCHITECTURES, make_sae, random_inputs
 
@@ -70,11 +71,11 @@ def test_a_failed_write_leaves_the_previous_sae_intact(
     folder = saved(tmp_path)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
 
-    def broken_save(tensors: dict, path: str, metadata: dict | None = None) -> None:  # type: ignore[type-arg]
-        Path(path).write_bytes(b"half a file")
+    def broken_write(f: BinaryIO, data: memoryview) -> None:
+        f.write(data[: len(data) // 2])
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "save_file", broken_save)
+    monkeypatch.setattr(files, "write_all", broken_write)
     with pytest.raises(OSError, match="disk full"):
         save_sae(make_sae("topk", seed=5), folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

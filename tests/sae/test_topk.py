@@ -7,7 +7,7 @@ import torch
 
 from saescope.errors import ConfigError
 from saescope.sae import LossSettings, SAEConfig
-from saescope.sae.io import load_sae, save_sae
+from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.topk import TopKSAE
 
 from .builders import assert_same_gradients, make_sae, parameter_grads, random_inputs, sparse_dataset, train

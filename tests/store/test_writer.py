@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from saescope.errors import StoreError
-from saescope.store import ActivationStore, RunningStats, files, merge_manifest, read_manifest
+from saescope import files
+from saescope.store import ActivationStore, RunningStats, merge_manifest, read_manifest
 
 from .synthetic import IDENTITY, doc, expected, feed, open_writer
 

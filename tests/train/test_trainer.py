@@ -24,7 +24,7 @@ from sae.builders import ARCHITECTURES
 from saescope import cli
 from saescope.config import TrainConfig
 from saescope.errors import ConfigError
-from saescope.sae.io import load_sae
+from saescope.sae.formats import load_sae
 from saescope.store import ActivationStore
 from saescope.train import trainer
 from saescope.train.checkpoint import latest_checkpoint, load_checkpoint

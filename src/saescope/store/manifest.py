@@ -17,7 +17,6 @@ This module knows nothing about how rows are produced, written in the background
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import StoreError
-from .files import write_json_atomic
+from ..files import read_json, write_json
 from .stats import RunningStats
 
 log = logging.getLogger(__name__)
@@ -318,22 +317,12 @@ def check_format(d: Any, where: str) -> None:
         raise StoreError(f"{where} has format {fmt!r}; this saescope reads {FORMAT!r}")
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StoreError(f"{path} is unreadable or not valid JSON ({e})") from e
-
-
 def read_manifest(store: Path) -> Manifest:
     """The manifest of the store at `store`."""
     path = store / MANIFEST
-    try:
-        raw = read_json(path)
-    except FileNotFoundError:
-        raise StoreError(f"no activation store at {store} (manifest.json missing)") from None
+    if not path.exists():
+        raise StoreError(f"no activation store at {store} (manifest.json missing)")
+    raw = read_json(path, StoreError)
     return Manifest.from_dict(raw, str(path))
 
 
@@ -344,10 +333,9 @@ def read_rank_states(store: Path) -> dict[int, RankState]:
     if not folder.is_dir():
         return states
     for path in sorted(folder.glob("rank-*.json")):
-        try:
-            state = RankState.from_dict(read_json(path), str(path))
-        except FileNotFoundError:
+        if not path.exists():  # removed since the glob
             continue
+        state = RankState.from_dict(read_json(path, StoreError), str(path))
         if path.name != f"rank-{state.rank}.json":
             raise StoreError(f"{path} holds the progress of rank {state.rank}")
         states[state.rank] = state
@@ -357,7 +345,7 @@ def read_rank_states(store: Path) -> dict[int, RankState]:
 def write_rank_state(store: Path, state: RankState) -> None:
     """Commit a rank's progress (atomic: readers see the old file or the new one)."""
     # compact: the running statistics hold two d_model-long vectors
-    write_json_atomic(store / rank_path(state.rank), state.to_dict(), indent=None)
+    write_json(store / rank_path(state.rank), state.to_dict(), indent=None)
 
 
 def first_difference(there: dict[str, Any], here: dict[str, Any]) -> tuple[str, Any, Any] | None:
@@ -368,14 +356,6 @@ def first_difference(there: dict[str, Any], here: dict[str, Any]) -> tuple[str, 
         if a != b:
             return key, "unset" if a is missing else a, "unset" if b is missing else b
     return None
-
-
-def to_json_values(obj: Any) -> Any:
-    """`obj` as it reads back from JSON (tuples become lists…), so settings compare exactly."""
-    try:
-        return json.loads(json.dumps(obj))
-    except (TypeError, ValueError) as e:
-        raise StoreError(f"settings must be JSON values ({e})") from e
 
 
 def merged_stats(states: dict[int, RankState], d_model: int) -> RunningStats:
@@ -422,7 +402,7 @@ def merge_manifest(store: Path) -> Manifest:
     )
     # manifest first: if we are killed in between, the stats file lags, and a reader rebuilds the
     # statistics from the rank files, which then match the manifest (see ActivationStore.stats)
-    write_json_atomic(store / MANIFEST, manifest.to_dict())
+    write_json(store / MANIFEST, manifest.to_dict())
     stats.save(store / STATS)
     log.debug("merged %s: %d rows in %d shards from %d ranks", store, manifest.rows, len(shards), len(ranks))
     return manifest

@@ -43,9 +43,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, StoreError
-from .files import TORCH_TO_SAFETENSORS, as_tensor, file_sha256, map_file, mapped_array
-from .files import read_safetensors_header as _read_header
+from ..files import file_sha256
 from .manifest import STATS, DocRecord, Manifest, ShardInfo, merged_stats, read_manifest, read_rank_states
+from .shardfile import TORCH_TO_SAFETENSORS, as_tensor, map_file, mapped_array
+from .shardfile import read_safetensors_header as _read_header
 from .stats import RunningStats
 
 log = logging.getLogger(__name__)

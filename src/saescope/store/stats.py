@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from ..errors import StoreError
-from .files import Written, read_safetensors_header, safetensors_chunks, tensor_bytes, write_atomic
+from ..files import Written, write_atomic
+from .shardfile import read_safetensors_header, safetensors_chunks, tensor_bytes
 
 CHUNK_ELEMENTS = 1 << 23
 """Elements converted to float64 at once by `update` (64 MiB), so memory stays bounded."""

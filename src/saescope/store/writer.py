@@ -40,16 +40,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SaescopeError, StoreError
-from .files import (
-    TORCH_TO_SAFETENSORS,
-    TempFile,
-    array_bytes,
-    is_temp_name,
-    publish,
-    safetensors_chunks,
-    tensor_bytes,
-    write_temp,
-)
+from ..files import TempFile, is_temp_name, json_roundtrip, publish, write_temp
 from .manifest import (
     DOCS_DIR,
     DTYPES,
@@ -68,9 +59,9 @@ from .manifest import (
     read_manifest,
     read_rank_states,
     shard_path,
-    to_json_values,
     write_rank_state,
 )
+from .shardfile import TORCH_TO_SAFETENSORS, array_bytes, safetensors_chunks, tensor_bytes
 from .stats import RunningStats, batch_moments
 
 log = logging.getLogger(__name__)
@@ -196,7 +187,7 @@ class StoreWriter:
             "d_model": d_model,
             "dtype": dtype,
         }
-        ident = to_json_values(identity)
+        ident = json_roundtrip(identity)
         for key, value in defining.items():
             if key in ident and ident[key] != value:
                 raise ValueError(f"identity[{key!r}] = {ident[key]!r} contradicts {key}={value!r}")
@@ -208,7 +199,7 @@ class StoreWriter:
             d_model=d_model,
             dtype=dtype,
             world_size=world_size,
-            capture=to_json_values(capture),
+            capture=json_roundtrip(capture),
             identity={**defining, **ident},
         )
         state = self._open()

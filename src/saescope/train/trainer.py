@@ -30,7 +30,7 @@ from ..kernels import resolve_impl
 from ..models import resolve_device
 from ..sae.base import LossSettings, SAEConfig, SparseAutoencoder
 from ..sae.init import fold_input_scale, geometric_median, initialize
-from ..sae.io import save_sae
+from ..sae.formats import save_sae
 from ..sae.registry import get_architecture
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .dead import DeadLatentTracker

@@ -1,29 +1,22 @@
-"""Durable file primitives of the activation store.
+"""Shard files of the activation store: safetensors written and mapped without the package.
 
-A file becomes visible under its final name only once complete: it is written to a temporary
-name in the same folder (a dot in front, `.tmp` at the end), flushed, fsynced, renamed, and the
-folder is fsynced, so a process killed at any moment leaves either the old state or the new one
-plus a temporary file to delete. The SHA-256 of a file is computed from the bytes as they are
-written (never by reading the file back). Also here: the safetensors header, written with the
-data aligned to a page so that one bf16 row of d_model 2048 is exactly one page, and parsed
-without the `safetensors` package so shards can be memory-mapped tensor by tensor.
+The safetensors header is written with the data aligned to a page, so that one bf16 row of
+d_model 2048 is exactly one page, and parsed here so that shards can be memory-mapped tensor by
+tensor. Durable writing itself (temporary name, fsync, rename, SHA-256 while writing) is
+`saescope.files`.
 
 This module knows nothing about activations, manifests, ranks or statistics.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
-import os
 import struct
-import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,9 +29,6 @@ spaces, which the safetensors format allows)."""
 
 MAX_HEADER_BYTES = 100_000_000
 """The safetensors format's own limit on the header size."""
-
-WRITE_CHUNK = 16 << 20
-"""Bytes handed to one `write` call (and one SHA-256 update)."""
 
 TORCH_TO_SAFETENSORS: dict[torch.dtype, str] = {
     torch.bfloat16: "BF16",
@@ -60,17 +50,6 @@ SAFETENSORS_TO_NUMPY: dict[str, type[np.generic]] = {
 ITEMSIZE = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I32": 4, "I64": 8}
 
 
-class Written(NamedTuple):
-    """A file that was written durably."""
-
-    path: Path
-    """Its final path."""
-    size: int
-    """Its size in bytes."""
-    sha256: str
-    """Hex SHA-256 of its bytes, computed while writing."""
-
-
 class TensorSpec(NamedTuple):
     """Where one tensor lies inside a safetensors file."""
 
@@ -82,105 +61,6 @@ class TensorSpec(NamedTuple):
     """Absolute byte offset of its first element in the file."""
     nbytes: int
     """Its size in bytes."""
-
-
-def temp_path(final: Path) -> Path:
-    """The temporary name `final` is written under (same folder, so the rename is atomic)."""
-    return final.with_name(f".{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-
-
-def is_temp_name(name: str) -> bool:
-    """Whether a file name is one of our temporary names."""
-    return name.startswith(".") and name.endswith(".tmp")
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_all(f: BinaryIO, data: memoryview) -> None:
-    """Write every byte of `data` (a raw file may write less than asked)."""
-    while len(data):
-        n = f.write(data)
-        if n is None:  # pragma: no cover - only non-blocking files return None
-            raise OSError("non-blocking write")
-        data = data[n:]
-
-
-class TempFile(NamedTuple):
-    """A file fully written under its temporary name, not yet durable nor visible."""
-
-    tmp: Path
-    final: Path
-    size: int
-    sha256: str
-
-
-def write_temp(final: Path, chunks: Iterable[bytes | memoryview]) -> TempFile:
-    """Write `chunks` under `final`'s temporary name, hashing in parallel with writing.
-
-    hashlib and file writes both release the GIL: the SHA-256 of each chunk runs in a helper
-    thread while the chunk is written, so a shard costs max(hash, write), not their sum. The
-    temporary file is removed on failure.
-    """
-    tmp = temp_path(final)
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with (
-            open(tmp, "wb", buffering=0) as f,
-            ThreadPoolExecutor(1, thread_name_prefix="saescope-sha256") as pool,
-        ):
-            for chunk in chunks:
-                view = memoryview(chunk).cast("B")
-                for start in range(0, len(view), WRITE_CHUNK):
-                    part = view[start : start + WRITE_CHUNK]
-                    hashed = pool.submit(digest.update, part)
-                    write_all(f, part)  # type: ignore[arg-type]
-                    hashed.result()
-                    size += len(part)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return TempFile(tmp, final, size, digest.hexdigest())
-
-
-def publish(files: Sequence[TempFile]) -> list[Written]:
-    """Make written temporary files durable and visible: fsync each, rename, fsync their folders.
-
-    On failure the temporary files are removed (a file already renamed stays: the caller decides).
-    """
-    try:
-        for t in files:
-            fd = os.open(t.tmp, os.O_WRONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        for t in files:
-            os.replace(t.tmp, t.final)
-    except BaseException:
-        for t in files:
-            t.tmp.unlink(missing_ok=True)
-        raise
-    for folder in dict.fromkeys(t.final.parent for t in files):
-        fsync_dir(folder)
-    return [Written(t.final, t.size, t.sha256) for t in files]
-
-
-def write_atomic(final: Path, chunks: Iterable[bytes | memoryview]) -> Written:
-    """Write `chunks` to `final` durably and atomically; the temporary file is removed on failure."""
-    return publish([write_temp(final, chunks)])[0]
-
-
-def write_json_atomic(final: Path, obj: Any, indent: int | None = 1) -> Written:
-    """Write a JSON document durably and atomically."""
-    return write_atomic(final, [json.dumps(obj, indent=indent).encode() + b"\n"])
 
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
@@ -278,17 +158,3 @@ def as_tensor(array: np.ndarray, dtype: str) -> torch.Tensor:
         warnings.simplefilter("ignore", UserWarning)
         t = torch.from_numpy(array)
     return t.view(torch.bfloat16) if dtype == "BF16" else t
-
-
-def file_sha256(path: Path, progress: Any = None) -> str:
-    """SHA-256 of a file read in chunks (`progress.update(nbytes)` is called if given)."""
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            block = f.read(WRITE_CHUNK)
-            if not block:
-                break
-            digest.update(block)
-            if progress is not None:
-                progress.update(len(block))
-    return digest.hexdigest()

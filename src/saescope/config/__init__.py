@@ -1,0 +1,29 @@
+"""One frozen dataclass per pipeline stage (one file each), and the shared model/corpus settings.
+
+Field docstrings become `--help`; configs validate themselves and are never mutated. Stage
+functions take these configs, so a notebook can do everything the CLI does.
+"""
+
+from ..errors import ConfigError
+from .base import CorpusSettings, ModelDType, ModelSettings, StoreDType, check_choices, corpus_of, to_jsonable
+from .capture import CaptureConfig
+from .convert import ConvertConfig
+from .demo import DemoConfig
+from .eval import EvalConfig
+from .train import TrainConfig
+
+__all__ = [
+    "CaptureConfig",
+    "ConfigError",
+    "ConvertConfig",
+    "CorpusSettings",
+    "DemoConfig",
+    "EvalConfig",
+    "ModelDType",
+    "ModelSettings",
+    "StoreDType",
+    "TrainConfig",
+    "check_choices",
+    "corpus_of",
+    "to_jsonable",
+]
