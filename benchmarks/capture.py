@@ -29,7 +29,8 @@ from saescope import distributed
 from saescope.capture import open_writers, run_capture
 from saescope.config import CaptureConfig
 from saescope.data import batched, collate, iter_model_inputs
-from saescope.models import LoadedModel, load_model, resolve_hookpoints
+from saescope.hookpoints import resolve_hookpoints
+from saescope.models import LoadedModel, load_model
 
 
 def byte_tokenizer():

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
+from saescope.bound import bind_sae, heldout_corpus
 from saescope.config import EvalConfig, ModelSettings
-from saescope.evals import Sums, eval_corpus, eval_inputs, evaluate, make_batch, reconstruction_pass, splice
+from saescope.evals import Sums, eval_inputs, evaluate, reconstruction_passes, splice
 from saescope.hooks import patch_activations
-from saescope.models import load_model, resolve_hookpoints
-from saescope.sae.formats import load_sae
 
 
 def main() -> None:
@@ -33,17 +32,14 @@ def main() -> None:
     args = p.parse_args()
     if not (args.sae / "sae.safetensors").exists():
         raise SystemExit(f"no SAE at {args.sae}: run `make demo` first or pass --sae")
-    cfg = EvalConfig(saes=(args.sae,), tokens=args.tokens, batch_size=args.batch_size, device="cpu")
-    sae = load_sae(args.sae)
-    loaded = load_model(ModelSettings(model=sae.cfg.model, device="cpu"))
-    (hp,) = resolve_hookpoints(loaded.model, [sae.cfg.hookpoint_alias or sae.cfg.hookpoint])
-    corpus, start = eval_corpus(cfg, sae)
+    bound = bind_sae(args.sae, settings=ModelSettings(device="cpu"))
+    sae, loaded, hp = bound.sae, bound.loaded_model, bound.hookpoint
+    corpus, start = heldout_corpus(sae)
     inputs = eval_inputs(corpus, loaded.tokenizer, start, args.tokens)
-    pad = loaded.tokenizer.pad_token_id or 0
-    batches = [
-        make_batch(inputs[i : i + args.batch_size], pad, loaded.device)
-        for i in range(0, len(inputs), args.batch_size)
-    ]
+    sums = Sums(d_sae=sae.d_sae)
+    t = time.perf_counter()
+    batches = reconstruction_passes(bound, inputs, args.batch_size, sums)
+    reconstruction_seconds = time.perf_counter() - t
     tokens = sum(int(b.sae_mask.sum()) for b in batches)
     print(
         f"CPU, {torch.get_num_threads()} threads; {sae.cfg.model} @ {hp.alias}; SAE {args.sae} "
@@ -51,16 +47,11 @@ def main() -> None:
         flush=True,
     )
 
-    times = dict.fromkeys(
-        ("reconstruction (to hookpoint)", "clean", "sae spliced", "zero ablation", "mean ablation"), 0.0
-    )
-    sums = Sums(d_sae=sae.d_sae)
+    times = dict.fromkeys(("clean", "sae spliced", "zero ablation", "mean ablation"), 0.0)
+    times = {"reconstruction (to hookpoint)": reconstruction_seconds, **times}
     mean = torch.zeros(sae.d_in)
     with torch.inference_mode():
         for b in batches:
-            t = time.perf_counter()
-            reconstruction_pass(loaded, hp, sae, b, sums)
-            times["reconstruction (to hookpoint)"] += time.perf_counter() - t
             inputs_ = {"input_ids": b.input_ids, "attention_mask": b.attention_mask, "use_cache": False}
             t = time.perf_counter()
             loaded.model(**inputs_)

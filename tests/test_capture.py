@@ -25,13 +25,14 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
 import saescope.capture
+import saescope.positions
 import saescope.store.writer
 from builders import save_tiny_model, tiny_tokenizer
 from saescope import cli
 from saescope.capture import CaptureResult, capture
 from saescope.config import CaptureConfig, to_jsonable
-from saescope.store import ActivationStore, Batch, read_manifest
 from saescope.files import file_sha256
+from saescope.store import ActivationStore, Batch, read_manifest
 
 # words that the tiny tokenizer's merges cover in part ("Ġthe", "Ġcat", "ĠParis", …)
 WORDS = ["the", "cat", "is", "on", "a", "mat", "Paris", "far", "away", "river", "stone", "light"]
@@ -319,13 +320,13 @@ def test_the_last_forward_runs_only_over_the_inputs_it_stores(
     """A capture of 40 rows with a batch of 8 windows (~31 rows each) runs two windows through the
     model, not eight; every window that went through the model has rows in the store."""
     seen: list[int] = []
-    real = saescope.capture.collate
+    real = saescope.positions.collate
 
     def spy(batch: Any, pad_id: int, device: torch.device) -> Any:
         seen.append(len(batch))
         return real(batch, pad_id, device)
 
-    monkeypatch.setattr(saescope.capture, "collate", spy)
+    monkeypatch.setattr(saescope.positions, "collate", spy)
     capture(settings(tiny_model_dir, corpus, tmp_path / "small", tokens=40, batch_size=8))
     assert seen == [2]
     capture(settings(tiny_model_dir, corpus, tmp_path / "big", tokens=300, batch_size=8))

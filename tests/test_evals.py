@@ -23,11 +23,11 @@ from builders import one_thread
 from sae.builders import make_sae
 from saescope import cli
 from saescope.config import ConvertConfig, CorpusSettings, EvalConfig
+from saescope.convert import convert
 from saescope.data import iter_model_inputs
 from saescope.errors import SaescopeError
 from saescope.evals import evaluate
 from saescope.sae import SparseAutoencoder
-from saescope.convert import convert
 from saescope.sae.formats import save_sae
 from saescope.sae.relu import ReLUSAE
 

@@ -8,8 +8,8 @@ from torch import Tensor, nn
 from transformers import LlamaForCausalLM
 
 from saescope.errors import SaescopeError
+from saescope.hookpoints import resolve_hookpoints
 from saescope.hooks import collect_activations, patch_activations
-from saescope.models import resolve_hookpoints
 
 IDS = torch.tensor([[272, 83, 257, 261, 263, 265, 258, 13], [272, 76, 260, 13, 271, 220, 127, 102]])
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0]])

@@ -11,17 +11,8 @@ from torch import nn
 from builders import tiny_llama
 from saescope.config import ModelSettings
 from saescope.errors import SaescopeError
-from saescope.models import (
-    Hookpoint,
-    cache_root,
-    hookpoint_order,
-    load_model,
-    num_layers,
-    resolve_device,
-    resolve_dtype,
-    resolve_hookpoints,
-    smollm2_gguf_path,
-)
+from saescope.hookpoints import Hookpoint, hookpoint_order, num_layers, resolve_hookpoints
+from saescope.models import cache_root, load_model, resolve_device, resolve_dtype, smollm2_gguf_path
 
 # --------------------------------------------------------------------------- device / dtype
 

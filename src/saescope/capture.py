@@ -25,10 +25,12 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .config import CaptureConfig, corpus_of, to_jsonable
-from .data import BUILTIN, ModelInput, batched, collate, iter_model_inputs
+from .data import BUILTIN, ModelInput, iter_model_inputs
 from .errors import ConfigError, StoreError
+from .hookpoints import Hookpoint, resolve_hookpoints
 from .hooks import collect_activations
-from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
+from .models import LoadedModel, load_model
+from .positions import for_rank, iter_positions
 from .store import DocRecord, StoreWriter, merge_manifest
 from .store.manifest import MANIFEST
 
@@ -183,8 +185,6 @@ def run_capture(
     dist: distributed.DistInfo,
 ) -> float:
     """The capture loop; returns rows stored per second."""
-    tok = loaded.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     start = min(w.next_doc for w in writers)
     target = rank_share(cfg.tokens, dist)
     already = min(w.rows_committed for w in writers)
@@ -193,11 +193,13 @@ def run_capture(
         return 0.0
     if already:
         log.info("resuming: %d rows already stored; continuing at input %d", already, start)
-    inputs = (
-        i
-        for i in iter_model_inputs(corpus_of(cfg), tok, start=start)
-        if i.doc_id % dist.world_size == dist.rank
+    inputs = for_rank(
+        iter_model_inputs(corpus_of(cfg), loaded.tokenizer, start=start), dist.rank, dist.world_size
     )
+
+    def trim(batch: list[ModelInput]) -> list[ModelInput]:
+        return enough_inputs(batch, target - min(w.rows_accepted for w in writers))
+
     bar = tqdm(
         total=target,
         initial=already,
@@ -208,20 +210,12 @@ def run_capture(
     )
     t0, stored = time.perf_counter(), 0
     # the bar closes before an error is reported, so the error line is not glued to it
-    with bar, collect_activations(loaded.model, hookpoints) as collector, torch.inference_mode():
-        for full_batch in batched(inputs, cfg.batch_size):
-            batch = enough_inputs(full_batch, target - min(w.rows_accepted for w in writers))
-            tensors = collate(batch, pad_id, loaded.device)
-            acts = collector.run(input_ids=tensors.input_ids, attention_mask=tensors.attention_mask)
-            rows = tensors.rows.to(loaded.device, non_blocking=True)
-            cols = tensors.cols.to(loaded.device, non_blocking=True)
-            doc_ids = torch.tensor([b.doc_id for b in batch for _ in b.positions], dtype=torch.int64)
-            positions = tensors.cols.to(torch.int32)
-            token_ids = tensors.token_ids
-            docs = [DocRecord(b.doc_id, b.token_ids, b.text, b.source) for b in batch]
+    with bar, torch.inference_mode():
+        for pb in iter_positions(loaded, hookpoints, inputs, cfg.batch_size, trim=trim):
+            docs = [DocRecord(b.doc_id, b.token_ids, b.text, b.source) for b in pb.inputs]
             before = min(w.rows_accepted for w in writers)
             for hp, w in zip(hookpoints, writers):
-                w.add(acts[hp.name][rows, cols], token_ids, doc_ids, positions, docs)
+                w.add(pb.activations[hp.name], pb.token_ids, pb.doc_ids, pb.positions, docs)
             after = min(w.rows_accepted for w in writers)
             stored += after - before
             bar.update(after - before)

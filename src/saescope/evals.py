@@ -20,9 +20,7 @@ one comparison table and an L0-vs-FVU plot. Knows nothing about training.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,17 +29,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .bound import BoundSAE, bind_sae, heldout_corpus
 from .config import CorpusSettings, EvalConfig, ModelSettings, to_jsonable
-from .data import ModelInput, collate, iter_model_inputs
+from .data import InputBatch, ModelInput, iter_model_inputs
 from .errors import SaescopeError
-from .hooks import collect_activations, patch_activations
-from .models import Hookpoint, LoadedModel, load_model, resolve_hookpoints
+from .files import json_safe, write_json, write_safetensors
+from .hookpoints import Hookpoint
+from .hooks import patch_activations
+from .models import LoadedModel
+from .positions import iter_positions
 from .sae.base import SparseAutoencoder
-from .sae.formats import load_sae
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,13 @@ class Batch(NamedTuple):
     """[B, T-1] next-token predictions that are scored."""
 
 
-def make_batch(inputs: Sequence[ModelInput], pad_id: int, device: torch.device) -> Batch:
-    padded = collate(inputs, pad_id, device)
-    sae_mask = torch.zeros(padded.input_ids.shape, dtype=torch.bool)
-    sae_mask[padded.rows, padded.cols] = True
-    sae_mask = sae_mask.to(device)
-    score = sae_mask[:, :-1] & padded.attention_mask[:, 1:].bool()
-    return Batch(padded.input_ids, padded.attention_mask, sae_mask, score)
+def downstream_batch(tensors: InputBatch) -> Batch:
+    """The masks of one padded batch: where the SAE is spliced, which predictions are scored."""
+    sae_mask = torch.zeros(tensors.input_ids.shape, dtype=torch.bool)
+    sae_mask[tensors.rows, tensors.cols] = True
+    sae_mask = sae_mask.to(tensors.input_ids.device)
+    score = sae_mask[:, :-1] & tensors.attention_mask[:, 1:].bool()
+    return Batch(tensors.input_ids, tensors.attention_mask, sae_mask, score)
 
 
 class CleanDistribution(NamedTuple):
@@ -169,15 +169,21 @@ def splice(
 
 
 @torch.inference_mode()
-def reconstruction_pass(
-    loaded: LoadedModel, hp: Hookpoint, sae: SparseAutoencoder, batch: Batch, sums: Sums
-) -> None:
-    """Activations up to the hookpoint only (the forward stops there), through the SAE."""
-    with collect_activations(loaded.model, [hp]) as collector:
-        act = collector.run(input_ids=batch.input_ids, attention_mask=batch.attention_mask)[hp.name]
-    x = act[batch.sae_mask].float()
-    out = sae(x)
-    sums.add_reconstruction(x, out.recon, out.latent_acts, out.latent_indices)
+def reconstruction_passes(
+    bound: BoundSAE, inputs: Sequence[ModelInput], batch_size: int, sums: Sums
+) -> list[Batch]:
+    """Activations up to the hookpoint only (the forward stops there), through the SAE; returns the
+    batches for the downstream passes."""
+    batches = []
+    passes = iter_positions(bound.loaded_model, [bound.hookpoint], inputs, batch_size)
+    total = -(-len(inputs) // batch_size)
+    desc = f"eval {bound.path.name}: reconstruction"
+    for pb in tqdm(passes, total=total, desc=desc, unit="batch", dynamic_ncols=True):
+        x = pb.activations[bound.hookpoint.name].float()
+        out = bound.sae(x)
+        sums.add_reconstruction(x, out.recon, out.latent_acts, out.latent_indices)
+        batches.append(downstream_batch(pb.tensors))
+    return batches
 
 
 @torch.inference_mode()
@@ -268,53 +274,12 @@ class EvalResult(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "saes": [{"path": str(e.path), **json_values(e.metrics)} for e in self.evals],
+            "saes": [{"path": str(e.path), **json_safe(e.metrics)} for e in self.evals],
             "comparison_plot": str(self.comparison_plot) if self.comparison_plot else None,
         }
 
 
-def json_values(obj: Any) -> Any:
-    """`obj` with NaN and ±inf (a metric whose denominator is 0) as None: they are not JSON, and
-    strict readers (jq, JavaScript) reject a document holding them."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_values(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_values(v) for v in obj]
-    return obj
-
-
 # ----- corpus -----------------------------------------------------------------------------
-def eval_corpus(cfg: EvalConfig, sae: SparseAutoencoder) -> tuple[CorpusSettings, int]:
-    """Corpus settings and the first input to read: the SAE's own corpus after what it trained on."""
-    training = sae.cfg.training or {}
-    capture = training.get("capture") or training.get("corpus") or {}
-    context_len = cfg.context_len or int(capture.get("context_len", 256))
-    base = dict(
-        unit=capture.get("unit", "window"),
-        context_len=context_len,
-        prepend_bos=bool(capture.get("prepend_bos", True)),
-        include_bos=bool(capture.get("include_bos", False)),
-    )
-    if cfg.dataset is not None:
-        return CorpusSettings(dataset=cfg.dataset, split=cfg.split, text_field=cfg.text_field, **base), 0
-    if not capture:
-        log.warning(
-            "%s records no training corpus; evaluating on the built-in corpus", sae.cfg.model or "the SAE"
-        )
-        return CorpusSettings(dataset="builtin", **base), 0
-    start = int(training.get("next_doc", 0))
-    corpus = CorpusSettings(
-        dataset=capture.get("dataset", "builtin"),
-        split=capture.get("split", "train"),
-        text_field=capture.get("text_field", "text"),
-        seed=int(capture.get("seed", 0)),
-        **base,
-    )
-    return corpus, start
-
-
 def eval_inputs(corpus: CorpusSettings, tokenizer: Any, start: int, tokens: int) -> list[ModelInput]:
     """Inputs until `tokens` positions are covered."""
     chosen, count = [], 0
@@ -329,56 +294,18 @@ def eval_inputs(corpus: CorpusSettings, tokenizer: Any, start: int, tokens: int)
 
 
 # ----- one SAE ----------------------------------------------------------------------------
-def same_model(a: str, b: str) -> bool:
-    """Equal names, or two names of one local folder (relative and absolute, say)."""
-    if a == b:
-        return True
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-def check_model(cfg: EvalConfig, sae: SparseAutoencoder, path: Path) -> str:
-    if cfg.model and sae.cfg.model and not same_model(cfg.model, sae.cfg.model) and not cfg.force:
-        raise SaescopeError(
-            f"{path} was trained on {sae.cfg.model!r}, not {cfg.model!r}; pass --force to evaluate it anyway"
-        )
-    model = cfg.model or sae.cfg.model
-    if not model:
-        raise SaescopeError(f"{path} does not record its model; pass --model")
-    return model
-
-
 def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) -> SAEEval:
-    sae = load_sae(path)
-    sae.eval()
-    model_name = check_model(cfg, sae, path)
-    if model_name not in models:
-        settings = ModelSettings(
-            model=model_name,
-            revision=cfg.revision,
-            model_dtype=cfg.model_dtype,
-            device=cfg.device,
-            device_map=cfg.device_map,
-        )
-        models[model_name] = load_model(settings)
-    loaded = models[model_name]
-    sae.to(loaded.device)
-    spec = sae.cfg.hookpoint_alias or sae.cfg.hookpoint
-    try:
-        (hp,) = resolve_hookpoints(loaded.model, [spec])
-    except SaescopeError as e:
-        raise SaescopeError(f"{path}: its hookpoint {spec!r} is not in {model_name}: {e}") from None
-    corpus, start = eval_corpus(cfg, sae)
+    settings = ModelSettings(
+        revision=cfg.revision, model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map
+    )
+    bound = bind_sae(path, cfg.model or None, force=cfg.force, settings=settings, models=models)
+    sae, loaded, hp = bound.sae, bound.loaded_model, bound.hookpoint
+    model_name = cfg.model or sae.cfg.model
+    corpus, start = heldout_corpus(sae, cfg.dataset, cfg.split, cfg.text_field, cfg.context_len)
     inputs = eval_inputs(corpus, loaded.tokenizer, start, cfg.tokens)
-    pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
-    batches = [
-        make_batch(inputs[i : i + cfg.batch_size], pad, loaded.device)
-        for i in range(0, len(inputs), cfg.batch_size)
-    ]
     sums = Sums(d_sae=sae.d_sae)
     t0 = time.perf_counter()
-    for batch in tqdm(batches, desc=f"eval {path.name}: reconstruction", unit="batch", dynamic_ncols=True):
-        reconstruction_pass(loaded, hp, sae, batch, sums)
+    batches = reconstruction_passes(bound, inputs, cfg.batch_size, sums)
     if cfg.downstream:
         assert sums.sum_x is not None
         # Mean ablation uses the mean activation over the evaluation tokens.
@@ -407,10 +334,10 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
 
 def write_outputs(path: Path, metrics: dict[str, Any], sums: Sums) -> None:
     assert sums.fired is not None and sums.act_sum is not None
-    (path / "eval.json").write_text(json.dumps(json_values(metrics), indent=1, default=float))
+    write_json(path / "eval.json", metrics)
     freq = (sums.fired / max(sums.tokens, 1)).float()
     mean_act = (sums.act_sum / sums.fired.clamp_min(1)).float()
-    save_file({"frequency": freq, "mean_activation": mean_act}, str(path / "eval_latents.safetensors"))
+    write_safetensors(path / "eval_latents.safetensors", {"frequency": freq, "mean_activation": mean_act})
     plot_sparsity(path, freq, torch.cat(sums.l0))
 
 
@@ -506,9 +433,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if len(evals) > 1:
         out = cfg.out or Path(commonpath(evals))
         plot = plot_frontier(evals, out)
-        (out / "eval_comparison.json").write_text(
-            json.dumps(EvalResult(evals, plot).to_json(), indent=1, default=float)
-        )
+        write_json(out / "eval_comparison.json", EvalResult(evals, plot).to_json())
     return EvalResult(evals, plot)
 
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import SaescopeError
-from .models import Hookpoint, module_at, resolve_hookpoints
+from .hookpoints import Hookpoint, module_at, resolve_hookpoints
 
 
 class _StopForward(Exception):

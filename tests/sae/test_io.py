@@ -11,8 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from saescope.errors import SaescopeError
 from saescope import files
+from saescope.errors import SaescopeError
 from saescope.sae.formats import FORMAT, load_sae, save_sae
 
 from .builders import ARCHITECTURES, make_sae, random_inputs

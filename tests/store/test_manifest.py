@@ -14,8 +14,8 @@ import torch
 
 from saescope.errors import StoreError
 from saescope.store import FORMAT, merge_manifest, read_manifest
-from saescope.store.shardfile import ALIGN
 from saescope.store.manifest import first_difference
+from saescope.store.shardfile import ALIGN
 
 from .synthetic import IDENTITY, D, doc_length, expected, feed, open_writer
 

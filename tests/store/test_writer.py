@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from saescope.errors import StoreError
 from saescope import files
+from saescope.errors import StoreError
 from saescope.store import ActivationStore, RunningStats, merge_manifest, read_manifest
 
 from .synthetic import IDENTITY, doc, expected, feed, open_writer

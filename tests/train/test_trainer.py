@@ -165,7 +165,7 @@ def test_a_sweep_trains_sibling_saes_from_one_pass(store: Path, tmp_path: Path) 
     assert [r.path for r in result.saes] == [out / n for n in names]
     for run, (n, k) in zip(result.saes, [(64, 4), (64, 8), (128, 4), (128, 8)]):
         sae = load_sae(run.path)
-        assert (sae.cfg.k, sae.d_sae, sae.cfg.training["tokens"]) == (k, n, 128 * 20)
+        assert (sae.cfg.k, sae.d_sae, sae.cfg.training.tokens) == (k, n, 128 * 20)
         assert [r["l0"] for r in metrics(run.path)] == pytest.approx([k, k], abs=0.01)
         assert (run.path / "training_curves.png").exists()
     # one pass: the same steps and tokens for all, different SAEs
@@ -381,8 +381,8 @@ def test_on_the_fly_training_records_its_model_resumes_at_its_input_and_evaluate
     assert sae.cfg.model == str(tiny_model_dir) and sae.d_in == 32
     assert (sae.cfg.hookpoint, sae.cfg.hookpoint_alias) == ("model.layers.1", "resid_post:1")
     training = sae.cfg.training
-    assert training["on_the_fly"] is True and training["corpus"]["dataset"] == str(corpus)
-    assert training["next_doc"] > state["next_doc"]
+    assert training.on_the_fly is True and training.corpus["dataset"] == str(corpus)
+    assert training.next_doc > state["next_doc"]
     log = metrics(run.path)
     assert [r["step"] for r in log] == [10, 20, 30] and log[-1]["fvu"] < log[0]["fvu"]
 
@@ -391,7 +391,7 @@ def test_on_the_fly_training_records_its_model_resumes_at_its_input_and_evaluate
     from saescope.evals import evaluate
 
     (result,) = evaluate(EvalConfig(saes=(run.path,), tokens=64, device="cpu", downstream=False)).evals
-    assert result.metrics["settings"]["first_input"] == training["next_doc"]
+    assert result.metrics["settings"]["first_input"] == training.next_doc
     assert result.metrics["settings"]["corpus"]["dataset"] == str(corpus)
     assert result.metrics["reconstruction"]["fvu"] < 1
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import require
+from .record import TrainingRecord
 
 
 class EncoderOutput(NamedTuple):
@@ -102,11 +103,18 @@ class SAEConfig:
     dtype: str = "float32"
     normalization: dict[str, Any] = field(default_factory=dict)
     """How inputs were normalised in training and that it was folded into the weights."""
-    training: dict[str, Any] = field(default_factory=dict)
-    """Provenance: store, tokens seen, settings (informational)."""
+    training: TrainingRecord = field(default_factory=TrainingRecord)
+    """Provenance: the corpus and store it was trained on, where held-out text starts, tokens seen,
+    settings (a dict given here is read as a `TrainingRecord`)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.training, TrainingRecord):
+            object.__setattr__(self, "training", TrainingRecord.from_dict(self.training))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["training"] = self.training.to_dict()
+        return out
 
     def with_updates(self, **changes: Any) -> SAEConfig:
         return replace(self, **changes)

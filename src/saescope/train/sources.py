@@ -98,8 +98,8 @@ class ModelSource:
     """Activations computed from a model as training goes, through a shuffle buffer."""
 
     def __init__(self, cfg: TrainConfig, dist: DistInfo, device: torch.device, buffer_rows: int = 262_144):
-        from ..hooks import collect_activations
-        from ..models import load_model, resolve_hookpoints
+        from ..hookpoints import resolve_hookpoints
+        from ..models import load_model
 
         self.cfg, self.dist = cfg, dist
         model_settings = ModelSettings(
@@ -111,7 +111,6 @@ class ModelSource:
         )
         self.loaded = load_model(model_settings)
         (self.hookpoint,) = resolve_hookpoints(self.loaded.model, [cfg.hookpoint])
-        self._collect = collect_activations
         self.buffer_rows = max(buffer_rows, 4 * cfg.batch_size)
         self.rows = None
         self.next_doc = 0
@@ -129,27 +128,14 @@ class ModelSource:
 
     def _rows(self, start_doc: int) -> Iterator[Tensor]:
         """Activation rows of this rank's model inputs, in corpus order, from `start_doc` on."""
-        from ..data import batched, collate, iter_model_inputs
+        from ..data import iter_model_inputs
+        from ..positions import for_rank, iter_positions
 
-        model, tok = self.loaded.model, self.loaded.tokenizer
-        inputs = (
-            i
-            for i in iter_model_inputs(corpus_of(self.cfg), tok, start=start_doc)
-            if i.doc_id % self.dist.world_size == self.dist.rank
-        )
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        with self._collect(model, [self.hookpoint]) as collector:
-            for batch in batched(inputs, 16):
-                b = collate(batch, pad, self.loaded.device)
-                # Grad mode is thread state: held across the `yield`, it would switch autograd off in
-                # the training step that consumes these rows.
-                with torch.no_grad():
-                    acts = collector.run(input_ids=b.input_ids, attention_mask=b.attention_mask)[
-                        self.hookpoint.name
-                    ]
-                    chunk = acts[b.rows.to(acts.device), b.cols.to(acts.device)].float()
-                self.next_doc = batch[-1].doc_id + 1
-                yield chunk
+        corpus = iter_model_inputs(corpus_of(self.cfg), self.loaded.tokenizer, start=start_doc)
+        inputs = for_rank(corpus, self.dist.rank, self.dist.world_size)
+        for batch in iter_positions(self.loaded, [self.hookpoint], inputs, batch_size=16):
+            self.next_doc = batch.inputs[-1].doc_id + 1
+            yield batch.activations[self.hookpoint.name].float()
 
     def _first_rows(self, n: int) -> Tensor:
         for chunk in self._rows(0):

@@ -29,8 +29,9 @@ from ..errors import CheckpointError, ConfigError, SaescopeError
 from ..kernels import resolve_impl
 from ..models import resolve_device
 from ..sae.base import LossSettings, SAEConfig, SparseAutoencoder
-from ..sae.init import fold_input_scale, geometric_median, initialize
 from ..sae.formats import save_sae
+from ..sae.init import fold_input_scale, geometric_median, initialize
+from ..sae.record import TrainingRecord
 from ..sae.registry import get_architecture
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .dead import DeadLatentTracker
@@ -429,8 +430,8 @@ def finish(
     if isinstance(source, ModelSource):
         # The first model input training did not read: where held-out evaluation starts.
         details["next_doc"] = source.next_doc
-    final.cfg = final.cfg.with_updates(
-        training={
+    record = TrainingRecord.from_dict(
+        {
             **details,
             "tokens": steps * cfg.batch_size,
             "steps": steps,
@@ -438,6 +439,7 @@ def finish(
             "final_metrics": run.last or {},
         }
     )
+    final.cfg = final.cfg.with_updates(training=record)
     if cfg.normalize != "none":
         fold_input_scale(final, scale)
     save_sae(final, run.folder)

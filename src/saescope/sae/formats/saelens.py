@@ -171,7 +171,7 @@ def save_saelens(sae: SparseAutoencoder, folder: str | Path) -> Path:
     )
     if arch is None:
         raise SaescopeError(f"cannot export a {sae.architecture!r} SAE to SAELens")
-    source = sae.cfg.training.get("source", {}) if isinstance(sae.cfg.training, dict) else {}
+    source = sae.cfg.training.source or {}
     from_saelens = isinstance(source, dict) and source.get("format") == "saelens"
     metadata: dict[str, Any] = {}
     if from_saelens and isinstance(source.get("metadata"), dict):

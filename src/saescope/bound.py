@@ -1,0 +1,164 @@
+"""ONE way to bind a saved SAE to its world: its model, its hookpoint in that model, its held-out text.
+
+Every stage that runs an SAE inside its model (eval, index from text, steer, effects, contrast,
+serve) loads through `bind_sae`, as every nanochat script loads through one function:
+
+    bound = bind_sae("runs/demo/sae")               # the model the SAE records
+    bound = bind_sae(path, model=loaded)             # share one loaded model between SAEs
+    corpus = heldout_corpus(bound.sae)               # its own corpus, after what training read
+
+The SAE's `cfg.json` names its model and hookpoint; a different `model` is refused unless
+`force`. `heldout_corpus` reads the typed training record (`saescope.sae.record`).
+This module knows nothing about what the stages do with the bound SAE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+from .config import CorpusSettings, ModelSettings
+from .errors import SaescopeError
+from .hookpoints import Hookpoint, resolve_hookpoints
+from .models import LoadedModel, load_model
+from .sae.base import SparseAutoencoder
+from .sae.formats import load_sae
+
+log = logging.getLogger(__name__)
+
+
+class BoundSAE(NamedTuple):
+    """A saved SAE on its model's device, with the model and the hookpoint it reads."""
+
+    sae: SparseAutoencoder
+    """The SAE, in eval mode, on `loaded_model.device`."""
+    loaded_model: LoadedModel
+    """Its language model and tokenizer."""
+    hookpoint: Hookpoint
+    """Where in the model the SAE reads (and where interventions write)."""
+    path: Path
+    """The SAE folder."""
+
+
+class HeldOut(NamedTuple):
+    """Text an SAE did not see in training, as model inputs."""
+
+    corpus: CorpusSettings
+    """The corpus and how it is cut into inputs (the SAE's own settings unless overridden)."""
+    start: int
+    """The first model input (`doc_id`) to read."""
+
+
+def same_model(a: str, b: str) -> bool:
+    """Equal names, or two names of one local folder (relative and absolute, say)."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def model_for(sae: SparseAutoencoder, path: Path, model: str | None, force: bool) -> str:
+    """The model to run `sae` in: `model` if given (refused when it is not the SAE's, unless
+    `force`), else the one the SAE records."""
+    recorded = sae.cfg.model
+    if model and recorded and not same_model(model, recorded) and not force:
+        raise SaescopeError(
+            f"{path} was trained on {recorded!r}, not {model!r}; pass --force to use it anyway"
+        )
+    chosen = model or recorded
+    if not chosen:
+        raise SaescopeError(f"{path} does not record its model; pass --model")
+    return chosen
+
+
+def resolve_sae_hookpoint(sae: SparseAutoencoder, loaded: LoadedModel, path: Path) -> Hookpoint:
+    """The SAE's hookpoint in `loaded`'s model (its short form when it has one)."""
+    spec = sae.cfg.hookpoint_alias or sae.cfg.hookpoint
+    if not spec:
+        raise SaescopeError(f"{path} does not record its hookpoint")
+    try:
+        (hookpoint,) = resolve_hookpoints(loaded.model, [spec])
+    except SaescopeError as e:
+        raise SaescopeError(f"{path}: its hookpoint {spec!r} is not in {loaded.name}: {e}") from None
+    except ValueError:
+        raise SaescopeError(
+            f"{path}: its hookpoint {spec!r} names several modules of {loaded.name}"
+        ) from None
+    return hookpoint
+
+
+def bind_sae(
+    path: str | Path,
+    model: str | LoadedModel | None = None,
+    force: bool = False,
+    settings: ModelSettings | None = None,
+    models: dict[str, LoadedModel] | None = None,
+) -> BoundSAE:
+    """Load the SAE at `path` with its model (see the module docstring).
+
+    `model`: a model name (as `--model` takes it), an already loaded model to share, or None for
+    the one the SAE records. `settings` gives device, dtype and revision for a model loaded here;
+    `models` (name → loaded model) shares loads between calls: a model loaded here is added to it.
+    """
+    path = Path(path)
+    sae = load_sae(path)
+    name = model.name if isinstance(model, LoadedModel) else model
+    chosen = model_for(sae, path, name, force)
+    models = {} if models is None else models
+    if isinstance(model, LoadedModel):
+        loaded = model
+    elif chosen in models:
+        loaded = models[chosen]
+    else:
+        base = settings or ModelSettings()
+        loaded = models[chosen] = load_model(dataclasses.replace(base, model=chosen))
+    hookpoint = resolve_sae_hookpoint(sae, loaded, path)
+    sae.to(loaded.device)
+    return BoundSAE(sae.eval(), loaded, hookpoint, path)
+
+
+def heldout_corpus(
+    sae: SparseAutoencoder,
+    dataset: str | None = None,
+    split: str = "train",
+    text_field: str = "text",
+    context_len: int | None = None,
+) -> HeldOut:
+    """Text for evaluating or indexing `sae`: by default its own training corpus from the first
+    model input training did not read, cut into inputs as in training; with `dataset`, that
+    corpus from its start (cut the same way)."""
+    record = sae.cfg.training
+    trained_on = record.corpus_settings()
+    base = trained_on or CorpusSettings()
+    cut = dict(
+        unit=base.unit,
+        context_len=context_len or base.context_len,
+        prepend_bos=base.prepend_bos,
+        include_bos=base.include_bos,
+    )
+    if dataset is not None:
+        return HeldOut(CorpusSettings(dataset=dataset, split=split, text_field=text_field, **cut), 0)
+    if trained_on is None:
+        log.warning("%s records no training corpus; using the built-in corpus", sae.cfg.model or "the SAE")
+        return HeldOut(CorpusSettings(dataset="builtin", **cut), 0)
+    corpus = CorpusSettings(
+        dataset=trained_on.dataset,
+        split=trained_on.split,
+        text_field=trained_on.text_field,
+        seed=trained_on.seed,
+        **cut,
+    )
+    return HeldOut(corpus, record.next_doc)
+
+
+__all__ = [
+    "BoundSAE",
+    "HeldOut",
+    "bind_sae",
+    "heldout_corpus",
+    "model_for",
+    "resolve_sae_hookpoint",
+    "same_model",
+]
