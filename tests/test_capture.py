@@ -31,6 +31,7 @@ from builders import save_tiny_model, tiny_tokenizer
 from saescope import cli
 from saescope.capture import CaptureResult, capture
 from saescope.config import CaptureConfig, to_jsonable
+from saescope.errors import StoreError
 from saescope.files import file_sha256
 from saescope.store import ActivationStore, Batch, read_manifest
 
@@ -334,6 +335,21 @@ def test_the_last_forward_runs_only_over_the_inputs_it_stores(
     (_, small), (_, big) = all_rows(tmp_path / "small"), all_rows(tmp_path / "big")
     assert len(set(big.doc_ids.tolist())) == seen[1] + seen[2]
     assert torch.equal(small.activations, big.activations[:40])
+
+
+def test_a_corrupt_store_is_neither_resumed_nor_extended(
+    tmp_path: Path, tiny_model_dir: Path, corpus: Path
+) -> None:
+    out = tmp_path / "flipped"
+    capture(settings(tiny_model_dir, corpus, out, tokens=1000))
+    shard = out / read_manifest(out).shards[0].path
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    before = snapshot(out / "shards")
+    with pytest.raises(StoreError, match=r"cannot resume or extend: .*sha256 mismatch"):
+        capture(settings(tiny_model_dir, corpus, out, tokens=2000))
+    assert snapshot(out / "shards") == before
 
 
 def test_more_tokens_extend_the_store(tmp_path: Path, tiny_model_dir: Path, corpus: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import ast
 import dataclasses
 import errno
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,10 @@ from saescope.sae.registry import architecture_names
 
 
 def naive_field_docs() -> dict[str, dict[str, str]]:
-    """Class name → field → the string literal right under it, read from config.py's syntax tree."""
-    tree = ast.parse(Path(C.__file__).read_text())
+    """Class name → field → the string literal right under it, read from the config package's syntax trees."""
+    nodes = [n for path in Path(C.__file__).parent.glob("*.py") for n in ast.parse(path.read_text()).body]
     out: dict[str, dict[str, str]] = {}
-    for node in tree.body:
+    for node in nodes:
         if not isinstance(node, ast.ClassDef):
             continue
         docs = out.setdefault(node.name, {})
@@ -68,9 +69,9 @@ def one_line(err: str, prog: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
 def test_help_lists_every_field_with_its_docstring(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    cls = cli.SUBCOMMANDS[name][0]
+    cls = cli.COMMANDS[name].config
     with pytest.raises(SystemExit) as exit_info:
         cli.main([name, "--help"])
     assert exit_info.value.code == 0
@@ -78,6 +79,8 @@ def test_help_lists_every_field_with_its_docstring(name: str, capsys: pytest.Cap
     docs = docs_of(cls)
     by_dest = {a.dest: a for a in subparser(name)._actions}
     for f in dataclasses.fields(cls):
+        if "options_from" in f.metadata:
+            continue  # gathered from other classes (each architecture's hyperparameters)
         doc = docs.get(f.name, "")
         assert doc.strip(), f"{cls.__name__}.{f.name} has no docstring"
         action = by_dest[f.name]
@@ -99,8 +102,8 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    for name, (_cls, _run, summary) in cli.SUBCOMMANDS.items():
-        assert name in out and summary in out
+    for name, command in cli.COMMANDS.items():
+        assert name in out and command.help in out
 
 
 def test_architecture_choices_come_from_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,7 +118,7 @@ def test_architecture_choices_come_from_the_registry(capsys: pytest.CaptureFixtu
 
 
 def parse(argv: list[str]) -> Any:
-    cls = cli.SUBCOMMANDS[argv[0]][0]
+    cls = cli.COMMANDS[argv[0]].config
     return cli.build_config(cls, cli.build_parser().parse_args(argv))
 
 
@@ -218,3 +221,153 @@ def test_errors_are_one_line_without_traceback(
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert fragment in one_line(proc.stderr, prog)
     assert list(tmp_path.iterdir()) == []
+
+
+# ----- --version, --config, --json ---------------------------------------------------------------
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import saescope
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"saescope {saescope.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (
+            "c.toml",
+            'tokens = 500\nhookpoints = ["resid_post:1", "mlp_out:2"]\n'
+            'out = "from-file"\nprepend-bos = false\n',
+        ),
+        (
+            "c.yaml",
+            "tokens: 500\nhookpoints: [resid_post:1, mlp_out:2]\nout: from-file\nprepend_bos: false\n",
+        ),
+        (
+            "c.json",
+            '{"tokens": 500, "hookpoints": ["resid_post:1", "mlp_out:2"], '
+            '"out": "from-file", "prepend_bos": false}',
+        ),
+    ],
+)
+def test_config_files_give_defaults_that_flags_override(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    cfg = parse_with_file(["capture", "--config", str(path)])
+    assert cfg == C.CaptureConfig(
+        tokens=500, hookpoints=("resid_post:1", "mlp_out:2"), out=Path("from-file"), prepend_bos=False
+    )
+    cfg = parse_with_file(["capture", "--config", str(path), "--tokens", "7", "--hookpoint", "attn_out:0"])
+    assert (cfg.tokens, cfg.hookpoints, cfg.out) == (7, ("attn_out:0",), Path("from-file"))
+
+
+def parse_with_file(argv: list[str]) -> Any:
+    args = cli.build_parser().parse_args(argv)
+    command = cli.COMMANDS[argv[0]]
+    return cli.build_config(command.config, args, cli.config_file_values(command.config, args.config))
+
+
+def test_config_files_are_read_by_main(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("tokens = 321\n")
+    assert parse_with_file(["capture", "--config", str(path)]).tokens == 321
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("tokenz = 5\n", "unknown option(s) tokenz; valid:"),
+        ("tokens = [1\n", "cannot be parsed"),
+        ("tokens = 0\n", "--tokens must be positive, got 0"),
+    ],
+)
+def test_bad_config_files_are_one_line(
+    tmp_path: Path, text: str, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert cli.main(["capture", "--config", str(path)]) == 2
+    assert fragment in one_line(capsys.readouterr().err, "saescope capture")
+    assert cli.main(["capture", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "no such file" in one_line(capsys.readouterr().err, "saescope capture")
+
+
+def test_json_is_one_document_on_stdout_for_every_reporting_command(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(f"The cat {i} sat on the mat in Paris." for i in range(400)))
+    acts, sae = tmp_path / "acts", tmp_path / "sae"
+    runs = {
+        "capture": [
+            "capture",
+            "--model",
+            str(tiny_model_dir),
+            "--dataset",
+            str(corpus),
+            "--hookpoint",
+            "resid_post:1",
+            "--tokens",
+            "2048",
+            "--context-len",
+            "64",
+            "--out",
+            str(acts),
+            "--device",
+            "cpu",
+        ],
+        "verify": ["verify", str(acts)],
+        "train": [
+            "train",
+            "--acts",
+            str(acts),
+            "--out",
+            str(sae),
+            "--latents",
+            "64",
+            "--k",
+            "4",
+            "--batch-size",
+            "256",
+            "--tokens",
+            "2048",
+            "--device",
+            "cpu",
+        ],
+        "eval": ["eval", str(sae), "--tokens", "128", "--device", "cpu", "--dataset", str(corpus)],
+        "convert": [
+            "convert",
+            str(sae),
+            "--from",
+            "native",
+            "--to",
+            "saelens",
+            "--out",
+            str(tmp_path / "lens"),
+        ],
+    }
+    for name, argv in runs.items():
+        assert cli.main([*argv, "--json"]) == 0, name
+        out = capsys.readouterr().out
+        document = json.loads(out)  # the whole of stdout is one JSON document
+        assert isinstance(document, dict) and document, name
+    assert json.loads(json.dumps(document)) == {
+        "out": str(tmp_path / "lens"),
+        "from": "native",
+        "to": "saelens",
+    }
+
+
+def test_help_and_usage_errors_start_quickly(tmp_path: Path) -> None:
+    """`--help` and argument errors import no torch (it alone takes seconds to import)."""
+    code = (
+        "import sys; from saescope import cli\n"
+        "for argv in (['--help'], ['capture', '--help'], ['eval', '--nope'], ['verify']):\n"
+        "    try: cli.main(argv)\n"
+        "    except SystemExit: pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stderr

@@ -303,7 +303,7 @@ def test_imported_saes_evaluate_like_the_original(
     )
     exported = convert(
         ConvertConfig(sae_dir=original, from_format="native", to_format=fmt, out=tmp_path / fmt / "layers.1")
-    )
+    ).out
     imported = convert(
         ConvertConfig(
             sae_dir=exported,
@@ -313,7 +313,7 @@ def test_imported_saes_evaluate_like_the_original(
             model=str(tiny_model_dir),
             hookpoint="resid_post:1",
         )
-    )
+    ).out
     result = evaluate(eval_config([original, imported], corpus, downstream=False))
     a, b = (e.metrics for e in result.evals)
     assert b["sae"]["architecture"] == "topk" and b["sparsity"]["l0_mean"] == pytest.approx(6)

@@ -132,23 +132,23 @@ def heldout_corpus(
     record = sae.cfg.training
     trained_on = record.corpus_settings()
     base = trained_on or CorpusSettings()
-    cut = dict(
+    cut = CorpusSettings(
         unit=base.unit,
         context_len=context_len or base.context_len,
         prepend_bos=base.prepend_bos,
         include_bos=base.include_bos,
     )
     if dataset is not None:
-        return HeldOut(CorpusSettings(dataset=dataset, split=split, text_field=text_field, **cut), 0)
+        return HeldOut(dataclasses.replace(cut, dataset=dataset, split=split, text_field=text_field), 0)
     if trained_on is None:
         log.warning("%s records no training corpus; using the built-in corpus", sae.cfg.model or "the SAE")
-        return HeldOut(CorpusSettings(dataset="builtin", **cut), 0)
-    corpus = CorpusSettings(
+        return HeldOut(cut, 0)
+    corpus = dataclasses.replace(
+        cut,
         dataset=trained_on.dataset,
         split=trained_on.split,
         text_field=trained_on.text_field,
         seed=trained_on.seed,
-        **cut,
     )
     return HeldOut(corpus, record.next_doc)
 

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .config import CaptureConfig, corpus_of, to_jsonable
+from .config import CaptureConfig, VerifyConfig, corpus_of, to_jsonable
 from .data import BUILTIN, ModelInput, iter_model_inputs
 from .errors import ConfigError, StoreError
 from .hookpoints import Hookpoint, resolve_hookpoints
@@ -33,6 +33,7 @@ from .models import LoadedModel, load_model
 from .positions import for_rank, iter_positions
 from .store import DocRecord, StoreWriter, merge_manifest
 from .store.manifest import MANIFEST
+from .store.verify import verify_store
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,26 @@ class StoreSummary:
 
 
 class CaptureResult(NamedTuple):
+    """What `capture` stored."""
+
     stores: list[StoreSummary]
+    """One store per hookpoint (rank 0 reports the whole store, other ranks their own rows)."""
     rows_per_second: float
     """Rows stored per second by this run (per hookpoint, this rank)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stores": [
+                {"path": str(s.path), "hookpoint": s.hookpoint, "rows": s.rows, "d_model": s.d_model}
+                for s in self.stores
+            ],
+            "rows_per_second": self.rows_per_second,
+        }
+
+    def render(self) -> str:
+        return "\n".join(
+            f"stored {s.rows:,} rows of {s.hookpoint} (d_model {s.d_model}) in {s.path}" for s in self.stores
+        )
 
 
 def store_folder(out: Path, hookpoint: Hookpoint, several: bool) -> Path:
@@ -100,6 +118,17 @@ def corpus_identity(cfg: CaptureConfig, loaded: LoadedModel, hookpoint: Hookpoin
     return ident
 
 
+def check_existing(folder: Path) -> None:
+    """Resuming or extending a store builds on the shards already there: refuse (before anything is
+    written) when any of them is not intact."""
+    if not (folder / MANIFEST).exists():
+        return
+    try:
+        verify_store(VerifyConfig(folder))
+    except StoreError as e:
+        raise StoreError(f"cannot resume or extend: {e} (delete the store, or use another --out)") from None
+
+
 def open_writers(
     cfg: CaptureConfig, loaded: LoadedModel, hookpoints: Sequence[Hookpoint], dist: distributed.DistInfo
 ) -> list[StoreWriter]:
@@ -111,6 +140,8 @@ def open_writers(
             f"{cfg.out} holds the store of one hookpoint; several hookpoints write sibling stores "
             "into a folder of their own — use another --out"
         )
+    for hp in hookpoints:
+        check_existing(store_folder(cfg.out, hp, several))
     widths = probe_widths(loaded, hookpoints)
     itemsize = torch.empty((), dtype=getattr(torch, cfg.store_dtype)).element_size()
     writers: list[StoreWriter] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import ConvertConfig
 from .errors import ConfigError, SaescopeError
@@ -19,7 +19,24 @@ from .sae.formats import FORMATS_IN, FORMATS_OUT, READERS, WRITERS, detect_forma
 log = logging.getLogger(__name__)
 
 
-def convert(cfg: ConvertConfig) -> Path:
+class ConvertResult(NamedTuple):
+    """A converted SAE."""
+
+    out: Path
+    """The folder written."""
+    from_format: str
+    """The source's format."""
+    to_format: str
+    """The format written."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"out": str(self.out), "from": self.from_format, "to": self.to_format}
+
+    def render(self) -> str:
+        return f"wrote {self.to_format} SAE to {self.out}"
+
+
+def convert(cfg: ConvertConfig) -> ConvertResult:
     """Read the SAE at `cfg.sae_dir` in `cfg.from_format` and write it to `cfg.out` in `cfg.to_format`.
 
     The model and hookpoint come from the source where it records them, else from `cfg.model` and
@@ -47,7 +64,7 @@ def convert(cfg: ConvertConfig) -> Path:
     sae.cfg = _fill_identity(sae.cfg, cfg.model, cfg.hookpoint)
     WRITERS[cfg.to_format](sae, out)
     log.info("converted %s (%s) to %s (%s)", source, cfg.from_format, out, cfg.to_format)
-    return out
+    return ConvertResult(out, cfg.from_format, cfg.to_format)
 
 
 def _fill_identity(sae_cfg: SAEConfig, model: str | None, hookpoint: str | None) -> SAEConfig:

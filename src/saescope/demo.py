@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .capture import CaptureResult, capture
 from .config import CaptureConfig, DemoConfig, EvalConfig, TrainConfig
@@ -26,6 +26,17 @@ class DemoResult(NamedTuple):
     sae: TrainedSAE | None
     sae_path: Path
     evaluation: EvalResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "store": str(self.store),
+            "sae": str(self.sae_path),
+            "trained": self.sae._asdict() if self.sae is not None else None,
+            "evaluation": self.evaluation.to_json(),
+        }
+
+    def render(self) -> str:
+        return self.summary()
 
     def summary(self) -> str:
         lines = [f"activation store: {self.store}", f"SAE: {self.sae_path}"]

@@ -269,8 +269,15 @@ class SAEEval(NamedTuple):
 
 
 class EvalResult(NamedTuple):
+    """The evaluation of every SAE asked for."""
+
     evals: list[SAEEval]
+    """One per SAE, in the order given."""
     comparison_plot: Path | None
+    """The L0-vs-FVU plot when several SAEs were compared."""
+
+    def render(self) -> str:
+        return format_table(self)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -342,7 +342,7 @@ def test_convert_gemmascope_to_native_records_model_and_hookpoint(tmp_path: Path
         model="google/gemma-2-2b",
         hookpoint="resid_post:20",
     )
-    assert convert(cfg) == tmp_path / "native"
+    assert convert(cfg).out == tmp_path / "native"
     sae = load_sae(tmp_path / "native")
     assert (sae.cfg.model, sae.cfg.hookpoint, sae.cfg.hookpoint_alias) == (
         "google/gemma-2-2b",

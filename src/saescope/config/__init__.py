@@ -11,6 +11,7 @@ from .convert import ConvertConfig
 from .demo import DemoConfig
 from .eval import EvalConfig
 from .train import TrainConfig
+from .verify import VerifyConfig
 
 __all__ = [
     "CaptureConfig",
@@ -23,6 +24,7 @@ __all__ = [
     "ModelSettings",
     "StoreDType",
     "TrainConfig",
+    "VerifyConfig",
     "check_choices",
     "corpus_of",
     "to_jsonable",

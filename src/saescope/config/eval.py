@@ -47,9 +47,6 @@ class EvalConfig(ModelSettings):
     """Where to write the comparison (table JSON and plot) for several SAEs. Each SAE always gets
     `eval.json` and plots beside it."""
 
-    json: bool = False
-    """Print one JSON document on stdout (logs go to stderr)."""
-
     model: str = ""
     """Model to evaluate on. Default: the one the SAE records."""
 

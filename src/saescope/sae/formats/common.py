@@ -17,6 +17,7 @@ from torch import Tensor
 from ...errors import SaescopeError
 from ...files import DTYPE_NAMES, json_safe
 from ..base import SAEConfig, SparseAutoencoder
+from ..record import TrainingRecord
 from ..registry import get_architecture
 
 CFG_FILE = "cfg.json"
@@ -103,6 +104,6 @@ def assemble(
     return sae.eval()
 
 
-def provenance(fmt: str, source: Path, **details: Any) -> dict[str, Any]:
+def provenance(fmt: str, source: Path, **details: Any) -> TrainingRecord:
     """The `training` record of an imported SAE: where it came from."""
-    return {"source": {"format": fmt, "path": str(source), **json_safe(details)}}
+    return TrainingRecord(source={"format": fmt, "path": str(source), **json_safe(details)})
