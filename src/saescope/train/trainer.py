@@ -59,7 +59,20 @@ class TrainedSAE(NamedTuple):
 
 
 class TrainResult(NamedTuple):
+    """The SAE(s) one `train` call trained."""
+
     saes: list[TrainedSAE]
+    """One per SAE of the sweep (empty on torchrun ranks other than 0)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"saes": [{**s._asdict(), "path": str(s.path)} for s in self.saes]}
+
+    def render(self) -> str:
+        return "\n".join(
+            f"{s.path}: FVU {s.fvu:.4f}  L0 {s.l0:.1f}  dead {100 * s.dead_fraction:.2f}%"
+            f"  ({s.tokens:,} tokens, {s.tokens_per_second:,.0f} tok/s)"
+            for s in self.saes
+        )
 
 
 @dataclass
