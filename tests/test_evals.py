@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import saescope.evals
 from builders import one_thread
 from sae.builders import make_sae
 from saescope import cli
@@ -382,7 +383,47 @@ def test_json_prints_exactly_one_document(
     assert document["saes"][0]["reconstruction"]["fvu"] == 0
     assert cli.main([*argv, "--device", "cpu", "--no-downstream"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:5] == ["SAE", "arch", "latents", "L0", "FVU"] and table[1].split()[0] == "sae"
+    assert table[0].split()[:6] == ["SAE", "arch", "latents", "hookpoint", "L0", "FVU"]
+    row = table[1].split()
+    assert row[:4] == ["sae", "relu", "64", "resid_post:1"] and "nan" not in table[1]
+    assert row[-6:] == ["–"] * 6 and "not measured (--no-downstream)" in table[2]
+
+
+def test_an_evaluation_is_reused_and_a_smaller_one_never_replaces_a_fuller(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = save_sae(
+        with_identity(make_sae("topk", d_in=D, d_sae=64, k=4, seed=2), tiny_model_dir), tmp_path / "s"
+    )
+    (full,) = evaluate(eval_config([folder], corpus)).evals
+    headline = (folder / "eval.json").read_bytes()
+    # the same weights and settings again: nothing is run (binding the SAE would fail here)
+    monkeypatch.setattr(saescope.evals, "bind_sae", lambda *a, **k: pytest.fail("evaluated again"))
+    (again,) = evaluate(eval_config([folder], corpus)).evals
+    assert again.metrics == json.loads(headline)
+    monkeypatch.undo()
+    # a quick check without downstream metrics is kept apart; eval.json keeps the full evaluation
+    (quick,) = evaluate(eval_config([folder], corpus, tokens=20, downstream=False)).evals
+    assert "downstream" not in quick.metrics and (folder / "eval.json").read_bytes() == headline
+    assert len(list((folder / "evals").glob("*.json"))) == 2
+    # new weights are a new evaluation
+    save_sae(with_identity(make_sae("topk", d_in=D, d_sae=64, k=4, seed=3), tiny_model_dir), folder)
+    (retrained,) = evaluate(eval_config([folder], corpus)).evals
+    assert retrained.metrics["reconstruction"]["fvu"] != full.metrics["reconstruction"]["fvu"]
+    assert json.loads((folder / "eval.json").read_text()) == json.loads(json.dumps(retrained.metrics))
+
+
+def test_the_table_warns_when_hookpoints_differ(tiny_model_dir: Path, corpus: Path, tmp_path: Path) -> None:
+    folders = [
+        save_sae(
+            with_identity(make_sae("topk", d_in=D, d_sae=64, k=4, seed=1), tiny_model_dir, hookpoint=h),
+            tmp_path / h.replace(":", "_"),
+        )
+        for h in ("resid_post:1", "resid_post:2")
+    ]
+    text = evaluate(eval_config(folders, corpus, downstream=False)).render()
+    assert "resid_post:1" in text and "resid_post:2" in text
+    assert "read different hookpoints (resid_post:1, resid_post:2)" in text
 
 
 @pytest.mark.parametrize("case", ["hookpoint", "model", "empty"])

@@ -20,7 +20,9 @@ one comparison table and an L0-vs-FVU plot. Knows nothing about training.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -36,16 +38,19 @@ from .bound import BoundSAE, bind_sae, heldout_corpus
 from .config import CorpusSettings, EvalConfig, ModelSettings, to_jsonable
 from .data import InputBatch, ModelInput, iter_model_inputs
 from .errors import SaescopeError
-from .files import json_safe, write_json, write_safetensors
+from .files import file_sha256, json_safe, read_json, text_sha256, write_json, write_safetensors
 from .hookpoints import Hookpoint
 from .hooks import patch_activations
 from .models import LoadedModel
 from .positions import iter_positions
 from .sae.base import SparseAutoencoder
+from .sae.formats import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
 DENSE_THRESHOLD = 0.1
+EVALS_DIR = "evals"
+"""Beside each SAE: every evaluation run, one JSON file per (weights, settings)."""
 POSITIONS_NOTE = (
     "activations are replaced, and next-token predictions scored, at every position except BOS, "
     "document separators and padding; those keep their clean activations"
@@ -300,8 +305,66 @@ def eval_inputs(corpus: CorpusSettings, tokenizer: Any, start: int, tokens: int)
     return chosen
 
 
+# ----- reuse and the headline evaluation ---------------------------------------------------
+RESULT_SETTINGS = (
+    "model",
+    "revision",
+    "model_dtype",
+    "dataset",
+    "split",
+    "text_field",
+    "tokens",
+    "context_len",
+    "batch_size",
+    "downstream",
+)
+"""The settings an evaluation's numbers depend on (with the SAE's weights): the cache key."""
+
+
+def eval_key(cfg: EvalConfig, path: Path) -> str:
+    """A key for this SAE's weights under these settings (`evals/<key>.json` holds the result)."""
+    weights = path / WEIGHTS_FILE
+    digest = file_sha256(weights) if weights.is_file() else "missing"
+    settings = json.dumps(json_safe({k: getattr(cfg, k) for k in RESULT_SETTINGS}), sort_keys=True)
+    return text_sha256(digest + settings)[:16]
+
+
+def cached_eval(path: Path, key: str) -> dict[str, Any] | None:
+    """The metrics of an earlier evaluation with the same weights and settings, if there is one."""
+    cached = path / EVALS_DIR / f"{key}.json"
+    if not cached.is_file():
+        return None
+    try:
+        metrics = read_json(cached)
+    except SaescopeError:
+        return None
+    return metrics if isinstance(metrics, dict) and "reconstruction" in metrics else None
+
+
+def completeness(metrics: dict[str, Any]) -> tuple[bool, int]:
+    """How full an evaluation is: with downstream metrics first, then more tokens."""
+    return ("downstream" in metrics, int(metrics.get("tokens", 0)))
+
+
+def headline(path: Path) -> dict[str, Any] | None:
+    """The evaluation `eval.json` holds (None when there is none or it is unreadable)."""
+    try:
+        data = read_json(path / "eval.json") if (path / "eval.json").is_file() else None
+    except SaescopeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 # ----- one SAE ----------------------------------------------------------------------------
 def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) -> SAEEval:
+    """Evaluate one SAE, or reuse its earlier evaluation with the same weights and settings."""
+    key = eval_key(cfg, path)
+    cached = cached_eval(path, key)
+    if cached is not None:
+        log.info(
+            "%s: reusing its evaluation with these settings (%s)", path, path / EVALS_DIR / f"{key}.json"
+        )
+        return SAEEval(path, cached)
     settings = ModelSettings(
         revision=cfg.revision, model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map
     )
@@ -323,6 +386,7 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
     metrics["settings"] = {
         "model": model_name,
         "hookpoint": hp.name,
+        "hookpoint_alias": hp.alias,
         "corpus": to_jsonable(corpus),
         "first_input": start,
         "inputs": len(inputs),
@@ -335,12 +399,27 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
         "d_sae": sae.d_sae,
         "k": sae.cfg.k,
     }
-    write_outputs(path, metrics, sums)
+    write_outputs(path, key, metrics, sums)
     return SAEEval(path, metrics)
 
 
-def write_outputs(path: Path, metrics: dict[str, Any], sums: Sums) -> None:
+def write_outputs(path: Path, key: str, metrics: dict[str, Any], sums: Sums) -> None:
+    """Every evaluation goes to `evals/<key>.json`; `eval.json` (with the per-latent frequencies and
+    the density plot) is replaced only by an evaluation at least as full as the one it holds, so a
+    quick `--no-downstream` check never overwrites a full evaluation."""
     assert sums.fired is not None and sums.act_sum is not None
+    (path / EVALS_DIR).mkdir(exist_ok=True)
+    write_json(path / EVALS_DIR / f"{key}.json", metrics)
+    previous = headline(path)
+    if previous is not None and completeness(previous) > completeness(metrics):
+        log.info(
+            "%s: eval.json keeps its fuller evaluation (%d tokens%s); this one is in %s",
+            path,
+            previous.get("tokens", 0),
+            ", downstream" if "downstream" in previous else "",
+            path / EVALS_DIR / f"{key}.json",
+        )
+        return
     write_json(path / "eval.json", metrics)
     freq = (sums.fired / max(sums.tokens, 1)).float()
     mean_act = (sums.act_sum / sums.fired.clamp_min(1)).float()
@@ -359,10 +438,13 @@ def plot_sparsity(path: Path, freq: Tensor, l0: Tensor) -> None:
     dead = int((freq == 0).sum())
     if len(live):
         axes[0].hist(torch.log10(live).numpy(), bins=60, color="tab:blue")
-    axes[0].set_title(f"latent density (log10 firing frequency); {dead} dead")
-    axes[0].set_xlabel("log10 frequency")
+    axes[0].set_title(f"latent density; {dead} never fired in {len(l0):,} tokens")
+    axes[0].set_xlabel("log10 firing frequency")
+    axes[0].set_ylabel("latents")
     axes[1].hist(l0.numpy(), bins=50, color="tab:green")
     axes[1].set_title("active latents per token (L0)")
+    axes[1].set_xlabel("L0")
+    axes[1].set_ylabel("tokens")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -371,21 +453,23 @@ def plot_sparsity(path: Path, freq: Tensor, l0: Tensor) -> None:
 
 
 def plot_frontier(evals: Sequence[SAEEval], out: Path) -> Path:
+    """L0 against FVU, one marker per SAE named in the legend (labels next to close points overlap)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for e in evals:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    markers = "osD^v<>Pph*X"
+    for i, e in enumerate(evals):
         l0 = e.metrics["sparsity"]["l0_mean"]
         fvu = e.metrics["reconstruction"]["fvu"]
-        ax.scatter([l0], [fvu])
-        ax.annotate(e.path.name, (l0, fvu), fontsize=8)
-    ax.set_xlabel("L0 (mean active latents)")
-    ax.set_ylabel("FVU")
-    ax.set_title("sparsity / fidelity frontier")
+        ax.scatter([l0], [fvu], marker=markers[i % len(markers)], s=40, label=e.path.name)
+    ax.set_xlabel("L0 (mean active latents per token)")
+    ax.set_ylabel("FVU (fraction of variance unexplained)")
+    ax.set_title("sparsity / fidelity frontier (lower left is better)")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     target = out / "eval_frontier.png"
@@ -394,39 +478,62 @@ def plot_frontier(evals: Sequence[SAEEval], out: Path) -> Path:
     return target
 
 
+def _cell(value: Any, spec: str) -> str:
+    """A table cell: the value formatted, or a dash where there is none (no downstream pass, a metric
+    whose denominator was 0)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return format(value, spec)
+
+
+def _row(e: SAEEval) -> list[str]:
+    m = e.metrics
+    r, s, d = m["reconstruction"], m["sparsity"], m.get("downstream", {})
+    return [
+        e.path.name,
+        m["sae"]["architecture"],
+        str(m["sae"]["d_sae"]),
+        str(m.get("settings", {}).get("hookpoint_alias") or m.get("settings", {}).get("hookpoint", "?")),
+        _cell(s["l0_mean"], ".1f"),
+        _cell(r["fvu"], ".4f"),
+        _cell(r["cosine_similarity"], ".3f"),
+        _cell(100 * s["dead_fraction"], ".1f"),
+        str(s["dense_latents"]),
+        _cell(d.get("ce_clean"), ".4f"),
+        _cell(d.get("ce_spliced"), ".4f"),
+        _cell(d.get("delta_ce"), ".4f"),
+        _cell(d.get("ce_loss_recovered_zero"), ".3f"),
+        _cell(d.get("ce_loss_recovered_mean"), ".3f"),
+        _cell(d.get("kl_spliced"), ".4f"),
+    ]
+
+
 def format_table(result: EvalResult) -> str:
-    """One screen: a row per SAE, each column as wide as its widest entry."""
-    header = ["SAE", "arch", "latents", "L0", "FVU", "cos", "dead%", "dense"]
+    """One screen: a row per SAE, each column as wide as its widest entry, and what it means."""
+    header = ["SAE", "arch", "latents", "hookpoint", "L0", "FVU", "cos", "dead%", "dense"]
     header += ["CE clean", "CE sae", "ΔCE", "rec0", "recμ", "KL"]
-    nan = float("nan")
-    rows = []
-    for e in result.evals:
-        m = e.metrics
-        r, s, d = m["reconstruction"], m["sparsity"], m.get("downstream", {})
-        rows.append(
-            [
-                e.path.name,
-                m["sae"]["architecture"],
-                str(m["sae"]["d_sae"]),
-                f"{s['l0_mean']:.1f}",
-                f"{r['fvu']:.4f}",
-                f"{r['cosine_similarity']:.3f}",
-                f"{100 * s['dead_fraction']:.1f}",
-                str(s["dense_latents"]),
-                f"{d.get('ce_clean', nan):.4f}",
-                f"{d.get('ce_spliced', nan):.4f}",
-                f"{d.get('delta_ce', nan):.4f}",
-                f"{d.get('ce_loss_recovered_zero', nan):.3f}",
-                f"{d.get('ce_loss_recovered_mean', nan):.3f}",
-                f"{d.get('kl_spliced', nan):.4f}",
-            ]
-        )
+    rows = [_row(e) for e in result.evals]
     widths = [max(len(v) for v in column) for column in zip(header, *rows)]
     lines = ["  ".join(v.rjust(w) for v, w in zip(line, widths)) for line in [header, *rows]]
+    tokens = sorted({int(e.metrics["tokens"]) for e in result.evals})
+    counted = f"{tokens[0]:,}" if len(tokens) == 1 else f"{tokens[0]:,}–{tokens[-1]:,}"
     lines.append(
-        f"({result.evals[0].metrics['tokens']:,} tokens per SAE; rec0/recμ: CE loss recovered against "
-        "zero/mean ablation; KL: clean ‖ spliced, nats/token)"
+        f"({counted} tokens per SAE; dead%: latents that never fired on these tokens — rare latents count "
+        "as dead on a short evaluation; rec0/recμ: CE loss recovered against zero/mean ablation; "
+        "KL: clean ‖ spliced, nats/token"
+        + (
+            "; –: not measured (--no-downstream)"
+            if any("downstream" not in e.metrics for e in result.evals)
+            else ""
+        )
+        + ")"
     )
+    hookpoints = sorted({row[3] for row in rows})
+    if len(hookpoints) > 1:
+        lines.append(
+            f"note: these SAEs read different hookpoints ({', '.join(hookpoints)}): "
+            "their reconstruction and downstream numbers are not comparable"
+        )
     if result.comparison_plot:
         lines.append(f"L0-vs-FVU plot: {result.comparison_plot}")
     return "\n".join(lines)
