@@ -31,7 +31,7 @@ from builders import save_tiny_model, tiny_tokenizer
 from saescope import cli
 from saescope.capture import CaptureResult, capture
 from saescope.config import CaptureConfig, to_jsonable
-from saescope.errors import StoreError
+from saescope.errors import SaescopeError, StoreError
 from saescope.files import file_sha256
 from saescope.store import ActivationStore, Batch, read_manifest
 
@@ -598,3 +598,15 @@ def test_a_corrupt_shard_is_named_when_training_from_it(
     assert cli.main([*argv, "--device", "cpu"]) == 2
     line = one_error_line(capsys.readouterr().err, "saescope train")
     assert "shards/shard-r0-00000.safetensors" in line and "corrupt" in line
+
+
+def test_a_wrong_dataset_fails_before_the_model_loads(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(saescope.capture, "load_model", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(SaescopeError, match="does not exist"):
+        capture(settings(tiny_model_dir, tmp_path / "missing.txt", tmp_path / "out"))
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(SaescopeError, match="empty"):
+        capture(settings(tiny_model_dir, tmp_path / "empty.txt", tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

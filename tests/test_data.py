@@ -369,3 +369,21 @@ def test_builtin_corpus_to_inputs(tiny_tok: PreTrainedTokenizerFast) -> None:
     assert all(len(m.token_ids) == 64 for m in first)
     assert first[0].source.startswith("builtin:pydoc_data/topics.py#")
     assert any(m.source.startswith("builtin:") and m.source.split(" ")[0].endswith(".py") for m in first)
+
+
+def test_a_file_that_is_not_utf8_is_reported_once_however_often_it_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from saescope.config import CorpusSettings
+    from saescope.data import check_corpus, iter_documents
+
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    settings = CorpusSettings(dataset=str(path))
+    with caplog.at_level("WARNING", logger="saescope.data"):
+        check_corpus(settings)
+        (doc,) = list(iter_documents(settings))
+    assert doc.text == "caf\ufffd au lait\n"
+    assert [r.getMessage() for r in caplog.records].count(
+        f"{path} is not valid UTF-8; undecodable bytes are replaced with U+FFFD"
+    ) == 1

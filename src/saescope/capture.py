@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .config import CaptureConfig, VerifyConfig, corpus_of, to_jsonable
 from .data import BUILTIN, ModelInput, iter_model_inputs
+from .data import check_corpus as check_documents
 from .errors import ConfigError, StoreError
 from .hookpoints import Hookpoint, resolve_hookpoints
 from .hooks import collect_activations
@@ -175,6 +176,7 @@ def open_writers(
 def capture(cfg: CaptureConfig) -> CaptureResult:
     """Run the capture `cfg` describes (see the module docstring)."""
     dist = distributed.init(cfg.device)
+    check_documents(corpus_of(cfg))  # a wrong --dataset fails before the model loads
     loaded = load_model(cfg)
     hookpoints = resolve_hookpoints(loaded.model, cfg.hookpoints)
     if len({hp.name for hp in hookpoints}) != len(hookpoints):

@@ -55,7 +55,8 @@ def convert(cfg: ConvertConfig) -> ConvertResult:
     if out.is_dir():
         present = detect_format(out)
         if present not in (None, "gemmascope", cfg.to_format):
-            raise ConfigError(f"{out} already holds a {present} SAE; choose another --out to keep it")
+            held = "an SAE of unknown format" if present == "unknown" else f"a {present} SAE"
+            raise ConfigError(f"{out} already holds {held}; choose another --out to keep it")
 
     sae = READERS[cfg.from_format](source)
     if cfg.from_format == "sparsify" and cfg.hookpoint:

@@ -97,13 +97,17 @@ class ModelInput:
 # documents
 
 
-def _decode_line(raw: bytes, path: Path, warned: list[bool]) -> str:
+_WARNED_NOT_UTF8: set[Path] = set()
+"""Files already reported as not UTF-8 (a corpus is read more than once: checked, then used)."""
+
+
+def _decode_line(raw: bytes, path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        if not warned[0]:
+        if path not in _WARNED_NOT_UTF8:
             logger.warning("%s is not valid UTF-8; undecodable bytes are replaced with U+FFFD", path)
-            warned[0] = True
+            _WARNED_NOT_UTF8.add(path)
         return raw.decode("utf-8", errors="replace")
 
 
@@ -112,7 +116,6 @@ def _read_lines(path: Path) -> Iterator[str]:
 
     Decoding line by line is safe: no byte of a multi-byte UTF-8 sequence is a newline.
     """
-    warned = [False]
     try:
         with path.open("rb") as f:
             first = True
@@ -120,7 +123,7 @@ def _read_lines(path: Path) -> Iterator[str]:
                 if first and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not text
                     raw = raw[3:]
                 first = False
-                yield _decode_line(raw, path, warned).replace("\r\n", "\n")
+                yield _decode_line(raw, path).replace("\r\n", "\n")
     except OSError as e:
         raise SaescopeError(f"cannot read {path}: {e.strerror or e}") from None
 
@@ -252,6 +255,11 @@ def _first_line(e: BaseException) -> str:
 
 def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.lower().endswith(FILE_SUFFIXES)
+
+
+def check_corpus(settings: CorpusSettings) -> None:
+    """Fail now on a missing, unreadable or empty corpus — before any model is loaded."""
+    next(iter_documents(settings), None)
 
 
 def iter_documents(settings: CorpusSettings) -> Iterator[Document]:
@@ -644,6 +652,7 @@ __all__ = [
     "FILE_SUFFIXES",
     "Document",
     "ModelInput",
+    "check_corpus",
     "iter_documents",
     "iter_model_inputs",
     "iter_sentences",

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .bound import BoundSAE, bind_sae, heldout_corpus
 from .config import CorpusSettings, EvalConfig, ModelSettings, to_jsonable
-from .data import InputBatch, ModelInput, iter_model_inputs
+from .data import InputBatch, ModelInput, check_corpus, iter_model_inputs
 from .errors import SaescopeError
 from .files import file_sha256, json_safe, read_json, text_sha256, write_json, write_safetensors
 from .hookpoints import Hookpoint
@@ -365,6 +365,8 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
             "%s: reusing its evaluation with these settings (%s)", path, path / EVALS_DIR / f"{key}.json"
         )
         return SAEEval(path, cached)
+    if cfg.dataset is not None:  # a wrong --dataset fails before the model loads
+        check_corpus(CorpusSettings(dataset=cfg.dataset, split=cfg.split, text_field=cfg.text_field))
     settings = ModelSettings(
         revision=cfg.revision, model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map
     )
