@@ -168,9 +168,7 @@ def mark_active(example: Example, fraction: float = DEFAULT_ACTIVE_FRACTION) -> 
     return mark_tokens(example.tokens, active_mask(example, fraction))
 
 
-def active_tokens(
-    example: Example, fraction: float = DEFAULT_ACTIVE_FRACTION
-) -> list[tuple[str, float]]:
+def active_tokens(example: Example, fraction: float = DEFAULT_ACTIVE_FRACTION) -> list[tuple[str, float]]:
     """The active tokens and their activations, in order."""
     mask = active_mask(example, fraction)
     return [(t, float(a)) for t, a, m in zip(example.tokens, example.activations, mask) if m]

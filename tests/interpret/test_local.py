@@ -1,0 +1,75 @@
+"""The local transformers backend on a tiny random-init Llama: the plumbing, not the prose."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from saescope.interpret.clients import ChatClient, ChatRequest, make_client
+from saescope.interpret.clients.local import prompt_text
+from saescope.interpret.explainers import LLMExplainer
+
+from .fakes import token_latent
+
+TEMPLATE = (
+    "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a chat template (the shared fixture's tokenizer has none)."""
+    folder = tmp_path_factory.mktemp("chat_model") / "tiny-chat"
+    shutil.copytree(tiny_model_dir, folder)
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = TEMPLATE
+    config_path.write_text(json.dumps(config))
+    return folder
+
+
+def local_client() -> ChatClient:
+    client = make_client("local", timeout=120)
+    assert isinstance(client, ChatClient)
+    return client
+
+
+@pytest.mark.parametrize("templated", [False, True])
+def test_local_model_answers_with_token_counts(
+    tiny_model_dir: Path, chat_model_dir: Path, templated: bool, tmp_path: Path
+) -> None:
+    model = str(chat_model_dir if templated else tiny_model_dir)
+    request = ChatRequest.of(model, "Which token?", system="Be brief.", max_tokens=6)
+    client = make_client("local", cache=tmp_path / "cache.jsonl")
+
+    async def go() -> list:
+        return [await client.chat(request), await client.chat(request)]
+
+    response, again = asyncio.run(go())
+    assert response.ok and isinstance(response.text, str)
+    assert response.prompt_tokens > 10 and 1 <= response.completion_tokens <= 6
+    assert again.cached and again.text == response.text
+    summary = client.usage.summary()
+    assert summary.startswith("1 calls (1 cached, 0 failed)") and "no price" not in summary  # local is free
+
+
+def test_local_model_prompt_uses_the_chat_template(tiny_model_dir: Path, chat_model_dir: Path) -> None:
+    request = ChatRequest.of("unused", "Which token?", system="Be brief.")
+    plain = AutoTokenizer.from_pretrained(tiny_model_dir)
+    chat = AutoTokenizer.from_pretrained(chat_model_dir)
+    assert prompt_text(plain, request) == ("System: Be brief.\n\nUser: Which token?\n\nAssistant:", False)
+    assert prompt_text(chat, request) == ("<bos>system: Be brief.\n<bos>user: Which token?\nassistant:", True)
+
+
+def test_garbage_from_a_local_model_is_a_recorded_failure(tiny_model_dir: Path) -> None:
+    explainer = LLMExplainer(local_client(), str(tiny_model_dir), n_examples=4, max_tokens=8)
+    explanation = asyncio.run(explainer.explain(token_latent(" def", n_train=10)))
+    assert not explanation.ok and explanation.text == ""
+    assert explanation.error and "JSON" in explanation.error
+    assert explanation.n_examples == 4 and explanation.model == str(tiny_model_dir)

@@ -1,0 +1,104 @@
+"""`interpret_latents`: many latents concurrently, shuffled baselines, resumption, failures one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from saescope.interpret.clients import EndpointUnreachableError
+from saescope.interpret.explainers import LLMExplainer, StatsExplainer
+from saescope.interpret.pipeline import LatentResult, interpret_latents, shuffled_baselines
+from saescope.interpret.records import LatentRecord
+from saescope.interpret.scorers import DetectionScorer, StatsScorer, aggregate, beats_baseline
+
+from .fakes import ScriptedLLM, token_latent
+
+TOKENS = (" def", " class", " import", " lambda")
+
+
+def records() -> list[LatentRecord]:
+    return [token_latent(t, latent=i, seed=i, n_train=20, n_held_out=20) for i, t in enumerate(TOKENS)]
+
+
+def test_explain_and_score_with_shuffled_baselines() -> None:
+    llm = ScriptedLLM()
+    seen: list[LatentResult] = []
+    results = asyncio.run(
+        interpret_latents(
+            records(),
+            LLMExplainer(llm, "fake"),
+            [DetectionScorer(llm, "fake"), StatsScorer()],
+            on_result=seen.append,
+        )
+    )
+    assert [r.latent for r in results] == [0, 1, 2, 3] and all(r.ok for r in results)
+    assert sorted(r.latent for r in seen) == [0, 1, 2, 3]
+    for r, token in zip(results, TOKENS):
+        assert r.explanation is not None and r.explanation.text == f'the token "{token.strip()}"'
+        baseline_text = r.scores[0].details["baseline_text"]
+        assert baseline_text != r.explanation.text  # another latent's explanation
+        assert all(beats_baseline(s) for s in r.scores if s.metric in ("accuracy", "f1"))
+    overall = {(a.scorer, a.metric): a for a in aggregate(s for r in results for s in r.scores)}
+    assert (
+        overall[("detection", "accuracy")].mean == 1.0 and overall[("detection", "accuracy")].baseline == 0.5
+    )
+    # results survive a round trip through JSON (one line per latent in a results file)
+    again = [LatentResult.from_dict(json.loads(json.dumps(r.to_dict()))) for r in results]
+    assert [a.explanation for a in again] == [r.explanation for r in results]
+    assert [len(a.scores) for a in again] == [len(r.scores) for r in results]
+
+
+def test_done_latents_are_skipped() -> None:
+    first = asyncio.run(interpret_latents(records()[:2], StatsExplainer(), [StatsScorer()]))
+    llm = ScriptedLLM()
+    results = asyncio.run(
+        interpret_latents(records(), LLMExplainer(llm, "fake"), [StatsScorer()], done=first)
+    )
+    assert results[:2] == first
+    explained = [r.messages[-1].content for r in llm.requests]
+    assert len(explained) == 2 and all("<<import>>" in u or "<<lambda>>" in u for u in explained)
+    # the done latents' explanations still serve as baselines for the new ones
+    assert all(r.ok and r.scores[0].details.get("baseline_text") for r in results[2:])
+
+
+def test_one_failing_latent_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    class Boom(StatsScorer):
+        async def measure(self, record, explanation):  # type: ignore[no-untyped-def]
+            if record.latent == 1:
+                raise RuntimeError("scorer exploded")
+            return await super().measure(record, explanation)
+
+    recs = records()
+    recs[2] = LatentRecord(2, ())  # nothing to explain
+    with caplog.at_level(logging.WARNING):
+        results = asyncio.run(interpret_latents(recs, StatsExplainer(), [Boom()], baseline='the word "the"'))
+    ok = {r.latent: r for r in results}
+    assert ok[0].ok and ok[3].ok
+    assert ok[1].error == "statistics scorer failed: RuntimeError: scorer exploded" and ok[1].explanation
+    assert ok[2].error is not None and ok[2].error.startswith("no explanation: no token")
+    assert "latent 1: statistics scorer failed" in caplog.text and "latent 2: no explanation" in caplog.text
+    assert ok[0].scores[0].details["baseline_text"] == 'the word "the"'
+    # a failed latent is tried again on the next run
+    rerun = asyncio.run(interpret_latents(records(), StatsExplainer(), [StatsScorer()], done=results))
+    assert all(r.ok for r in rerun)
+
+
+def test_an_unusable_backend_stops_the_run() -> None:
+    class Unreachable(ScriptedLLM):
+        async def chat(self, request):  # type: ignore[no-untyped-def]
+            raise EndpointUnreachableError("cannot reach http://127.0.0.1:9/v1")
+
+    with pytest.raises(EndpointUnreachableError):
+        asyncio.run(interpret_latents(records(), LLMExplainer(Unreachable(), "fake")))
+
+
+def test_shuffled_baselines_are_a_derangement() -> None:
+    explanations = {r.latent: StatsExplainer().explain_now(r) for r in records()}
+    baselines = shuffled_baselines(explanations, seed=0)
+    assert sorted(baselines) == [0, 1, 2, 3]
+    assert all(b.latent != latent for latent, b in baselines.items())
+    assert len({b.latent for b in baselines.values()}) == 4
+    assert shuffled_baselines({0: explanations[0]}) == {}
