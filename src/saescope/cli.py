@@ -67,6 +67,9 @@ COMMANDS: dict[str, Command] = {
         C.ConvertConfig, "saescope.convert:convert", "import/export SAELens, sparsify, Gemma Scope"
     ),
     "demo": Command(C.DemoConfig, "saescope.demo:demo", "the whole pipeline on the embedded model"),
+    "steer": Command(C.SteerConfig, "saescope.steer:steer", "generate with latents edited, beside controls"),
+    "effects": Command(C.EffectsConfig, "saescope.steer:effects", "ablation and attribution per latent"),
+    "contrast": Command(C.ContrastConfig, "saescope.steer:contrast", "latents separating two sets of texts"),
 }
 
 
@@ -236,7 +239,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            import tomllib
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
 
             data: Any = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):

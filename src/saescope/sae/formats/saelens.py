@@ -76,17 +76,9 @@ _SAELENS_NORMALIZATIONS = {
 }
 
 
-def load_saelens(folder: str | Path) -> SparseAutoencoder:
-    """Import an SAELens SAE folder (`cfg.json` + `sae_weights.safetensors`), in eval mode."""
-    folder = Path(folder)
-    require_folder(folder)
-    cfg_path = folder / CFG_FILE
-    raw = read_json_object(cfg_path, what="an SAE config")
-    if raw.get("format") == FORMAT:
-        raise SaescopeError(f"{folder} holds a native saescope SAE, not an SAELens one (use --from native)")
-    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-    assert isinstance(metadata, dict)
-
+def saelens_architecture(raw: dict[str, Any], cfg_path: Path) -> tuple[str, dict[str, Any]]:
+    """The SAELens architecture a cfg.json describes (and the cfg with `k` where SAELens < 6 kept it
+    in `activation_fn_kwargs`); unsupported ones are refused."""
     # SAELens < 6 wrote the activation into `activation_fn(_str)` and had no architecture field.
     src_arch = raw.get("architecture", "standard")
     activation = raw.get("activation_fn", raw.get("activation_fn_str"))
@@ -100,11 +92,31 @@ def load_saelens(folder: str | Path) -> SparseAutoencoder:
             f"{cfg_path}: SAELens architecture {src_arch!r} is not supported"
             f" (supported: {', '.join(_SAELENS_ARCHS)})"
         )
+    return str(src_arch), raw
+
+
+def check_normalization(raw: dict[str, Any], cfg_path: Path) -> None:
+    """Refuse input normalisations that cannot be folded into the weights exactly."""
     norm = raw.get("normalize_activations", "none")
     norm = {None: "none", False: "none", True: "expected_average_only_in"}.get(norm, norm)
     if norm != "none":
         why = _SAELENS_NORMALIZATIONS.get(norm, "it is unknown to saescope")
         raise SaescopeError(f"{cfg_path}: cannot import normalize_activations={norm!r} exactly: {why}")
+
+
+def load_saelens(folder: str | Path) -> SparseAutoencoder:
+    """Import an SAELens SAE folder (`cfg.json` + `sae_weights.safetensors`), in eval mode."""
+    folder = Path(folder)
+    require_folder(folder)
+    cfg_path = folder / CFG_FILE
+    raw = read_json_object(cfg_path, what="an SAE config")
+    if raw.get("format") == FORMAT:
+        raise SaescopeError(f"{folder} holds a native saescope SAE, not an SAELens one (use --from native)")
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    assert isinstance(metadata, dict)
+
+    src_arch, raw = saelens_architecture(raw, cfg_path)
+    check_normalization(raw, cfg_path)
 
     d_in, d_sae = int_field(raw, "d_in", cfg_path), int_field(raw, "d_sae", cfg_path)
     weights_path = folder / SAELENS_WEIGHTS
