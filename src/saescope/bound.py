@@ -19,9 +19,13 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
+from torch import Tensor
+
 from .config import CorpusSettings, ModelSettings
 from .errors import SaescopeError
 from .hookpoints import Hookpoint, resolve_hookpoints
+from .hooks import collect_activations
 from .models import LoadedModel, load_model
 from .sae.base import SparseAutoencoder
 from .sae.formats import load_sae
@@ -40,6 +44,24 @@ class BoundSAE(NamedTuple):
     """Where in the model the SAE reads (and where interventions write)."""
     path: Path
     """The SAE folder."""
+
+
+class TextCodes(NamedTuple):
+    """An SAE's latents on every token of one text."""
+
+    tokens: list[str]
+    """Each token decoded on its own (BOS included when the text starts with one)."""
+    token_ids: list[int]
+    """The token ids."""
+    latent_acts: Tensor
+    """[T, K] activations of the active latents of each token, largest first (0 in padding slots)."""
+    latent_indices: Tensor
+    """[T, K] their latent ids."""
+
+    def top(self, position: int, n: int = 5) -> list[tuple[int, float]]:
+        """The `n` most active (latent, activation) pairs at one position."""
+        pairs = zip(self.latent_indices[position].tolist(), self.latent_acts[position].tolist())
+        return [(int(i), float(a)) for i, a in pairs if a > 0][:n]
 
 
 class HeldOut(NamedTuple):
@@ -119,6 +141,27 @@ def bind_sae(
     return BoundSAE(sae.eval(), loaded, hookpoint, path)
 
 
+@torch.inference_mode()
+def encode_text(bound: BoundSAE, text: str, prepend_bos: bool = True) -> TextCodes:
+    """The SAE's latents on every token of `text` (the model runs up to the SAE's hookpoint only)."""
+    tokenizer = bound.loaded_model.tokenizer
+    ids = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    if prepend_bos and tokenizer.bos_token_id is not None:
+        ids = [int(tokenizer.bos_token_id), *ids]
+    if not ids:
+        raise SaescopeError("the text is empty: nothing to encode")
+    device = bound.loaded_model.device
+    with collect_activations(bound.loaded_model.model, [bound.hookpoint]) as collector:
+        input_ids = torch.tensor([ids], device=device)
+        act = collector.run(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    codes = bound.sae.encode(act[bound.hookpoint.name][0].float())
+    order = codes.latent_acts.argsort(dim=-1, descending=True)
+    acts = codes.latent_acts.gather(-1, order).cpu()
+    indices = codes.latent_indices.gather(-1, order).cpu()
+    tokens = [tokenizer.decode([i]) for i in ids]
+    return TextCodes(tokens, ids, acts, indices)
+
+
 def heldout_corpus(
     sae: SparseAutoencoder,
     dataset: str | None = None,
@@ -156,7 +199,9 @@ def heldout_corpus(
 __all__ = [
     "BoundSAE",
     "HeldOut",
+    "TextCodes",
     "bind_sae",
+    "encode_text",
     "heldout_corpus",
     "model_for",
     "resolve_sae_hookpoint",
