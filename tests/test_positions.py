@@ -49,8 +49,6 @@ def test_activations_at_positions_equal_single_forward_passes(tiny_llama_model, 
         expected = []
         for item in inputs():
             ids = torch.tensor([item.token_ids])
-            with torch.no_grad():
-                out = tiny_llama_model(ids, output_hidden_states=True)
             act = (
                 residual(tiny_llama_model, ids, 1)
                 if hp.alias == "resid_post:1"
