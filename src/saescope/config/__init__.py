@@ -10,18 +10,22 @@ from .capture import CaptureConfig
 from .convert import ConvertConfig
 from .demo import DemoConfig
 from .eval import EvalConfig
+from .steer import ContrastConfig, EffectsConfig, SteerConfig
 from .train import TrainConfig
 from .verify import VerifyConfig
 
 __all__ = [
     "CaptureConfig",
     "ConfigError",
+    "ContrastConfig",
     "ConvertConfig",
     "CorpusSettings",
     "DemoConfig",
+    "EffectsConfig",
     "EvalConfig",
     "ModelDType",
     "ModelSettings",
+    "SteerConfig",
     "StoreDType",
     "TrainConfig",
     "VerifyConfig",

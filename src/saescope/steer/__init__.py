@@ -1,0 +1,65 @@
+"""Steering, clamping, ablation, attribution and contrast with a saved SAE (issue 12).
+
+    from saescope.bound import bind_sae
+    from saescope.steer import Intervention, Sampling, generate_steered, latent_effects
+
+    bound = bind_sae("runs/demo/sae")
+    edits = [Intervention(1234, "add", 8.0)]
+    run = generate_steered(bound, ["The weather"], edits, Sampling(max_new_tokens=30))
+    effects = latent_effects(bound, "The Eiffel Tower is in Paris")
+
+One file per concept:
+
+- `interventions`: what an edit of one latent is (mode, value, where);
+- `edit`: the arithmetic — x + decode(f') − decode(f), the SAE's error kept by default;
+- `layout`: which columns of each forward pass an edit covers, for left-padded, KV-cached batches;
+- `generate`: our own token-by-token loop over the KV cache (streamable, closable), with a patch;
+- `steering`: the Python API binding the three (`generate_steered`, `stream_steered`);
+- `controls`, `targets`, `stats`: control latents and directions, the effect measure's tokens,
+  per-latent statistics (latent index, eval output, or held-out text);
+- `experiment`: `saescope steer` (steered beside unsteered and controls);
+- `effects`: `saescope effects` (ablation effects, attribution, their correlation);
+- `contrast`: `saescope contrast` (seed 004's separation score between two sets of texts);
+- `texts`: reading and tokenizing the texts users give; `showcase`: the demo's steering run.
+
+The package reads an SAE through `saescope.bound` and may read a latent index; it knows nothing
+about training, capture or the web server.
+"""
+
+from .contrast import ContrastResult, contrast, contrast_latents
+from .edit import Steering
+from .effects import EffectsResult, effects, latent_effects
+from .experiment import SteerOptions, SteerResult, run_steering, steer
+from .generate import Completion, Generation, Sampling, Step, generate, generate_steps
+from .interventions import Intervention, parse_interventions
+from .showcase import demo_steering
+from .stats import LatentStats, latent_stats
+from .steering import generate_steered, make_steering, stream_steered
+
+__all__ = [
+    "Completion",
+    "ContrastResult",
+    "EffectsResult",
+    "Generation",
+    "Intervention",
+    "LatentStats",
+    "Sampling",
+    "SteerOptions",
+    "SteerResult",
+    "Steering",
+    "Step",
+    "contrast",
+    "contrast_latents",
+    "demo_steering",
+    "effects",
+    "generate",
+    "generate_steered",
+    "generate_steps",
+    "latent_effects",
+    "latent_stats",
+    "make_steering",
+    "parse_interventions",
+    "run_steering",
+    "steer",
+    "stream_steered",
+]

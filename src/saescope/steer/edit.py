@@ -1,0 +1,103 @@
+"""The arithmetic of steering: how interventions on latents change an activation.
+
+With f the latents of x and f' the edited latents, the new activation is
+
+    x' = x + decode(f') − decode(f)          (default: the SAE's error x − decode(f) is kept)
+    x' = decode(f')                          (`splice=True`: seed 001's way, the error is lost)
+
+and since decode is linear in the latents, x + decode(f') − decode(f) = x + Σ_i (f'_i − f_i)·d_i
+over the edited latents i (b_dec cancels). So an `add` needs no encoding at all, and an ablation
+changes x by exactly −f_i·d_i — the check Towards Monosemanticity's ablations rely on. The
+mistake users of other tools report most — an edit that vanishes or swamps everything because
+the reconstruction replaced the activation — cannot happen unless asked for.
+
+Controls (`saescope.steer.controls`) reuse the same arithmetic: a random latent is just another
+intervention, and a random direction replaces the edit Σ_i (f'_i − f_i)·d_i at each position by a
+fixed unit vector times that edit's norm.
+
+This module knows nothing about models, hooks, prompts or generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..sae.base import SparseAutoencoder
+from .interventions import Intervention
+
+
+def current_values(
+    sae: SparseAutoencoder, x: Tensor, latents: Sequence[int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(values [n, m] of `latents` at each row of x [n, d_in], latent_acts, latent_indices)."""
+    acts, idx, _ = sae.encode(x)
+    wanted = torch.as_tensor(list(latents), device=idx.device)
+    values = (acts[:, :, None] * (idx[:, :, None] == wanted).to(acts.dtype)).sum(1)
+    return values, acts, idx
+
+
+def coefficient(item: Intervention, current: Tensor) -> Tensor:
+    """f'_i − f_i at each row for one intervention (`current` is f_i, [n])."""
+    if item.mode == "add":
+        change = torch.full_like(current, item.value)
+    elif item.mode == "clamp":
+        change = item.value - current
+    elif item.mode == "scale":
+        change = (item.value - 1.0) * current
+    else:  # ablate
+        change = -current
+    return change * (current > 0) if item.conditional else change
+
+
+@dataclass(frozen=True, eq=False)
+class Steering:
+    """Interventions on one SAE's latents, ready to apply to activations (see the module docstring)."""
+
+    sae: SparseAutoencoder
+    """The SAE whose latents are edited."""
+    interventions: tuple[Intervention, ...]
+    """The edits, with absolute values (`interventions.resolve_values` done)."""
+    splice: bool = False
+    """Replace the activation by the edited reconstruction (dropping the SAE's error)."""
+    direction: Tensor | None = None
+    """Control only: a unit vector [d_in] that replaces the direction of the edit at each position
+    (its norm is kept)."""
+
+    @property
+    def needs_codes(self) -> bool:
+        """Whether the SAE must encode the activation (everything but unconditional `add`s)."""
+        return self.splice or any(i.mode != "add" or i.conditional for i in self.interventions)
+
+    def edit(self, x: Tensor, masks: Tensor) -> Tensor:
+        """The new rows of an activation: x [n, d_in] (float32), masks [n, m] (which of the m
+        interventions apply at each row)."""
+        latents = [i.latent for i in self.interventions]
+        if self.needs_codes:
+            current, acts, idx = current_values(self.sae, x, latents)
+        else:
+            current = x.new_zeros(x.shape[0], len(latents))
+        coef = torch.stack([coefficient(item, current[:, j]) for j, item in enumerate(self.interventions)], 1)
+        coef = coef * masks.to(coef.dtype)
+        delta = coef @ self.sae.W_dec[latents].to(x.dtype)
+        if self.direction is not None:
+            delta = delta.norm(dim=-1, keepdim=True) * self.direction.to(x.device, x.dtype)
+        base = self.sae.decode(acts, idx) if self.splice else x
+        return base + delta
+
+    def apply(self, act: Tensor, masks: Tensor) -> Tensor:
+        """The activation `act` [B, T, d_in] with the edits applied where `masks` [m, B, T] says;
+        rows no intervention covers are returned untouched (bit for bit)."""
+        rows = masks.any(0)
+        if not bool(rows.any()):
+            return act
+        new = self.edit(act[rows].float(), masks[:, rows].T)
+        out = act.clone()
+        out[rows] = new.to(act.dtype)
+        return out
+
+
+__all__ = ["Steering", "coefficient", "current_values"]

@@ -1,0 +1,159 @@
+"""Per-latent firing frequency and maximum activation, from the best source at hand.
+
+Steering needs them to clamp "to 10× the latent's maximum" (Scaling Monosemanticity's Golden
+Gate demo) and to pick control latents of similar frequency; contrast needs frequencies to leave
+out latents that fire on generic text. Sources, best first:
+
+1. the SAE's latent index (`--index`, else `RUN/index` when its `index.json` names this SAE),
+   through `saescope.index.read_latent_stats`;
+2. `eval_latents.safetensors` beside the SAE (`saescope eval`: frequencies only — used when no
+   maximum is needed);
+3. measured here on `tokens` held-out tokens (`bound.heldout_corpus`, the SAE's own positions).
+
+`LatentStats.source` says which one was used; every result that depends on it reports it.
+This module knows nothing about interventions or generation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..bound import BoundSAE, heldout_corpus
+from ..data import iter_model_inputs
+from ..errors import SaescopeError
+from ..files import read_json_object
+from ..positions import iter_positions
+
+log = logging.getLogger(__name__)
+
+EVAL_LATENTS = "eval_latents.safetensors"
+
+
+class LatentStats(NamedTuple):
+    """Per-latent statistics of one SAE."""
+
+    frequency: Tensor
+    """[d_sae] fraction of tokens where the latent fires (float64, CPU)."""
+    maximum: Tensor | None
+    """[d_sae] its largest activation seen (float64, CPU); None when the source has none."""
+    source: str
+    """Where they come from (an index folder, eval_latents.safetensors, or held-out text)."""
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths name the same existing file or folder."""
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def find_index(sae_path: Path, index: Path | None = None) -> Path | None:
+    """The latent index of the SAE at `sae_path`: `index` when given (it must exist), else
+    `RUN/index` when its `index.json` names this SAE folder, else None."""
+    if index is not None:
+        if not (Path(index) / "index.json").is_file():
+            raise SaescopeError(f"{index} is not a latent index (no index.json)")
+        return Path(index)
+    candidate = Path(sae_path).parent / "index"
+    if not (candidate / "index.json").is_file():
+        return None
+    recorded = read_json_object(candidate / "index.json").get("sae")
+    if not isinstance(recorded, str):
+        return None
+    for base in (Path(), candidate):
+        if same_path(base / recorded, Path(sae_path)):
+            return candidate
+    log.info("%s indexes another SAE (%s); not using it", candidate, recorded)
+    return None
+
+
+def _column(table: Any, name: str) -> np.ndarray:
+    """A column of a pyarrow table or a dict of arrays, as numpy."""
+    column = table[name]
+    return np.asarray(column.to_numpy() if hasattr(column, "to_numpy") else column)
+
+
+def index_stats(index: Path, d_sae: int) -> LatentStats:
+    """Frequencies and maxima from a latent index (`saescope.index.read_latent_stats`)."""
+    try:
+        reader = importlib.import_module("saescope.index").read_latent_stats
+    except (ImportError, AttributeError):
+        raise SaescopeError(f"{index} is a latent index, but this saescope cannot read one") from None
+    table = reader(index)
+    latents = _column(table, "latent").astype(np.int64)
+    frequency = np.zeros(d_sae)
+    maximum = np.zeros(d_sae)
+    frequency[latents] = _column(table, "frequency")
+    maximum[latents] = _column(table, "max")
+    return LatentStats(torch.from_numpy(frequency), torch.from_numpy(maximum), f"latent index {index}")
+
+
+def eval_stats(sae_path: Path, d_sae: int) -> LatentStats | None:
+    """Frequencies from `eval_latents.safetensors` beside the SAE, if it is there and fits."""
+    path = Path(sae_path) / EVAL_LATENTS
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    frequency = load_file(path).get("frequency")
+    if frequency is None or frequency.shape != (d_sae,):
+        log.warning("%s does not hold %d frequencies; ignoring it", path, d_sae)
+        return None
+    return LatentStats(frequency.double(), None, str(path))
+
+
+@torch.inference_mode()
+def measured_stats(bound: BoundSAE, tokens: int, batch_size: int = 8) -> LatentStats:
+    """Frequencies and maxima measured on `tokens` held-out tokens at the SAE's own positions."""
+    sae, loaded = bound.sae, bound.loaded_model
+    corpus, start = heldout_corpus(sae)
+    fired = torch.zeros(sae.d_sae, dtype=torch.float64)
+    maximum = torch.zeros(sae.d_sae)
+    seen = 0
+
+    def inputs() -> Any:
+        nonlocal seen
+        for item in iter_model_inputs(corpus, loaded.tokenizer, start):
+            if seen >= tokens:
+                return
+            seen += len(item.positions)
+            yield item
+
+    bar = tqdm(total=tokens, desc="latent statistics", unit="tok", dynamic_ncols=True)
+    count = 0
+    for pb in iter_positions(loaded, [bound.hookpoint], inputs(), batch_size):
+        acts, idx, _ = sae.encode(pb.activations[bound.hookpoint.name].float())
+        acts, idx = acts.flatten().cpu(), idx.flatten().cpu()
+        on = acts > 0
+        fired += torch.bincount(idx[on], minlength=sae.d_sae).double()
+        maximum = maximum.scatter_reduce(0, idx[on], acts[on], reduce="amax")
+        count += pb.token_ids.numel()
+        bar.update(pb.token_ids.numel())
+    bar.close()
+    if count == 0:
+        raise SaescopeError("no held-out text to measure latent statistics on")
+    return LatentStats(fired / count, maximum.double(), f"measured on {count} held-out tokens")
+
+
+def latent_stats(
+    bound: BoundSAE, index: Path | None = None, tokens: int = 4096, need_maximum: bool = True
+) -> LatentStats:
+    """The SAE's per-latent statistics from the best source (see the module docstring)."""
+    found = find_index(bound.path, index)
+    if found is not None:
+        return index_stats(found, bound.sae.d_sae)
+    if not need_maximum:
+        from_eval = eval_stats(bound.path, bound.sae.d_sae)
+        if from_eval is not None:
+            return from_eval
+    log.info("no latent index for %s; measuring latent statistics on %d held-out tokens", bound.path, tokens)
+    return measured_stats(bound, tokens)
+
+
+__all__ = ["LatentStats", "eval_stats", "find_index", "index_stats", "latent_stats", "measured_stats"]

@@ -1,0 +1,99 @@
+"""The texts a user hands to steer, effects and contrast, read and tokenized one way.
+
+Files: a `.jsonl` or `.parquet` file, or a folder, is read as a corpus (`data.iter_documents`: one
+text per record, or per `.txt` file in a folder; `text_field` names the record field and
+`substring_field` a per-record substring); any other file (`.txt` included) holds one text per
+line, empty lines skipped — seed 001's prompt files.
+
+Tokenizing: with `chat`, a text becomes the user turn of the model's chat template, ending with
+the assistant's turn opening (instruct models); otherwise it is plain text, after BOS when
+`prepend_bos` and the tokenizer has one (as the SAE's training inputs were).
+
+This module knows nothing about SAEs, hooks or generation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..config import CorpusSettings
+from ..data import iter_documents
+from ..errors import SaescopeError
+
+CORPUS_SUFFIXES = (".jsonl", ".parquet")
+"""Single files read as corpora (one text per record) rather than one text per line."""
+
+
+class Text(NamedTuple):
+    """One text and, when its record names one, its own substring."""
+
+    text: str
+    """The text."""
+    substring: str | None = None
+    """Its substring (from a record's `substring_field`), if any."""
+
+
+def read_lines(path: Path) -> list[str]:
+    """The non-empty lines of a text file, stripped of their line ends."""
+    try:
+        raw = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise SaescopeError(f"{path} does not exist") from None
+    except (IsADirectoryError, PermissionError, OSError) as e:
+        raise SaescopeError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    lines = [line.rstrip("\r") for line in raw.split("\n")]
+    return [line for line in lines if line.strip()]
+
+
+def read_texts(path: Path, text_field: str = "text", substring_field: str | None = None) -> list[Text]:
+    """The texts of a file or folder (see the module docstring); an empty result is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise SaescopeError(f"{path} does not exist")
+    if path.is_dir() or path.suffix.lower() in CORPUS_SUFFIXES:
+        settings = CorpusSettings(dataset=str(path), text_field=text_field, substring_field=substring_field)
+        texts = [Text(doc.text, doc.substring) for doc in iter_documents(settings)]
+    else:
+        if substring_field is not None:
+            raise SaescopeError(f"{path} holds one text per line: it has no field {substring_field!r}")
+        texts = [Text(line) for line in read_lines(path)]
+    if not texts:
+        raise SaescopeError(f"{path} holds no texts")
+    return texts
+
+
+def apply_chat(tokenizer: Any, text: str) -> str:
+    """`text` as the user turn of the tokenizer's chat template, the assistant's turn opened."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise SaescopeError("this model's tokenizer has no chat template; drop --chat")
+    messages = [{"role": "user", "content": text}]
+    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+
+def encode(tokenizer: Any, text: str, chat: bool = False, prepend_bos: bool = True) -> list[int]:
+    """Token ids of one text (see the module docstring); an empty text is an error."""
+    if not text.strip():
+        raise SaescopeError("a prompt or text is empty")
+    if chat:
+        return list(tokenizer(apply_chat(tokenizer, text), add_special_tokens=False)["input_ids"])
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bos = tokenizer.bos_token_id
+    if prepend_bos and bos is not None and (not ids or ids[0] != bos):
+        ids.insert(0, int(bos))
+    return ids
+
+
+def encode_all(
+    tokenizer: Any, texts: list[str], chat: bool = False, prepend_bos: bool = True
+) -> list[list[int]]:
+    """Token ids of each text; an empty one is named by its number."""
+    out = []
+    for number, text in enumerate(texts):
+        if not text.strip():
+            raise SaescopeError(f"prompt {number} is empty")
+        out.append(encode(tokenizer, text, chat, prepend_bos))
+    return out
+
+
+__all__ = ["CORPUS_SUFFIXES", "Text", "apply_chat", "encode", "encode_all", "read_lines", "read_texts"]
