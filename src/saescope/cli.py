@@ -67,9 +67,15 @@ COMMANDS: dict[str, Command] = {
         C.ConvertConfig, "saescope.convert:convert", "import/export SAELens, sparsify, Gemma Scope"
     ),
     "demo": Command(C.DemoConfig, "saescope.demo:demo", "the whole pipeline on the embedded model"),
-    "steer": Command(C.SteerConfig, "saescope.steer:steer", "generate with latents edited, beside controls"),
-    "effects": Command(C.EffectsConfig, "saescope.steer:effects", "ablation and attribution per latent"),
-    "contrast": Command(C.ContrastConfig, "saescope.steer:contrast", "latents separating two sets of texts"),
+    "steer": Command(
+        C.SteerConfig, "saescope.steer.experiment:steer", "generate with latents edited, beside controls"
+    ),
+    "effects": Command(
+        C.EffectsConfig, "saescope.steer.effects:effects", "ablation and attribution per latent"
+    ),
+    "contrast": Command(
+        C.ContrastConfig, "saescope.steer.contrast:contrast", "latents separating two sets of texts"
+    ),
 }
 
 

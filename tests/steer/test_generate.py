@@ -10,7 +10,7 @@ from torch import Tensor
 
 from saescope.bound import BoundSAE
 from saescope.errors import SaescopeError
-from saescope.hooks import patch_activations
+from saescope.hooks import collect_activations, patch_activations
 from saescope.steer.generate import Patch, Sampling, TextStream, generate, generate_steps, next_tokens
 from saescope.steer.interventions import Intervention
 from saescope.steer.steering import generate_steered, make_steering, patch_for, prompt_batch, stream_steered
@@ -46,14 +46,13 @@ def clean_logits(bound: BoundSAE) -> Tensor:
 
 
 def a_firing_latent(bound: BoundSAE) -> int:
+    """The latent firing most often on the first prompts."""
     batch = prompt_batch(bound, PROMPTS[:4])
-    with (
-        torch.no_grad(),
-        patch_activations(bound.loaded_model.model, bound.hookpoint, lambda a: seen.append(a) or a),
-    ):
-        seen: list[Tensor] = []
-        bound.loaded_model.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-    dense = bound.sae.encode_dense(seen[0][batch.attention_mask.bool()])
+    with torch.no_grad(), collect_activations(bound.loaded_model.model, [bound.hookpoint]) as collector:
+        act = collector.run(input_ids=batch.input_ids, attention_mask=batch.attention_mask)[
+            bound.hookpoint.name
+        ]
+        dense = bound.sae.encode_dense(act[batch.attention_mask.bool()])
     return int((dense > 0).float().mean(0).argmax())
 
 
@@ -83,12 +82,13 @@ def test_cached_and_uncached_greedy_tokens_are_identical(bound: BoundSAE, name: 
         assert tokens(plain) != tokens(cached), "the steering changed nothing: the test proves nothing"
 
 
-def test_unsteered_batch_equals_transformers_generate(bound: BoundSAE) -> None:
-    model = bound.loaded_model.model
+@pytest.mark.parametrize("model", ["bound", "gpt2_bound"])
+def test_unsteered_batch_equals_transformers_generate(request: pytest.FixtureRequest, model: str) -> None:
+    bound: BoundSAE = request.getfixturevalue(model)
     batch = prompt_batch(bound, PROMPTS)
     ours = generate(bound.loaded_model, batch, Sampling(max_new_tokens=8))
     with torch.no_grad():
-        theirs = model.generate(
+        theirs = bound.loaded_model.model.generate(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             max_new_tokens=8,
@@ -99,7 +99,11 @@ def test_unsteered_batch_equals_transformers_generate(bound: BoundSAE) -> None:
     assert tokens(ours) == theirs[:, batch.input_ids.shape[1] :].tolist()
 
 
-def test_a_padded_batch_generates_what_each_prompt_generates_alone(bound: BoundSAE) -> None:
+@pytest.mark.parametrize("model", ["bound", "gpt2_bound"])
+def test_a_padded_batch_generates_what_each_prompt_generates_alone(
+    request: pytest.FixtureRequest, model: str
+) -> None:
+    bound: BoundSAE = request.getfixturevalue(model)
     items = [Intervention(a_firing_latent(bound), "clamp", 1.0, where="positions", positions=(-1,))]
     sampling = Sampling(max_new_tokens=6)
     together = tokens(generate_steered(bound, PROMPTS[:6], items, sampling))
@@ -211,3 +215,12 @@ def test_text_stream_holds_back_half_characters(tiny_tok) -> None:  # type: igno
     assert len(ids) == 4  # n, two bytes of é, !
     stream = TextStream(tiny_tok)
     assert [stream.push(t) for t in ids] == ["n", "", "é", "!"]
+
+
+def test_streamed_pieces_add_up_to_each_completion(bound: BoundSAE) -> None:
+    items = [Intervention(3, "add", 0.3)]
+    sampling = Sampling(max_new_tokens=9)
+    pieces = [""] * len(PROMPTS)
+    for step in stream_steered(bound, PROMPTS, items, sampling):
+        pieces = [p + t for p, t in zip(pieces, step.texts)]
+    assert pieces == [c.text for c in generate_steered(bound, PROMPTS, items, sampling).completions]

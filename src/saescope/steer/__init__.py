@@ -22,14 +22,15 @@ One file per concept:
 - `contrast`: `saescope contrast` (seed 004's separation score between two sets of texts);
 - `texts`: reading and tokenizing the texts users give; `showcase`: the demo's steering run.
 
-The package reads an SAE through `saescope.bound` and may read a latent index; it knows nothing
-about training, capture or the web server.
+The stage functions the command line runs are `experiment.steer`, `effects.effects` and
+`contrast.contrast` (each takes its config). The package reads an SAE through `saescope.bound`
+and may read a latent index; it knows nothing about training, capture or the web server.
 """
 
-from .contrast import ContrastResult, contrast, contrast_latents
+from .contrast import ContrastResult, contrast_latents
 from .edit import Steering
-from .effects import EffectsResult, effects, latent_effects
-from .experiment import SteerOptions, SteerResult, run_steering, steer
+from .effects import EffectsResult, latent_effects
+from .experiment import SteerOptions, SteerResult, run_steering
 from .generate import Completion, Generation, Sampling, Step, generate, generate_steps
 from .interventions import Intervention, parse_interventions
 from .showcase import demo_steering
@@ -48,10 +49,8 @@ __all__ = [
     "SteerResult",
     "Steering",
     "Step",
-    "contrast",
     "contrast_latents",
     "demo_steering",
-    "effects",
     "generate",
     "generate_steered",
     "generate_steps",
@@ -60,6 +59,5 @@ __all__ = [
     "make_steering",
     "parse_interventions",
     "run_steering",
-    "steer",
     "stream_steered",
 ]

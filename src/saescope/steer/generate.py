@@ -220,11 +220,12 @@ class TextStream:
         """Everything generated so far."""
         return str(self.tokenizer.decode(self.ids, skip_special_tokens=True))
 
-    def push(self, token: int) -> str:
-        """The text `token` completes ("" while a multi-byte character is unfinished)."""
+    def push(self, token: int, last: bool = False) -> str:
+        """The text `token` completes ("" while a multi-byte character is unfinished, unless it
+        is the `last` token: then whatever is left, undecodable bytes as U+FFFD)."""
         self.ids.append(token)
         text = self.text()
-        if text.endswith("\ufffd"):
+        if text.endswith("\ufffd") and not last:
             return ""
         new, self.shown = text[self.shown :], len(text)
         return new
@@ -268,9 +269,13 @@ def _steps(
         done = done | (live & torch.isin(tokens, stops))
         ids = torch.cat([ids, tokens[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        token_list, live_list = tokens.tolist(), live.tolist()
-        texts = [s.push(t) if alive else "" for s, t, alive in zip(streams, token_list, live_list)]
-        yield Step(index, token_list, texts, live_list, done.tolist(), logits)
+        token_list, live_list, done_list = tokens.tolist(), live.tolist(), done.tolist()
+        final = index == sampling.max_new_tokens - 1
+        texts = [
+            s.push(t, last=final or d) if alive else ""
+            for s, t, alive, d in zip(streams, token_list, live_list, done_list)
+        ]
+        yield Step(index, token_list, texts, live_list, done_list, logits)
         if bool(done.all()):
             return
 
