@@ -246,8 +246,8 @@ CRASH_CHILD = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     import synthetic
     from saescope.store import ActivationStore
-    from saescope.store.writer import _docs_parquet
-    _docs_parquet([])  # pyarrow imports pandas on first use (~1 s): once here, not in every child
+    from saescope.store.docs import docs_parquet
+    docs_parquet([])  # pyarrow imports pandas on first use (~1 s): once here, not in every child
     out = pathlib.Path(sys.argv[2])
     trials, seed, target = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 

@@ -2,10 +2,12 @@
 
 `StoreWriter` writes a store (async, atomic, resumable), `ActivationStore` reads it (random
 access, shuffled batches, docs), `merge_manifest` rebuilds the manifest from the rank files,
-`RunningStats` holds mean/variance/norm statistics. The format is in `manifest`.
+`RunningStats` holds mean/variance/norm statistics. The format is in `manifest`, the docs table
+(the model inputs behind the rows, also written by the latent index) in `docs`.
 """
 
-from .manifest import FORMAT, DocRecord, Manifest, ShardInfo, merge_manifest, read_manifest
+from .docs import DocRecord, DocsTable
+from .manifest import FORMAT, Manifest, ShardInfo, merge_manifest, read_manifest
 from .reader import ActivationStore, Batch
 from .stats import RunningStats
 from .writer import StoreWriter
@@ -15,6 +17,7 @@ __all__ = [
     "ActivationStore",
     "Batch",
     "DocRecord",
+    "DocsTable",
     "Manifest",
     "RunningStats",
     "ShardInfo",

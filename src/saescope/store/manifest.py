@@ -1,4 +1,4 @@
-"""The on-disk contract of an activation store: folder layout, manifest, rank files, docs records.
+"""The on-disk contract of an activation store: folder layout, manifest, rank files.
 
 One store per hookpoint, a folder:
 
@@ -18,10 +18,9 @@ This module knows nothing about how rows are produced, written in the background
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import StoreError
 from ..files import read_json, write_json
@@ -37,19 +36,6 @@ SHARDS_DIR = "shards"
 DOCS_DIR = "docs"
 DTYPES = ("bfloat16", "float16", "float32")
 """Store dtypes (the names of the torch dtypes)."""
-
-
-class DocRecord(NamedTuple):
-    """A model input whose rows are in the store, so any row can be shown in context."""
-
-    doc_id: int
-    """Id of the model input (unique across the store; rows carry it in `doc_ids`)."""
-    token_ids: Sequence[int]
-    """The whole input's token ids (`positions` index into it)."""
-    text: str
-    """The input decoded as text (or the source text it was cut from)."""
-    source: str
-    """Where it came from (dataset name, file, record id)."""
 
 
 def shard_path(rank: int, index: int) -> str:

@@ -34,17 +34,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, StoreError
 from ..files import file_sha256
-from .manifest import STATS, DocRecord, Manifest, ShardInfo, merged_stats, read_manifest, read_rank_states
+from .docs import DocRecord, DocsTable
+from .manifest import STATS, Manifest, ShardInfo, merged_stats, read_manifest, read_rank_states
 from .shardfile import TORCH_TO_SAFETENSORS, as_tensor, map_file, mapped_array
 from .shardfile import read_safetensors_header as _read_header
 from .stats import RunningStats
@@ -113,7 +113,7 @@ class ActivationStore:
         self._maps: list[_MappedShard | None] = [None] * len(m.shards)
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._doc_tables: OrderedDict[int, tuple[dict[int, int], Any]] = OrderedDict()
+        self._doc_tables: OrderedDict[int, DocsTable] = OrderedDict()
         self._doc_index: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         if verify not in ("none", "size", "full"):
             raise ConfigError(f"verify must be none, size or full, got {verify!r}")
@@ -547,21 +547,10 @@ class ActivationStore:
         if shard in self._doc_tables:
             self._doc_tables.move_to_end(shard)
         else:
-            rel = self._manifest.shards[shard].docs
-            try:
-                table = pq.read_table(self.path / rel)
-            except (OSError, ValueError) as e:
-                raise StoreError(f"docs table {rel} of {self.path} is unreadable ({e})") from e
-            where = {int(d): i for i, d in enumerate(table.column("doc_id").to_pylist())}
-            self._doc_tables[shard] = (where, table)
+            self._doc_tables[shard] = DocsTable.read(self.path / self._manifest.shards[shard].docs)
             if len(self._doc_tables) > DOC_TABLE_CACHE:
                 self._doc_tables.popitem(last=False)
-        where, table = self._doc_tables[shard]
-        i = where.get(doc_id)
-        if i is None:
-            return None
-        row = table.slice(i, 1).to_pylist()[0]
-        return DocRecord(int(row["doc_id"]), list(row["token_ids"]), str(row["text"]), str(row["source"]))
+        return self._doc_tables[shard].get(doc_id)
 
 
 def _as_index(rows: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:

@@ -34,13 +34,12 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import Tensor
 
 from ..errors import SaescopeError, StoreError
 from ..files import TempFile, is_temp_name, json_roundtrip, publish, write_temp
+from .docs import DocRecord, docs_parquet
 from .manifest import (
     DOCS_DIR,
     DTYPES,
@@ -49,7 +48,6 @@ from .manifest import (
     RANKS_DIR,
     SHARDS_DIR,
     STATS,
-    DocRecord,
     RankState,
     ShardInfo,
     StoreHeader,
@@ -542,7 +540,7 @@ class StoreWriter:
         doc_ids = np.concatenate([r.doc_ids for r in rows])
         n = len(doc_ids)
         self._where.path = self.out / docs_path(rank, index)
-        docs = write_temp(self._where.path, [_docs_parquet([d for r in rows for d in r.docs])])
+        docs = write_temp(self._where.path, [docs_parquet([d for r in rows for d in r.docs])])
         try:
             self._where.path = self.out / shard_path(rank, index)
             tensors = [
@@ -705,22 +703,3 @@ class StoreWriter:
             self.abort()
             if self._error is not None:  # usually the very error being raised: the caller reports it
                 log.debug("writer error: %s", self._error)
-
-
-def _docs_parquet(docs: Sequence[DocRecord]) -> memoryview:
-    """The docs table of one shard as Parquet bytes."""
-    tokens = [np.asarray(d.token_ids, dtype=np.int32) for d in docs]
-    offsets = np.zeros(len(tokens) + 1, dtype=np.int32)
-    np.cumsum([len(t) for t in tokens], out=offsets[1:])
-    values = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int32)
-    table = pa.table(
-        {
-            "doc_id": pa.array([int(d.doc_id) for d in docs], type=pa.int64()),
-            "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32())),
-            "text": pa.array([str(d.text) for d in docs], type=pa.string()),
-            "source": pa.array([str(d.source) for d in docs], type=pa.string()),
-        }
-    )
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return memoryview(sink.getvalue())
