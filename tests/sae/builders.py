@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from builders import one_thread
-from saescope.sae import LossSettings, SAEConfig, SparseAutoencoder, get_architecture
+from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
 from saescope.sae.base import fvu
 from saescope.sae.init import initialize
 
@@ -30,7 +30,7 @@ def make_sae(
     k: int | None = ...,
     seed: int = ...,
     kernel: str = ...,
-    **kwargs: Any,
+    **hyperparams: Any,
 ) -> S: ...
 @overload
 def make_sae(
@@ -40,7 +40,7 @@ def make_sae(
     k: int | None = ...,
     seed: int = ...,
     kernel: str = ...,
-    **kwargs: Any,
+    **hyperparams: Any,
 ) -> SparseAutoencoder: ...
 def make_sae(
     architecture: str | type[SparseAutoencoder],
@@ -49,16 +49,22 @@ def make_sae(
     k: int | None = 4,
     seed: int = 0,
     kernel: str = "reference",
-    **kwargs: Any,
+    **hyperparams: Any,
 ) -> SparseAutoencoder:
     """A float32 SAE (by registry name, or by class for a precisely typed result) with random unit
     decoder rows, encoder = decoder transpose, and small random biases (so tests exercise b_enc and
-    b_dec too)."""
+    b_dec too); `hyperparams` are the architecture's own (e.g. `jumprelu_bandwidth=0.1`)."""
     cls = get_architecture(architecture) if isinstance(architecture, str) else architecture
     cfg = SAEConfig(
-        architecture=cls.architecture, d_in=d_in, d_sae=d_sae, k=k, model="tiny", hookpoint="resid_post:1"
+        architecture=cls.architecture,
+        d_in=d_in,
+        d_sae=d_sae,
+        k=k,
+        model="tiny",
+        hookpoint="resid_post:1",
+        hyperparams=hyperparams,
     )
-    sae = cls(cfg, **kwargs)
+    sae = cls(cfg)
     gen = torch.Generator().manual_seed(seed)
     initialize(sae, generator=gen, b_dec=0.1 * torch.randn(d_in, generator=gen))
     with torch.no_grad():
@@ -84,10 +90,10 @@ def sparse_dataset(n: int, d_in: int = 16, n_features: int = 48, active: int = 3
     return x / x.pow(2).sum(1).mean().sqrt()
 
 
-def step_loss(sae: SparseAutoencoder, x: Tensor, settings: LossSettings) -> Tensor:
+def step_loss(sae: SparseAutoencoder, x: Tensor) -> Tensor:
     """Sum of squared errors per row (mean over rows) + the architecture's penalty."""
     out = sae(x)
-    return (out.recon - x).pow(2).sum(-1).mean() + sae.sparsity_loss(out, settings)
+    return (out.recon - x).pow(2).sum(-1).mean() + sae.sparsity_loss(out)
 
 
 class TrainResult(NamedTuple):
@@ -114,7 +120,6 @@ def evaluate(sae: SparseAutoencoder, data: Tensor) -> tuple[float, float]:
 def train(
     sae: SparseAutoencoder,
     data: Tensor,
-    settings: LossSettings,
     steps: int = 200,
     batch: int = 256,
     lr: float = 3e-3,
@@ -132,7 +137,7 @@ def train(
     with one_thread():
         for _ in range(steps):
             x = data[torch.randint(0, data.shape[0], (batch,), generator=gen)]
-            loss = step_loss(sae, x, settings)
+            loss = step_loss(sae, x)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -149,22 +154,22 @@ def parameter_grads(sae: SparseAutoencoder) -> dict[str, Tensor]:
     return grads
 
 
-def gradients(sae: SparseAutoencoder, x: Tensor, settings: LossSettings, kernel: str) -> dict[str, Tensor]:
+def gradients(sae: SparseAutoencoder, x: Tensor, kernel: str) -> dict[str, Tensor]:
     """Gradient of `step_loss` with respect to every parameter (and x), computed with `kernel`."""
     sae.kernel = kernel
     sae.zero_grad()
     x = x.clone().requires_grad_(True)
-    step_loss(sae, x, settings).backward()
+    step_loss(sae, x).backward()
     grads = {name: p.grad.clone() for name, p in sae.named_parameters() if p.grad is not None}
     assert x.grad is not None
     grads["x"] = x.grad.clone()
     return grads
 
 
-def assert_same_gradients(sae: SparseAutoencoder, x: Tensor, settings: LossSettings) -> dict[str, Tensor]:
+def assert_same_gradients(sae: SparseAutoencoder, x: Tensor) -> dict[str, Tensor]:
     """The reference (dense autograd) and torch (sparse) kernels agree on every parameter's gradient."""
-    ref = gradients(sae, x, settings, "reference")
-    fast = gradients(sae, x, settings, "torch")
+    ref = gradients(sae, x, "reference")
+    fast = gradients(sae, x, "torch")
     expected = {name for name, _ in sae.named_parameters()} | {"x"}
     assert set(ref) == expected, f"reference path left {expected - set(ref)} without a gradient"
     assert set(fast) == set(ref)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from saescope.errors import ConfigError
-from saescope.sae import LossSettings, SAEConfig
+from saescope.sae import SAEConfig
 from saescope.sae.batchtopk import BatchTopKSAE
 from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.init import initialize
@@ -51,23 +51,22 @@ def test_eval_mode_fires_where_pre_activation_exceeds_threshold() -> None:
 
 
 def test_threshold_is_running_mean_then_ema_of_smallest_kept_activation() -> None:
-    sae = make_sae(BatchTopKSAE, d_sae=8, k=2, threshold_momentum=0.25).train()
-    settings = LossSettings()
+    sae = make_sae(BatchTopKSAE, d_sae=8, k=2, batchtopk_threshold_momentum=0.25).train()
     minima = [0.8, 0.4, 0.6, 1.0, 0.2, 0.5]
     expected = 0.0
     for step, smallest in enumerate(minima, start=1):
         acts = torch.tensor([[smallest, 2.0, 0.0], [3.0, 0.0, 0.0]])
         idx = torch.tensor([[0, 1, 2], [3, 4, 5]])
         out = sae(random_inputs(2, sae.d_in))._replace(latent_acts=acts, latent_indices=idx)
-        assert float(sae.sparsity_loss(out, settings)) == 0.0
+        assert float(sae.sparsity_loss(out)) == 0.0
         weight = max(1 / step, 0.25)
         expected += weight * (smallest - expected)
         torch.testing.assert_close(sae.threshold, torch.full((8,), expected))
     # A batch without positive activations leaves θ alone; eval mode never updates it.
     zeros = out._replace(latent_acts=torch.zeros(2, 3))
-    sae.sparsity_loss(zeros, settings)
+    sae.sparsity_loss(zeros)
     sae.eval()
-    sae.sparsity_loss(out._replace(latent_acts=torch.full((2, 3), 9.0)), settings)
+    sae.sparsity_loss(out._replace(latent_acts=torch.full((2, 3), 9.0)))
     torch.testing.assert_close(sae.threshold, torch.full((8,), expected))
     assert int(sae.threshold_steps) == len(minima)
     initialize(sae)
@@ -87,7 +86,7 @@ def test_reference_and_torch_kernels_agree(mode: str) -> None:
     fast = sae(x)
     torch.testing.assert_close(fast.recon, ref.recon, rtol=1e-6, atol=1e-6)
     assert torch.equal(fast.latent_indices, ref.latent_indices)
-    assert_same_gradients(sae, x, LossSettings())
+    assert_same_gradients(sae, x)
 
 
 def test_training_gradients_match_dense_formula() -> None:
@@ -107,7 +106,7 @@ def test_training_gradients_match_dense_formula() -> None:
 def test_learns_a_sparse_dictionary_and_a_threshold_giving_about_k_latents() -> None:
     data = sparse_dataset(4096)
     sae = make_sae(BatchTopKSAE, d_in=16, d_sae=64, k=3)
-    result = train(sae, data, LossSettings(), steps=200)
+    result = train(sae, data, steps=200)
     assert result.fvu_end < 0.3, result
     assert result.fvu_end < 0.4 * result.fvu_start, result
     # In eval mode θ replaces the batch top-k: the mean number of active latents stays near k.
@@ -139,5 +138,13 @@ def test_absurd_settings_raise_config_error(d_sae: int, k: int | None, match: st
 
 
 def test_absurd_momentum_raises_config_error() -> None:
-    with pytest.raises(ConfigError, match="threshold_momentum"):
-        BatchTopKSAE(SAEConfig(architecture="batchtopk", d_in=4, d_sae=8, k=2), threshold_momentum=0.0)
+    with pytest.raises(ConfigError, match="threshold momentum"):
+        BatchTopKSAE(
+            SAEConfig(
+                architecture="batchtopk",
+                d_in=4,
+                d_sae=8,
+                k=2,
+                hyperparams={"batchtopk_threshold_momentum": 0.0},
+            )
+        )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from saescope.sae import LossSettings, SparseAutoencoder
+from saescope.sae import SparseAutoencoder
 from saescope.sae.batchtopk import BatchTopKSAE
 from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.init import fold_input_scale, geometric_median, initialize
@@ -19,11 +19,14 @@ from .builders import ARCHITECTURES, gradients, make_sae, random_inputs, step_lo
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-SETTINGS = LossSettings(l1_coefficient=0.1, l0_coefficient=0.1, jumprelu_bandwidth=0.1)
+HYPERPARAMS: dict[str, dict[str, Any]] = {
+    "relu": {"l1_coefficient": 0.1},
+    "jumprelu": {"l0_coefficient": 0.1, "jumprelu_bandwidth": 0.1, "jumprelu_init_threshold": 0.2},
+}
 
 
 def cuda_sae(architecture: str, d_in: int = 64, d_sae: int = 512) -> SparseAutoencoder:
-    kwargs: dict[str, Any] = {"init_threshold": 0.2, "bandwidth": 0.1} if architecture == "jumprelu" else {}
+    kwargs = HYPERPARAMS.get(architecture, {})
     sae = make_sae(architecture, d_in=d_in, d_sae=d_sae, k=16 if "topk" in architecture else None, **kwargs)
     if isinstance(sae, BatchTopKSAE):
         with torch.no_grad():
@@ -43,8 +46,8 @@ def test_kernel_paths_agree_with_reference_on_cuda(architecture: str, mode: str,
     sae.kernel = impl
     fast = sae(x)
     torch.testing.assert_close(fast.recon, ref.recon, rtol=1e-4, atol=1e-4)
-    ref_grads = gradients(sae, x, SETTINGS, "reference")
-    fast_grads = gradients(sae, x, SETTINGS, impl)
+    ref_grads = gradients(sae, x, "reference")
+    fast_grads = gradients(sae, x, impl)
     assert set(fast_grads) == set(ref_grads)
     for name, grad in ref_grads.items():
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-3, atol=1e-4, msg=name)
@@ -58,7 +61,7 @@ def test_bf16_autocast_training_steps_are_finite(architecture: str) -> None:
     x = random_inputs(512, sae.d_in).cuda()
     for _ in range(5):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = step_loss(sae, x, SETTINGS)
+            loss = step_loss(sae, x)
         opt.zero_grad()
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in sae.parameters() if p.grad is not None)
@@ -79,7 +82,7 @@ def test_files_round_trip_from_and_to_cuda(tmp_path: Path, architecture: str) ->
 def test_init_and_fold_on_cuda() -> None:
     sae = cuda_sae("jumprelu")
     assert isinstance(sae, JumpReLUSAE)
-    cpu = make_sae("jumprelu", d_in=64, d_sae=512, k=None, init_threshold=0.2, bandwidth=0.1)
+    cpu = make_sae("jumprelu", d_in=64, d_sae=512, k=None, **HYPERPARAMS["jumprelu"])
     initialize(sae, generator=torch.Generator().manual_seed(4))
     initialize(cpu, generator=torch.Generator().manual_seed(4))
     assert torch.equal(sae.W_dec.cpu(), cpu.W_dec)

@@ -49,7 +49,7 @@ def test_initialize_refuses_a_b_dec_of_the_wrong_shape() -> None:
 
 
 def test_initialize_resets_thresholds() -> None:
-    jump = make_sae(JumpReLUSAE, k=None, init_threshold=0.02)
+    jump = make_sae(JumpReLUSAE, k=None, jumprelu_init_threshold=0.02)
     batch = make_sae(BatchTopKSAE, k=2)
     with torch.no_grad():
         jump.log_threshold.fill_(1.0)

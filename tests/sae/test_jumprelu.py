@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from saescope.errors import ConfigError, SaescopeError
-from saescope.sae import LossSettings, SAEConfig
+from saescope.sae import SAEConfig
 from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.init import initialize
 from saescope.sae.jumprelu import JumpReLUFn, JumpReLUSAE, exact_log
@@ -37,7 +37,10 @@ def dense_jumprelu_loss(sae: JumpReLUSAE, x: torch.Tensor, l0_coefficient: float
 
 
 def test_hand_set_weights_give_hand_computed_outputs() -> None:
-    sae = JumpReLUSAE(SAEConfig(architecture="jumprelu", d_in=3, d_sae=3)).eval()
+    sae = JumpReLUSAE(
+        SAEConfig(architecture="jumprelu", d_in=3, d_sae=3, hyperparams={"l0_coefficient": 0.5})
+    )
+    sae.eval()
     with torch.no_grad():
         sae.W_enc.copy_(torch.eye(3))
         sae.W_dec.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]]))
@@ -47,9 +50,7 @@ def test_hand_set_weights_give_hand_computed_outputs() -> None:
     torch.testing.assert_close(sae.encode_dense(x), torch.tensor([[0.6, 0.0, 2.5], [0.0, 1.5, 0.0]]))
     torch.testing.assert_close(sae(x).recon, torch.tensor([[0.6, 0.0, 7.5], [0.0, 3.0, 0.0]]))
     # L0: two active latents in the first row, one in the second → mean 1.5, times λ = 0.5.
-    torch.testing.assert_close(
-        sae.sparsity_loss(sae(x), LossSettings(l0_coefficient=0.5)), torch.tensor(0.75)
-    )
+    torch.testing.assert_close(sae.sparsity_loss(sae(x)), torch.tensor(0.75))
 
 
 def test_straight_through_estimators_by_hand() -> None:
@@ -61,11 +62,12 @@ def test_straight_through_estimators_by_hand() -> None:
     torch.testing.assert_close(z.grad, torch.tensor([1.0, 0.0, 1.0, 0.0]))
     torch.testing.assert_close(theta.grad, torch.tensor([-5.0, -5.0, 0.0, 0.0]))  # −θ/ε inside the band
 
-    sae = JumpReLUSAE(SAEConfig(architecture="jumprelu", d_in=2, d_sae=2), init_threshold=1.0, bandwidth=eps)
+    hyperparams = {"l0_coefficient": 1.0, "jumprelu_init_threshold": 1.0, "jumprelu_bandwidth": eps}
+    sae = JumpReLUSAE(SAEConfig(architecture="jumprelu", d_in=2, d_sae=2, hyperparams=hyperparams))
     out = sae(torch.zeros(1, 2))._replace(
         pre_acts=torch.tensor([[1.05, 2.0], [0.95, 0.0]], requires_grad=True)
     )
-    loss = sae.sparsity_loss(out, LossSettings(l0_coefficient=1.0, jumprelu_bandwidth=eps))
+    loss = sae.sparsity_loss(out)
     torch.testing.assert_close(loss, torch.tensor(1.0))  # rows: 2 active, 0 active
     loss.backward()
     # ∂L0/∂θ = −(1/ε)·K summed over rows / N rows: latent 0 is in the band twice → −(5 + 5)/2;
@@ -78,20 +80,26 @@ def test_straight_through_estimators_by_hand() -> None:
 @pytest.mark.parametrize("kernel", ["reference", "torch"])
 def test_loss_matches_dense_objective_in_values_and_gradients(kernel: str) -> None:
     eps = 0.4
-    sae = make_sae(JumpReLUSAE, d_sae=40, k=None, init_threshold=0.3, bandwidth=eps).train()
+    sae = make_sae(
+        JumpReLUSAE,
+        d_sae=40,
+        k=None,
+        jumprelu_init_threshold=0.3,
+        jumprelu_bandwidth=eps,
+        l0_coefficient=0.05,
+    ).train()
     x = random_inputs(32, sae.d_in)
     with torch.no_grad():
         z = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     below = ((z > 0.3 - eps / 2) & (z <= 0.3)).sum()
     assert below > 0, "the test needs pre-activations just below θ, where only the estimator acts"
-    settings = LossSettings(l0_coefficient=0.05, jumprelu_bandwidth=eps)
     dense = dense_jumprelu_loss(sae, x, 0.05)
     dense.backward()
     oracle = parameter_grads(sae)
     sae.zero_grad()
     sae.kernel = kernel
     out = sae(x)
-    loss = (out.recon - x).pow(2).sum(-1).mean() + sae.sparsity_loss(out, settings)
+    loss = (out.recon - x).pow(2).sum(-1).mean() + sae.sparsity_loss(out)
     torch.testing.assert_close(loss, dense.detach(), rtol=1e-6, atol=1e-6)
     loss.backward()
     for name, p in sae.named_parameters():
@@ -100,7 +108,9 @@ def test_loss_matches_dense_objective_in_values_and_gradients(kernel: str) -> No
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_reference_and_torch_kernels_agree(mode: str) -> None:
-    sae = make_sae(JumpReLUSAE, d_sae=64, k=None, init_threshold=0.2, bandwidth=0.1)
+    sae = make_sae(
+        JumpReLUSAE, d_sae=64, k=None, jumprelu_init_threshold=0.2, jumprelu_bandwidth=0.1, l0_coefficient=0.1
+    )
     sae.train(mode == "train")
     x = random_inputs(40, sae.d_in)
     sae.kernel = "reference"
@@ -108,11 +118,11 @@ def test_reference_and_torch_kernels_agree(mode: str) -> None:
     sae.kernel = "torch"
     fast = sae(x)
     torch.testing.assert_close(fast.recon, ref.recon, rtol=1e-6, atol=1e-6)
-    assert_same_gradients(sae, x, LossSettings(l0_coefficient=0.1, jumprelu_bandwidth=0.1))
+    assert_same_gradients(sae, x)
 
 
 def test_training_mode_selects_the_band_below_threshold_with_zero_value() -> None:
-    sae = make_sae(JumpReLUSAE, d_sae=32, k=None, init_threshold=0.3, bandwidth=0.4)
+    sae = make_sae(JumpReLUSAE, d_sae=32, k=None, jumprelu_init_threshold=0.3, jumprelu_bandwidth=0.4)
     x = random_inputs(16, sae.d_in)
     sae.eval()
     eval_out = sae(x)
@@ -124,11 +134,11 @@ def test_training_mode_selects_the_band_below_threshold_with_zero_value() -> Non
 
 def test_learns_a_sparse_dictionary_and_the_l0_penalty_raises_thresholds() -> None:
     data = sparse_dataset(4096)
-    kwargs: dict[str, Any] = {"init_threshold": 0.1, "bandwidth": 0.05}
-    plain_sae = make_sae(JumpReLUSAE, d_in=16, d_sae=64, k=None, **kwargs)
-    plain = train(plain_sae, data, LossSettings(l0_coefficient=0.0, jumprelu_bandwidth=0.05), lr=1e-2)
-    sae = make_sae(JumpReLUSAE, d_in=16, d_sae=64, k=None, **kwargs)
-    result = train(sae, data, LossSettings(l0_coefficient=0.03, jumprelu_bandwidth=0.05), lr=1e-2)
+    kwargs: dict[str, Any] = {"jumprelu_init_threshold": 0.1, "jumprelu_bandwidth": 0.05}
+    plain_sae = make_sae(JumpReLUSAE, d_in=16, d_sae=64, k=None, l0_coefficient=0.0, **kwargs)
+    plain = train(plain_sae, data, lr=1e-2)
+    sae = make_sae(JumpReLUSAE, d_in=16, d_sae=64, k=None, l0_coefficient=0.03, **kwargs)
+    result = train(sae, data, lr=1e-2)
     assert result.fvu_end < 0.25, result
     assert result.fvu_end < 0.05 * result.fvu_start, result
     assert result.l0_end < 0.5 * plain.l0_end, (plain, result)
@@ -136,7 +146,7 @@ def test_learns_a_sparse_dictionary_and_the_l0_penalty_raises_thresholds() -> No
 
 
 def test_initial_threshold_and_initialize() -> None:
-    sae = make_sae(JumpReLUSAE, k=None, init_threshold=0.05)
+    sae = make_sae(JumpReLUSAE, k=None, jumprelu_init_threshold=0.05)
     torch.testing.assert_close(sae.threshold, torch.full((sae.d_sae,), 0.05))
     with torch.no_grad():
         sae.log_threshold.fill_(3.0)
@@ -144,10 +154,18 @@ def test_initial_threshold_and_initialize() -> None:
     torch.testing.assert_close(sae.threshold, torch.full((sae.d_sae,), 0.05))
 
 
-def test_bandwidth_mismatch_between_sae_and_loss_settings_is_refused() -> None:
-    sae = make_sae(JumpReLUSAE, k=None, bandwidth=0.01)
-    with pytest.raises(ConfigError, match="bandwidth"):
-        sae.sparsity_loss(sae(random_inputs(2, sae.d_in)), LossSettings(jumprelu_bandwidth=0.02))
+def test_the_penalty_reads_the_sae_s_own_bandwidth_and_coefficient() -> None:
+    """The L0 penalty's θ-gradient is −(λ/ε)·K((z−θ)/ε) / N with the SAE's own ε and λ (there is no
+    second copy of them that could disagree, as the trainer's settings once could)."""
+    grads = []
+    for eps, l0 in [(0.5, 1.0), (0.25, 1.0), (0.5, 3.0)]:
+        hyperparams = {"l0_coefficient": l0, "jumprelu_init_threshold": 1.0, "jumprelu_bandwidth": eps}
+        sae = JumpReLUSAE(SAEConfig(architecture="jumprelu", d_in=2, d_sae=2, hyperparams=hyperparams))
+        out = sae(torch.zeros(1, 2))._replace(pre_acts=torch.tensor([[1.2, 5.0]]))
+        sae.sparsity_loss(out).backward()
+        assert sae.log_threshold.grad is not None
+        grads.append(float(sae.log_threshold.grad[0]))
+    assert grads == pytest.approx([-2.0, 0.0, -6.0])  # 1.2 is outside the band of ε = 0.25
 
 
 def test_save_load_round_trip_is_exact(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -180,12 +198,12 @@ def test_negative_threshold_in_file_is_refused() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"init_threshold": 0.0}, "initial threshold"),
-        ({"init_threshold": -1.0}, "initial threshold"),
-        ({"bandwidth": 0.0}, "bandwidth"),
-        ({"bandwidth": math.nan}, "bandwidth"),
+        ({"jumprelu_init_threshold": 0.0}, "initial threshold"),
+        ({"jumprelu_init_threshold": -1.0}, "initial threshold"),
+        ({"jumprelu_bandwidth": 0.0}, "bandwidth"),
+        ({"jumprelu_bandwidth": math.nan}, "bandwidth"),
     ],
 )
 def test_absurd_settings_raise_config_error(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        JumpReLUSAE(SAEConfig(architecture="jumprelu", d_in=4, d_sae=8), **kwargs)  # type: ignore[arg-type]
+        JumpReLUSAE(SAEConfig(architecture="jumprelu", d_in=4, d_sae=8, hyperparams=kwargs))

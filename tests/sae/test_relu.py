@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from saescope.errors import ConfigError
-from saescope.sae import LossSettings, SAEConfig
+from saescope.sae import SAEConfig
 from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.relu import ReLUSAE
 
@@ -32,7 +32,7 @@ def test_forward_is_decode_of_encode(kernel: str) -> None:
 
 
 def test_hand_set_weights_give_hand_computed_outputs_and_penalty() -> None:
-    sae = ReLUSAE(SAEConfig(architecture="relu", d_in=2, d_sae=3))
+    sae = ReLUSAE(SAEConfig(architecture="relu", d_in=2, d_sae=3, hyperparams={"l1_coefficient": 2.0}))
     with torch.no_grad():
         sae.W_enc.copy_(torch.tensor([[1.0, -1.0, 0.0], [0.0, 2.0, 1.0]]))
         sae.b_enc.copy_(torch.tensor([0.0, 0.0, -0.5]))
@@ -43,14 +43,13 @@ def test_hand_set_weights_give_hand_computed_outputs_and_penalty() -> None:
     torch.testing.assert_close(sae.encode_dense(x), torch.tensor([[1.0, 1.0, 0.5], [0.0, 1.0, 0.0]]))
     torch.testing.assert_close(out.recon, torch.tensor([[3.5, 6.0], [0.0, 2.0]]))
     # ‖W_dec‖ = [5, 2, 1]: row sums 5 + 2 + 0.5 = 7.5 and 2 → mean 4.75, times λ = 2.
-    penalty = sae.sparsity_loss(out, LossSettings(l1_coefficient=2.0))
+    penalty = sae.sparsity_loss(out)
     torch.testing.assert_close(penalty, torch.tensor(9.5))
 
 
 def test_loss_matches_dense_objective_in_values_and_gradients() -> None:
-    sae = make_sae(ReLUSAE, d_sae=40, k=None)
+    sae = make_sae(ReLUSAE, d_sae=40, k=None, l1_coefficient=0.3)
     x = random_inputs(24, sae.d_in)
-    settings = LossSettings(l1_coefficient=0.3)
     dense = dense_relu_loss(sae, x, 0.3)
     dense.backward()
     oracle = parameter_grads(sae)
@@ -58,7 +57,7 @@ def test_loss_matches_dense_objective_in_values_and_gradients() -> None:
         sae.kernel = kernel
         sae.zero_grad()
         out = sae(x)
-        loss = (out.recon - x).pow(2).sum(-1).mean() + sae.sparsity_loss(out, settings)
+        loss = (out.recon - x).pow(2).sum(-1).mean() + sae.sparsity_loss(out)
         torch.testing.assert_close(loss, dense.detach(), rtol=1e-6, atol=1e-6)
         loss.backward()
         for name, p in sae.named_parameters():
@@ -66,24 +65,20 @@ def test_loss_matches_dense_objective_in_values_and_gradients() -> None:
 
 
 def test_reference_and_torch_kernels_agree() -> None:
-    sae = make_sae(ReLUSAE, d_sae=64, k=None)
+    sae = make_sae(ReLUSAE, d_sae=64, k=None, l1_coefficient=0.1)
     x = random_inputs(40, sae.d_in)
     sae.kernel = "reference"
     ref = sae(x)
     sae.kernel = "torch"
     fast = sae(x)
     torch.testing.assert_close(fast.recon, ref.recon, rtol=1e-6, atol=1e-6)
-    assert_same_gradients(sae, x, LossSettings(l1_coefficient=0.1))
+    assert_same_gradients(sae, x)
 
 
 def test_learns_a_sparse_dictionary_and_the_penalty_sparsifies() -> None:
     data = sparse_dataset(4096)
-    plain = train(
-        make_sae(ReLUSAE, d_in=16, d_sae=64, k=None), data, LossSettings(l1_coefficient=0.0), lr=1e-2
-    )
-    penalised = train(
-        make_sae(ReLUSAE, d_in=16, d_sae=64, k=None), data, LossSettings(l1_coefficient=0.3), lr=1e-2
-    )
+    plain = train(make_sae(ReLUSAE, d_in=16, d_sae=64, k=None, l1_coefficient=0.0), data, lr=1e-2)
+    penalised = train(make_sae(ReLUSAE, d_in=16, d_sae=64, k=None, l1_coefficient=0.3), data, lr=1e-2)
     assert penalised.fvu_end < 0.3, penalised
     assert penalised.fvu_end < 0.05 * penalised.fvu_start, penalised
     # The same run without the penalty keeps about three times as many latents active.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from saescope.errors import ConfigError
-from saescope.sae import LossSettings, SAEConfig
+from saescope.sae import SAEConfig
 from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.topk import TopKSAE
 
@@ -77,13 +77,13 @@ def test_reference_and_torch_kernels_agree() -> None:
         sae.encode_dense(x),
         ref.pre_acts.new_zeros(ref.pre_acts.shape).scatter(-1, ref.latent_indices, ref.latent_acts).detach(),
     )
-    assert_same_gradients(sae, x, LossSettings())
+    assert_same_gradients(sae, x)
 
 
 def test_learns_a_sparse_dictionary() -> None:
     data = sparse_dataset(4096)
     sae = make_sae(TopKSAE, d_in=16, d_sae=64, k=3)
-    result = train(sae, data, LossSettings(), steps=200)
+    result = train(sae, data, steps=200)
     assert result.fvu_end < 0.25, result
     assert result.fvu_end < 0.4 * result.fvu_start, result
     assert result.l0_end == 3.0

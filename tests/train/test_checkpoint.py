@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,13 @@ def test_checkpoint_files_are_safetensors_and_json(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.iterdir()) == ["state.json", "state.safetensors"]
     meta = json.loads((path / "state.json").read_text())
     assert meta["format"] == FORMAT and meta["step"] == 3 and meta["state"]["n"] == 4
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Weights were once written `-rw-------` (safetensors' own writer) beside `-rw-r--r--` files."""
+    sae, opt = stepped_optimizer()
+    path = save_checkpoint(tmp_path / "ckpt", 3, {"sae": dict(sae.state_dict()), "opt": opt.state_tensors()})
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("state.safetensors", "state.json"):
+        assert stat.S_IMODE((path / name).stat().st_mode) == 0o666 & ~umask, name

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from saescope.errors import ConfigError
-from saescope.train.logger import COLUMNS, MetricsLogger
+from saescope.train.logger import COLUMNS, MetricsLogger, ema, panels
 
 
 def metrics(step: int) -> dict[str, float]:
@@ -58,3 +59,50 @@ def test_wandb_without_the_extra_is_one_clear_error(tmp_path: Path, monkeypatch:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match="wandb extra"):
         MetricsLogger(tmp_path / "sae", wandb_project="proj")
+
+
+def test_rows_kept_by_a_resume_keep_their_text(tmp_path: Path) -> None:
+    """Integers stayed integers: rows before a resume once came back as `10.0,5120.0,…`."""
+    folder = tmp_path / "sae"
+    first = MetricsLogger(folder)
+    for step in (10, 20, 30):
+        first.log(metrics(step) | {"lr": 1 / 3})
+    first.close()
+    lines = (folder / "metrics.csv").read_text().splitlines()
+    assert lines[1].startswith("10,640,0.333")
+    MetricsLogger(folder, resume_step=20).close()
+    assert (folder / "metrics.csv").read_text().splitlines() == lines[:3]
+
+
+def test_the_curves_label_every_axis_and_show_the_learning_rate_when_l0_is_fixed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    figures: list[Any] = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    for name, l0 in [("topk", lambda step: 32.0), ("relu", lambda step: 100.0 / step)]:
+        logger = MetricsLogger(tmp_path / name)
+        for step in (10, 20, 30):
+            logger.log(metrics(step) | {"l0": l0(step)})
+        logger.close()
+    titles = []
+    for fig in figures:
+        axes = fig.get_axes()
+        assert len(axes) == 4 and all(ax.get_ylabel() for ax in axes)
+        assert [ax.get_xlabel() for ax in axes[2:]] == ["tokens trained"] * 2
+        titles.append([ax.get_title() for ax in axes])
+    assert titles[0][2] == "learning rate (L0 is fixed at 32)" and titles[1][2].startswith("L0")
+    assert titles[0][0].startswith("training loss")
+    loss_lines = figures[0].get_axes()[0].get_lines()  # raw windows faint, their moving average bold
+    assert [line.get_alpha() for line in loss_lines] == [0.3, None]
+    assert list(loss_lines[1].get_ydata()) == pytest.approx(ema([0.1, 0.2, 0.3]))
+
+
+def test_panels_and_moving_average_by_hand() -> None:
+    assert ema([1.0, 2.0, 0.0]) == pytest.approx([1.0, 1.2, 0.96])  # weight 0.2
+    fixed = [{"l0": 8.0, "tokens": 1.0}, {"l0": 8.0, "tokens": 2.0}]
+    varying = [{"l0": 8.0}, {"l0": 7.0}]
+    assert [p.key for p in panels(fixed)] == ["loss", "fvu", "lr", "dead_fraction"]
+    assert [p.key for p in panels(varying)] == ["loss", "fvu", "l0", "dead_fraction"]

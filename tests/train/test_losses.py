@@ -9,10 +9,12 @@ import torch
 from torch import Tensor
 
 from sae.builders import ARCHITECTURES, make_sae, sparse_dataset
-from saescope.sae import LossSettings, SparseAutoencoder
-from saescope.train.losses import SAEObjective
+from saescope.sae import SparseAutoencoder
+from saescope.train.losses import AuxK, SAEObjective
 
-SETTINGS = LossSettings(l1_coefficient=0.3, l0_coefficient=0.01, aux_k=4, aux_coefficient=0.5)
+AUX = AuxK(k=4, coefficient=0.5)
+L1 = 0.3
+HYPERPARAMS = {"relu": {"l1_coefficient": L1}, "jumprelu": {"l0_coefficient": 0.01}}
 
 
 def naive_terms(
@@ -31,18 +33,18 @@ def naive_terms(
         sparsity = pre.new_zeros(())
     else:
         codes = pre.relu()
-        sparsity = SETTINGS.l1_coefficient * (codes * sae.W_dec.norm(dim=1)).sum(-1).mean()
+        sparsity = L1 * (codes * sae.W_dec.norm(dim=1)).sum(-1).mean()
     recon = codes @ sae.W_dec + sae.b_dec
     recon_loss = (x - recon).pow(2).sum(-1).mean()
-    k_aux = min(SETTINGS.aux_k, num_dead, int(dead.sum()))
+    k_aux = min(AUX.k, num_dead, int(dead.sum()))
     if k_aux == 0:
         return recon_loss, sparsity, pre.new_zeros(())
     residual = (x - recon).detach()
     top = pre.masked_fill(~dead, float("-inf")).topk(k_aux, dim=-1)
     aux_codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
     total = (residual - residual.mean(0)).pow(2).sum()
-    scale = min(num_dead / SETTINGS.aux_k, 1.0)
-    aux = SETTINGS.aux_coefficient * scale * (aux_codes @ sae.W_dec - residual).pow(2).sum() / total
+    scale = min(num_dead / AUX.k, 1.0)
+    aux = AUX.coefficient * scale * (aux_codes @ sae.W_dec - residual).pow(2).sum() / total
     return recon_loss, sparsity, aux
 
 
@@ -53,7 +55,8 @@ def grads(sae: SparseAutoencoder, loss: Tensor) -> dict[str, Tensor]:
 
 
 def setup(architecture: str, dead_ids: list[int]) -> tuple[SparseAutoencoder, Tensor, Tensor]:
-    sae = make_sae(architecture, d_in=16, d_sae=48, k=4 if "topk" in architecture else None)
+    k = 4 if "topk" in architecture else None
+    sae = make_sae(architecture, d_in=16, d_sae=48, k=k, **HYPERPARAMS.get(architecture, {}))
     x = sparse_dataset(64, d_in=16, seed=3) * 2
     dead = torch.zeros(48, dtype=torch.bool)
     dead[dead_ids] = True
@@ -75,7 +78,7 @@ def test_objective_matches_dense_hand_computation(
     sae, x, dead = setup(architecture, dead_ids)
     sae.kernel = kernel
     naive = copy.deepcopy(sae)
-    out = SAEObjective(sae, SETTINGS)(x, dead, num_dead)
+    out = SAEObjective(sae, AUX)(x, dead, num_dead)
     expected = naive_terms(naive, x, dead, num_dead)
     terms = out.terms
     for got, want in zip((terms.recon_loss, terms.sparsity_loss, terms.aux_loss), expected):
@@ -93,7 +96,7 @@ def test_objective_matches_dense_hand_computation(
 def test_aux_gradient_reaches_only_dead_latents(kernel: str) -> None:
     sae, x, dead = setup("topk", [1, 2, 40])
     sae.kernel = kernel
-    aux = SAEObjective(sae, SETTINGS)(x, dead, 9).terms.aux_loss  # stale count: 9 > 3 dead
+    aux = SAEObjective(sae, AUX)(x, dead, 9).terms.aux_loss  # stale count: 9 > 3 dead
     g = grads(sae, aux)
     touched_enc = g["W_enc"].abs().sum(0) > 0
     touched_dec = g["W_dec"].abs().sum(1) > 0
@@ -108,7 +111,7 @@ def test_kernels_agree_and_report_batch_fvu_and_l0(architecture: str) -> None:
     for kernel in ("reference", "torch"):
         twin = copy.deepcopy(sae)
         twin.kernel = kernel
-        out = SAEObjective(twin, SETTINGS)(x, dead, 5)
+        out = SAEObjective(twin, AUX)(x, dead, 5)
         results[kernel] = (out, grads(twin, out.terms.loss))
     (ref, ref_grads), (fast, fast_grads) = results["reference"], results["torch"]
     for a, b in zip(ref.terms, fast.terms):
@@ -123,5 +126,5 @@ def test_kernels_agree_and_report_batch_fvu_and_l0(architecture: str) -> None:
 
 def test_without_a_dead_mask_there_is_no_aux_loss() -> None:
     sae, x, _ = setup("topk", [])
-    terms = SAEObjective(sae, SETTINGS)(x).terms
+    terms = SAEObjective(sae, AUX)(x).terms
     assert terms.aux_loss == 0 and terms.loss == terms.recon_loss

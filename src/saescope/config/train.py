@@ -6,18 +6,32 @@ This module knows nothing about how training runs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import require
 from .base import CorpusSettings, ModelSettings
+
+DEFAULT_K = 32
+"""Active latents per token of TopK-style SAEs when --k is not given."""
 
 
 def _architectures() -> list[str]:
     from ..sae.registry import architecture_names
 
     return architecture_names()
+
+
+def _architecture_params() -> dict[str, type]:
+    from ..sae.registry import architecture_params
+
+    return dict(architecture_params())
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -31,8 +45,9 @@ class TrainConfig(CorpusSettings, ModelSettings):
     hookpoint: str = "resid_post:15"
     """Hookpoint for on-the-fly training (a store records its own)."""
 
-    out: Path = Path("runs/demo/sae")
-    """Output folder for the SAE (several SAEs of a sweep go to sibling subfolders)."""
+    out: Path | None = None
+    """Output folder for the SAE (several SAEs of a sweep go to subfolders of it). Default: `sae`
+    next to the store (`runs/NAME/acts` → `runs/NAME/sae`); on the fly `runs/MODEL-HOOKPOINT/sae`."""
 
     architecture: str = field(
         default="topk", metadata={"flags": ("--arch", "--architecture"), "choices": _architectures}
@@ -46,21 +61,16 @@ class TrainConfig(CorpusSettings, ModelSettings):
     expansion_factor: int = 8
     """Latents per input dimension when --latents is not given."""
 
-    k: tuple[int, ...] = (32,)
-    """Active latents per token for TopK/BatchTopK; several values train several SAEs at once."""
+    k: tuple[int, ...] = ()
+    """Active latents per token for TopK/BatchTopK (default 32); several values train several SAEs
+    at once. Other architectures refuse it (their sparsity comes from their penalty)."""
 
-    l1_coefficient: float = 0.2
-    """ReLU SAE: weight λ of the L1 penalty on activations × decoder-row norms. Inputs are scaled to
-    E‖x‖² = 1 here, so Anthropic's λ = 5 (at E‖x‖² = d_in) corresponds to 5/√d_in."""
-
-    l0_coefficient: float = 0.001
-    """JumpReLU SAE: weight λ of the L0 penalty (Gemma Scope), in normalised units (E‖x‖² = 1)."""
-
-    jumprelu_bandwidth: float = 0.001
-    """JumpReLU SAE: width ε of the rectangle kernel of the straight-through estimator."""
-
-    jumprelu_init_threshold: float = 0.001
-    """JumpReLU SAE: initial threshold of every latent."""
+    arch_params: Mapping[str, Any] = field(
+        default_factory=dict, metadata={"options_from": _architecture_params}
+    )
+    """The chosen architecture's own hyperparameters, by name (on the command line each is an option
+    of its own, listed under its architecture; in a --config file they are given flat). Those not
+    given keep the architecture's defaults; all are saved in the SAE's cfg.json."""
 
     tokens: int | None = None
     """Token budget (rows seen). Default: one epoch of the store, or 1M tokens on the fly."""
@@ -72,47 +82,51 @@ class TrainConfig(CorpusSettings, ModelSettings):
     """Rows per optimisation step (across all ranks)."""
 
     lr: float | None = None
-    """Peak learning rate. Default 2e-4 / sqrt(latents / 2^14) (OpenAI's scaling law)."""
+    """Peak learning rate. Default: derived from the width n and the number of steps S, so that short
+    and long runs both get a good one: 2e-4·√(2^14/n) (Gao et al. 2024's rule for long runs)
+    × max(1, (S_LONG/S)^0.5)... """
 
     optimizer: Literal["adam", "adamw"] = "adam"
     """Optimiser."""
 
     beta1: float = 0.9
-    """Adam β1 (OpenAI 0.9; seed 001 used 0.85)."""
+    """Adam β1 (Gao et al. 2024: 0.9)."""
 
     beta2: float = 0.999
-    """Adam β2 (OpenAI 0.999; seed 001 used 0.9999)."""
+    """Adam β2 (Gao et al. 2024: 0.999)."""
 
     adam_eps: float = 6.25e-10
-    """Adam ε (OpenAI and seed 001)."""
+    """Adam ε (Gao et al. 2024: 6.25e-10)."""
 
     weight_decay: float = 0.0
     """AdamW weight decay."""
 
-    warmup_steps: int = 100
-    """Linear learning-rate warm-up."""
+    warmup_steps: int | None = None
+    """Steps of linear learning-rate warm-up. Default: 5 per cent of the run's steps (at least 1, at most
+    1000) — a fixed count would be longer than a short run itself."""
 
     lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"
     """Decay after warm-up."""
 
     lr_min_ratio: float = 0.2
-    """Final learning rate as a fraction of the peak (seed 001: 1/5)."""
+    """Final learning rate as a fraction of the peak."""
 
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 disables)."""
 
     aux_k: int | None = None
-    """Latents in the aux-k loss that revives dead latents (OpenAI used 512, seed 001 2048).
+    """Latents in the aux-k loss that revives dead latents (Gao et al. 2024 used 512).
     Default d_in / 2; 0 disables."""
 
     aux_coefficient: float = 1 / 32
-    """Weight of the aux-k loss (OpenAI and seed 001: 1/32)."""
+    """Weight of the aux-k loss (Gao et al. 2024: 1/32)."""
 
     dead_tokens: int = 10_000_000
     """A latent is dead after this many tokens without firing (OpenAI: 10M)."""
 
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
-    """Initial decoder bias (OpenAI: geometric median of a sample; seed 001: the mean)."""
+    """Initial decoder bias (Gao et al. 2024: geometric median of a sample; Anthropic's Towards
+    Monosemanticity: the mean)."""
 
     normalize: Literal["unit_mean_squared_norm", "none"] = "unit_mean_squared_norm"
     """Scale inputs by one constant so that E‖x‖² = 1 during training (Gemma Scope); folded into
@@ -150,21 +164,60 @@ class TrainConfig(CorpusSettings, ModelSettings):
             self.architecture in names,
             f"unknown architecture {self.architecture!r}; choose from {', '.join(names)}",
         )
+        self._check_sparsity()
         require(all(n > 0 for n in self.latents), "--latents must be positive")
         require(self.expansion_factor > 0, "--expansion-factor must be positive")
-        require(len(self.k) > 0 and all(k > 0 for k in self.k), "--k must be positive")
         require(self.tokens is None or self.tokens > 0, "--tokens must be positive")
         require(self.epochs is None or self.epochs > 0, "--epochs must be positive")
         require(self.tokens is None or self.epochs is None, "give --tokens or --epochs, not both")
+        require(
+            self.epochs is None or self.acts is not None,
+            "--epochs counts passes over a store (--acts); on the fly give --tokens",
+        )
         require(self.batch_size > 0, "--batch-size must be positive")
         require(self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), "--lr must be positive")
         require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)")
-        require(self.warmup_steps >= 0, "--warmup-steps must be >= 0")
+        require(self.warmup_steps is None or self.warmup_steps >= 0, "--warmup-steps must be >= 0")
         require(0 <= self.lr_min_ratio <= 1, "--lr-min-ratio must be in [0, 1]")
         require(self.grad_clip >= 0, "--grad-clip must be >= 0")
         require(self.aux_k is None or self.aux_k >= 0, "--aux-k must be >= 0")
         require(self.dead_tokens > 0, "--dead-tokens must be positive")
         require(self.checkpoint_every >= 0, "--checkpoint-every must be >= 0")
         require(self.log_every > 0, "--log-every must be positive")
-        require(self.l1_coefficient >= 0 and self.l0_coefficient >= 0, "sparsity coefficients must be >= 0")
-        require(self.jumprelu_bandwidth > 0, "--jumprelu-bandwidth must be positive")
+        if self.out is None:
+            object.__setattr__(self, "out", self._default_out())
+        object.__setattr__(self, "arch_params", dict(self.arch_params))
+
+    def _default_out(self) -> Path:
+        """`sae` next to the store; on the fly a run folder named after the model and hookpoint."""
+        if self.acts is not None:
+            return self.acts.parent / "sae"
+        name = f"{Path(self.model).name}-{self.hookpoint}"
+        return Path("runs") / "".join(c if c.isalnum() or c in "._-" else "-" for c in name) / "sae"
+
+    def _check_sparsity(self) -> None:
+        """--k and the architecture's own options apply to the chosen architecture, with valid values."""
+        from ..sae.registry import get_architecture
+
+        cls = get_architecture(self.architecture)
+        require(
+            cls.takes_k or not self.k,
+            f"--k does not apply to --arch {self.architecture} (only TopK-style SAEs take k)",
+        )
+        require(all(k > 0 for k in self.k), "--k must be positive")
+        if cls.takes_k and not self.k:
+            object.__setattr__(self, "k", (DEFAULT_K,))
+        owners = {f.name: arch for arch, p in _architecture_params().items() for f in fields(p)}
+        for name in self.arch_params:
+            require(name in owners, f"unknown architecture option {name!r}; they are {', '.join(owners)}")
+            require(
+                name in {f.name for f in fields(cls.Params)},
+                f"{_option(name)} does not apply to --arch {self.architecture} ({owners[name]} only)",
+            )
+        cls.Params.from_dict(self.arch_params, self.architecture)
+
+    @property
+    def output(self) -> Path:
+        """The output folder (`out`, always set once the config is built)."""
+        assert self.out is not None
+        return self.out

@@ -11,6 +11,11 @@ of the active latents of each row (TopK: K = k; other architectures: K = the mos
 of any row in the batch, the other slots padded with value 0). Every stage downstream (decode,
 index, steering) works with that one representation.
 
+Hyperparameters: each architecture declares `Params`, a frozen dataclass of its own settings (L1
+coefficient, JumpReLU bandwidth…), built from `SAEConfig.hyperparams` and saved with it in `cfg.json`;
+its sparsity penalty reads them from there, so no training loop needs to know which architecture
+it trains.
+
 Parameter layout: `W_enc` is `[d_in, d_sae]` (the file format), but its storage is latent-major
 (`W_enc.T` is contiguous), so each latent's encoder vector is one contiguous row — what the sparse
 gradient kernels write (see `saescope.kernels`). `W_dec` is `[d_sae, d_in]`, one row per latent.
@@ -20,15 +25,16 @@ This module knows nothing about training loops, files or models.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar, NamedTuple
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import require
+from ..errors import ConfigError, require
 from .record import TrainingRecord
 
 
@@ -73,15 +79,41 @@ class LossTerms(NamedTuple):
     """Mean active latents per row (detached)."""
 
 
-@dataclass(frozen=True)
-class LossSettings:
-    """Training-loss hyperparameters an architecture may read (from `TrainConfig`)."""
+P = TypeVar("P", bound="Hyperparams")
 
-    l1_coefficient: float = 0.2
-    l0_coefficient: float = 0.001
-    jumprelu_bandwidth: float = 0.001
-    aux_k: int = 0
-    aux_coefficient: float = 1 / 32
+
+@dataclass(frozen=True)
+class Hyperparams:
+    """An architecture's own hyperparameters; this base class has none (TopK needs none).
+
+    Each architecture subclasses it as its `Params`: one field per hyperparameter, named as its
+    `saescope train` option, the string under the field being that option's help, the values
+    checked in `__post_init__` (with `require`, naming the option).
+    """
+
+    @classmethod
+    def from_dict(cls: type[P], values: Mapping[str, Any], architecture: str) -> P:
+        """The params from `cfg.json`'s `hyperparams` (or options): missing ones take their
+        defaults; a name this architecture does not have is a `ConfigError`."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            has = f"it has {', '.join(names)}" if names else "it has none"
+            raise ConfigError(f"a {architecture} SAE has no hyperparameter {unknown[0]!r} ({has})")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def option(name: str) -> str:
+    """The command-line option of a hyperparameter: `jumprelu_bandwidth` -> `--jumprelu-bandwidth`."""
+    return "--" + name.replace("_", "-")
+
+
+def is_real(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string read from a file)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -103,6 +135,10 @@ class SAEConfig:
     dtype: str = "float32"
     normalization: dict[str, Any] = field(default_factory=dict)
     """How inputs were normalised in training and that it was folded into the weights."""
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    """The architecture's own hyperparameters (its `Params`: L1 coefficient, JumpReLU bandwidth,
+    BatchTopK threshold momentum…). Missing ones take their defaults (a `cfg.json` written before
+    they were recorded has none); an SAE's own config holds all of them once it is built."""
     training: TrainingRecord = field(default_factory=TrainingRecord)
     """Provenance: the corpus and store it was trained on, where held-out text starts, tokens seen,
     settings (a dict given here is read as a `TrainingRecord`)."""
@@ -126,6 +162,15 @@ class SparseAutoencoder(nn.Module, ABC):
     architecture: ClassVar[str]
     """Registry name, e.g. `topk`."""
 
+    Params: ClassVar[type[Hyperparams]] = Hyperparams
+    """The dataclass of this architecture's own hyperparameters (`self.params` is one)."""
+
+    takes_k: ClassVar[bool] = False
+    """Whether `SAEConfig.k` (active latents per token) applies: TopK and BatchTopK."""
+
+    params: Hyperparams
+    """This SAE's hyperparameters, from `cfg.hyperparams` (which then holds all of them)."""
+
     kernel: str = "reference"
     """Gradient path of encode/decode: `reference` (dense autograd, the oracle), `torch` (sparse
     autograd; the CPU fast path) or `triton` (fused GPU kernels). Not saved; set by the trainer."""
@@ -135,7 +180,8 @@ class SparseAutoencoder(nn.Module, ABC):
     ):
         super().__init__()
         self.check_config(cfg)
-        self.cfg = cfg
+        self.params = self.Params.from_dict(cfg.hyperparams, cfg.architecture)
+        self.cfg = cfg.with_updates(hyperparams=self.params.to_dict())
         d_in, d_sae = cfg.d_in, cfg.d_sae
         factory = {"device": device, "dtype": dtype or torch.float32}
         # Latent-major storage for W_enc (see module docstring).
@@ -169,8 +215,9 @@ class SparseAutoencoder(nn.Module, ABC):
     def activate(self, selected_pre_acts: Tensor, latent_indices: Tensor) -> Tensor:
         """Elementwise nonlinearity on the selected pre-activations [N, K] -> latent_acts [N, K]."""
 
-    def sparsity_loss(self, out: ForwardOutput, settings: LossSettings) -> Tensor:
-        """Architecture penalty added to the reconstruction loss (0 for TopK-style SAEs)."""
+    def sparsity_loss(self, out: ForwardOutput) -> Tensor:
+        """Architecture penalty added to the reconstruction loss, from `self.params` (0 for
+        TopK-style SAEs)."""
         return out.recon.new_zeros(())
 
     def initialize_extra(self) -> None:
@@ -246,7 +293,7 @@ class SparseAutoencoder(nn.Module, ABC):
 
     @torch.no_grad()
     def remove_gradient_parallel_to_decoder_directions(self) -> None:
-        """Project out of each decoder row's gradient its component along the row (seed 001)."""
+        """Project out of each decoder row's gradient its component along the row (Gao et al. 2024)."""
         W, grad = self.W_dec, self.W_dec.grad
         if grad is None:
             return

@@ -7,9 +7,9 @@ which is how SAELens exports a BatchTopK SAE.
 
 θ (buffer `threshold [d_sae]`, all entries equal) estimates the smallest activation BatchTopK keeps:
 each training step reports the smallest kept activation of its batch, and θ is the running mean
-of those for the first 1/`threshold_momentum` steps, an exponential moving average with weight
-`threshold_momentum` after (SAELens and the paper's code use that EMA, lr 0.01, started from 0; the
-running-mean start removes the bias of starting from 0 in short runs).
+of those for the first 1/m steps, an exponential moving average with weight m after, where m is the
+hyperparameter `batchtopk_threshold_momentum` (SAELens and the paper's code use that EMA with
+m = 0.01, started from 0; the running-mean start removes the bias of starting from 0 in short runs).
 
 This module knows nothing about training loops or files.
 """
@@ -17,36 +17,50 @@ This module knows nothing about training loops or files.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..errors import require
-from .base import ForwardOutput, LossSettings, SAEConfig, SparseAutoencoder, indices_of_active
+from .base import ForwardOutput, Hyperparams, SAEConfig, SparseAutoencoder, indices_of_active, is_real, option
 from .registry import register
 from .topk import check_k
+
+
+@dataclass(frozen=True)
+class BatchTopKParams(Hyperparams):
+    """Hyperparameters of the BatchTopK SAE."""
+
+    batchtopk_threshold_momentum: float = 0.01
+    """BatchTopK SAE: weight m of the moving average that estimates the inference threshold θ from
+    the smallest activation each training batch keeps (Bussmann et al. 2024, "BatchTopK Sparse
+    Autoencoders", whose code and SAELens use 0.01); θ is a plain running mean for the first 1/m
+    steps."""
+
+    def __post_init__(self) -> None:
+        m = self.batchtopk_threshold_momentum
+        require(
+            is_real(m) and 0 < m <= 1,
+            f"the BatchTopK threshold momentum ({option('batchtopk_threshold_momentum')}) must be in"
+            f" (0, 1], got {m!r}",
+        )
 
 
 @register
 class BatchTopKSAE(SparseAutoencoder):
     architecture = "batchtopk"
+    takes_k = True
+    Params = BatchTopKParams
+    params: BatchTopKParams
 
     threshold: Tensor
     threshold_steps: Tensor
 
     def __init__(
-        self,
-        cfg: SAEConfig,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        threshold_momentum: float = 0.01,
+        self, cfg: SAEConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ):
         super().__init__(cfg, device=device, dtype=dtype)
-        require(
-            0 < threshold_momentum <= 1, f"threshold_momentum must be in (0, 1], got {threshold_momentum}"
-        )
-        self.threshold_momentum = threshold_momentum
         self.register_buffer("threshold", torch.zeros(cfg.d_sae, device=device, dtype=dtype or torch.float32))
         # Batches averaged into θ so far (a buffer so checkpoints resume the same average).
         self.register_buffer("threshold_steps", torch.zeros((), device=device, dtype=torch.int64))
@@ -85,7 +99,7 @@ class BatchTopKSAE(SparseAutoencoder):
             mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(0, keep, True).view_as(acts)
         return acts * mask
 
-    def sparsity_loss(self, out: ForwardOutput, settings: LossSettings) -> Tensor:
+    def sparsity_loss(self, out: ForwardOutput) -> Tensor:
         """0 (k fixes the sparsity). In training mode this is also where θ learns from the batch:
         every training objective calls it exactly once per step with the step's output."""
         if self.training:
@@ -102,7 +116,8 @@ class BatchTopKSAE(SparseAutoencoder):
         smallest = acts.masked_fill(acts <= 0, float("inf")).min()
         seen = torch.isfinite(smallest)
         steps = self.threshold_steps + seen.long()
-        weight = (1.0 / steps.clamp_min(1).double()).clamp_min(self.threshold_momentum).float()
+        momentum = self.params.batchtopk_threshold_momentum
+        weight = (1.0 / steps.clamp_min(1).double()).clamp_min(momentum).float()
         current = self.threshold.float()
         update = torch.where(seen, weight * (smallest - current), torch.zeros_like(current))
         self.threshold.copy_(current + update)
@@ -120,7 +135,7 @@ class BatchTopKSAE(SparseAutoencoder):
         super().load_file_tensors(tensors)
         self.threshold.copy_(tensors["threshold"])
         # A saved θ is a finished estimate: further training continues it as an EMA.
-        self.threshold_steps.fill_(round(1 / self.threshold_momentum))
+        self.threshold_steps.fill_(round(1 / self.params.batchtopk_threshold_momentum))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, threshold={float(self.threshold[0]):.4g}"

@@ -1,10 +1,10 @@
 """Initialising an SAE, and folding a training-time input scale into its weights.
 
 - `initialize`: decoder rows are random unit-norm directions, the encoder is the decoder's
-  transpose, b_enc = 0, b_dec as given (OpenAI's TopK recipe, Gao et al. 2024; seed 001);
+  transpose, b_enc = 0, b_dec as given (OpenAI's TopK recipe, Gao et al. 2024);
   architecture state such as JumpReLU/BatchTopK thresholds is reset.
 - `geometric_median`: Weiszfeld's iteration (OpenAI initialise b_dec with the geometric median of a
-  sample; seed 001 uses the mean).
+  sample; Anthropic's Towards Monosemanticity with the mean).
 - `fold_input_scale`: an SAE trained on x·s becomes one that takes raw x, with identical latents.
 
 This module knows nothing about training loops, data sources or files.

@@ -8,9 +8,11 @@ K(u) = 1[|u| < 1/2] of bandwidth ε:
 - JumpReLU output: ∂/∂θ = −(θ/ε)·K((z−θ)/ε), ∂/∂z = H(z−θ);
 - L0 penalty Σ_j H(z_j − θ_j): ∂/∂θ = −(1/ε)·K((z−θ)/ε), to θ only (pre-activations detached).
 
-The loss adds l0_coefficient · mean L0. Because K is non-zero on (θ − ε/2, θ + ε/2), in training
-mode `select` also picks latents with z in (θ − ε/2, θ]: their activation is 0 but the estimator
-gives θ a gradient from them, exactly as the dense formulation does.
+The loss adds l0_coefficient · mean L0. ε, λ and the initial θ are the SAE's `Params`
+(`jumprelu_bandwidth`, `l0_coefficient`, `jumprelu_init_threshold`), saved in its `cfg.json`.
+Because K is non-zero on (θ − ε/2, θ + ε/2), in training mode `select` also picks latents with z in
+(θ − ε/2, θ]: their activation is 0 but the estimator gives θ a gradient from them, exactly as the
+dense formulation does.
 This module knows nothing about training loops or files.
 """
 
@@ -18,14 +20,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, SaescopeError, require
-from .base import ForwardOutput, LossSettings, SAEConfig, SparseAutoencoder, indices_of_active
+from ..errors import SaescopeError, require
+from .base import ForwardOutput, Hyperparams, SAEConfig, SparseAutoencoder, indices_of_active, is_real, option
 from .registry import register
+
+
+@dataclass(frozen=True)
+class JumpReLUParams(Hyperparams):
+    """Hyperparameters of the JumpReLU SAE."""
+
+    l0_coefficient: float = 0.001
+    """JumpReLU SAE: weight λ of the L0 penalty (Rajamanoharan et al. 2024, "Jumping Ahead"; Gemma
+    Scope), in normalised units (E‖x‖² = 1)."""
+
+    jumprelu_bandwidth: float = 0.001
+    """JumpReLU SAE: width ε of the rectangle kernel of the straight-through estimators that train
+    the thresholds ("Jumping Ahead" and Gemma Scope use 0.001 at E‖x‖² = 1)."""
+
+    jumprelu_init_threshold: float = 0.001
+    """JumpReLU SAE: initial threshold θ of every latent ("Jumping Ahead" and Gemma Scope: 0.001)."""
+
+    def __post_init__(self) -> None:
+        require(
+            is_real(self.l0_coefficient) and self.l0_coefficient >= 0,
+            f"{option('l0_coefficient')} must be >= 0, got {self.l0_coefficient!r}",
+        )
+        require(
+            is_real(self.jumprelu_bandwidth) and self.jumprelu_bandwidth > 0,
+            f"the JumpReLU bandwidth ({option('jumprelu_bandwidth')}) must be positive,"
+            f" got {self.jumprelu_bandwidth!r}",
+        )
+        require(
+            is_real(self.jumprelu_init_threshold) and self.jumprelu_init_threshold > 0,
+            f"the JumpReLU initial threshold ({option('jumprelu_init_threshold')}) must be positive,"
+            f" got {self.jumprelu_init_threshold!r}",
+        )
 
 
 def exact_log(threshold: Tensor, dtype: torch.dtype) -> Tensor:
@@ -95,30 +130,22 @@ class StepFn(torch.autograd.Function):
 @register
 class JumpReLUSAE(SparseAutoencoder):
     architecture = "jumprelu"
+    Params = JumpReLUParams
+    params: JumpReLUParams
 
     def __init__(
-        self,
-        cfg: SAEConfig,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        init_threshold: float = 0.001,
-        bandwidth: float = 0.001,
+        self, cfg: SAEConfig, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ):
         super().__init__(cfg, device=device, dtype=dtype)
-        require(
-            math.isfinite(init_threshold) and init_threshold > 0,
-            f"the JumpReLU initial threshold must be positive, got {init_threshold}",
-        )
-        require(
-            math.isfinite(bandwidth) and bandwidth > 0,
-            f"the JumpReLU bandwidth must be positive, got {bandwidth}",
-        )
-        self.init_threshold = init_threshold
-        self.bandwidth = bandwidth
+        initial = math.log(self.params.jumprelu_init_threshold)
         self.log_threshold = nn.Parameter(
-            torch.full((cfg.d_sae,), math.log(init_threshold), device=device, dtype=dtype or torch.float32)
+            torch.full((cfg.d_sae,), initial, device=device, dtype=dtype or torch.float32)
         )
+
+    @property
+    def bandwidth(self) -> float:
+        """ε of the straight-through estimators (`params.jumprelu_bandwidth`)."""
+        return self.params.jumprelu_bandwidth
 
     @property
     def threshold(self) -> Tensor:
@@ -142,17 +169,12 @@ class JumpReLUSAE(SparseAutoencoder):
         steps: Tensor = StepFn.apply(z, self.threshold.float(), self.bandwidth)
         return steps.sum(-1).mean()
 
-    def sparsity_loss(self, out: ForwardOutput, settings: LossSettings) -> Tensor:
-        if settings.jumprelu_bandwidth != self.bandwidth:
-            raise ConfigError(
-                f"the JumpReLU SAE was built with bandwidth {self.bandwidth} but the loss settings say "
-                f"{settings.jumprelu_bandwidth}: pass bandwidth= when constructing it"
-            )
-        return settings.l0_coefficient * self.l0(out.pre_acts)
+    def sparsity_loss(self, out: ForwardOutput) -> Tensor:
+        return self.params.l0_coefficient * self.l0(out.pre_acts)
 
     @torch.no_grad()
     def initialize_extra(self) -> None:
-        self.log_threshold.fill_(math.log(self.init_threshold))
+        self.log_threshold.fill_(math.log(self.params.jumprelu_init_threshold))
 
     def file_tensors(self) -> dict[str, Tensor]:
         return {**super().file_tensors(), "threshold": self.threshold.detach()}

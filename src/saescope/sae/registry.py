@@ -1,7 +1,8 @@
-"""The architecture registry: name -> SAE class.
+"""The architecture registry: name -> SAE class, and name -> its hyperparameters.
 
 Every architecture module registers its class with `@register`; the CLI derives its choices from
-`architecture_names()`, so adding an architecture is adding one file (and one import below).
+`architecture_names()` and one option per hyperparameter from `architecture_params()`, so adding an
+architecture is adding one file (and one import below).
 This module knows nothing about training or file formats.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from ..errors import ConfigError
-from .base import SparseAutoencoder
+from .base import Hyperparams, SparseAutoencoder
 
 _REGISTRY: dict[str, type[SparseAutoencoder]] = {}
 
@@ -38,3 +39,9 @@ def get_architecture(name: str) -> type[SparseAutoencoder]:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown architecture {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def architecture_params() -> dict[str, type[Hyperparams]]:
+    """Architecture name -> the dataclass of its own hyperparameters (`SparseAutoencoder.Params`)."""
+    _load_builtin()
+    return {name: _REGISTRY[name].Params for name in sorted(_REGISTRY)}

@@ -1,6 +1,7 @@
-"""TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"; seed 001).
+"""TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
 
-latents = TopK_k(ReLU(pre_acts)): exactly k latents per token, so sparsity needs no penalty.
+latents = TopK_k(ReLU(pre_acts)): exactly k latents per token, so sparsity needs no penalty and the
+architecture has no hyperparameter of its own besides k (`SAEConfig.k`).
 This module knows nothing about training loops or files.
 """
 
@@ -24,6 +25,7 @@ def check_k(cfg: SAEConfig) -> None:
 @register
 class TopKSAE(SparseAutoencoder):
     architecture = "topk"
+    takes_k = True
 
     @classmethod
     def check_config(cls, cfg: SAEConfig) -> None:

@@ -5,7 +5,8 @@ optimiser moments, dead-latent counters, RNG states) and `state.json` (step, tok
 the settings that must match to resume, and the non-tensor parts of each state dict). Nested state
 dicts (e.g. `torch.optim.Adam.state_dict()`) are flattened: tensors under dotted keys, the rest as
 JSON. A checkpoint becomes visible only once complete (temporary folder, fsync, rename); the last
-`keep` are kept. Knows nothing about what the state means.
+`keep` are kept. Files are written by `saescope.files` (durable, the usual permissions). Knows
+nothing about what the state means.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import CheckpointError
+from ..files import fsync_dir, write_json, write_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,6 @@ def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(root: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Write `state` (nested dicts of tensors and JSON values) as checkpoint `step` under `root`."""
     root.mkdir(parents=True, exist_ok=True)
@@ -75,16 +69,11 @@ def save_checkpoint(root: Path, step: int, state: dict[str, Any], keep: int = 2)
     tmp.mkdir()
     tensors: dict[str, torch.Tensor] = {}
     meta = {"format": FORMAT, "step": step, "state": flatten_state(state, "s", tensors)}
-    save_file(tensors, str(tmp / "state.safetensors"))
-    with open(tmp / "state.json", "w") as f:
-        json.dump(meta, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    with open(tmp / "state.safetensors", "rb+") as fb:
-        os.fsync(fb.fileno())
+    write_safetensors(tmp / "state.safetensors", tensors)
+    write_json(tmp / "state.json", meta)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

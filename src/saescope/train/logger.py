@@ -1,15 +1,22 @@
 """Training metrics: `metrics.csv`, TensorBoard event files, optional Weights & Biases, a PNG.
 
-One `MetricsLogger` per SAE folder. Rows are appended (a resumed run continues the same CSV,
-dropping rows past the step it resumed from). Knows nothing about how metrics are computed.
+One `MetricsLogger` per SAE folder. Rows are appended (a resumed run continues the same CSV: the
+rows up to the step it resumed from are kept exactly as they were written, the later ones are
+dropped, and the file is replaced atomically so a crash there loses nothing). Knows nothing
+about how metrics are computed.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from ..files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +32,11 @@ COLUMNS = [
     "l0",
     "dead_fraction",
     "tokens_per_s",
+    "elapsed_s",
 ]
+
+EMA_WEIGHT = 0.2
+"""Weight of each new window in the smoothed curves of the plot (about the last 5 windows)."""
 
 
 class MetricsLogger:
@@ -39,15 +50,12 @@ class MetricsLogger:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.csv_path = folder / "metrics.csv"
-        rows = self.read(self.csv_path) if self.csv_path.exists() else []
-        if resume_step is None:
-            rows = []
-        else:
-            rows = [r for r in rows if r["step"] <= resume_step]
-        with open(self.csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        kept = [] if resume_step is None else self.rows_up_to(self.csv_path, resume_step)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+        write_atomic(self.csv_path, out.getvalue())
         self._tb: Any = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -73,13 +81,22 @@ class MetricsLogger:
             )
 
     @staticmethod
+    def rows_up_to(path: Path, step: int) -> list[dict[str, str]]:
+        """The rows of a `metrics.csv` up to `step`, as the text they were written as."""
+        if not path.exists():
+            return []
+        with open(path, newline="") as f:
+            return [row for row in csv.DictReader(f) if row.get("step") and float(row["step"]) <= step]
+
+    @staticmethod
     def read(path: Path) -> list[dict[str, float]]:
         with open(path, newline="") as f:
             return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
     def log(self, metrics: dict[str, float]) -> None:
         with open(self.csv_path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore").writerow(metrics)
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+            writer.writerow(metrics)
         step = int(metrics["step"])
         if self._tb is not None:
             for k, v in metrics.items():
@@ -96,7 +113,9 @@ class MetricsLogger:
         self.plot()
 
     def plot(self) -> Path | None:
-        """`training_curves.png`: loss, FVU and dead fraction against tokens."""
+        """`training_curves.png`, four panels against tokens: the loss and the FVU (each window's mean
+        faint, an exponential moving average over it bold), L0 — or the learning rate when L0 is
+        fixed by k — and the dead fraction."""
         rows = self.read(self.csv_path)
         if not rows:
             return None
@@ -106,17 +125,68 @@ class MetricsLogger:
         import matplotlib.pyplot as plt
 
         tokens = [r["tokens"] for r in rows]
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        for ax, key, title in zip(axes, ["loss", "fvu", "dead_fraction"], ["loss", "FVU", "dead fraction"]):
-            ax.plot(tokens, [r.get(key, float("nan")) for r in rows], lw=1.2)
-            ax.set_title(title)
-            ax.set_xlabel("tokens")
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+        for ax, panel in zip(axes.flat, panels(rows)):
+            values = [r.get(panel.key, math.nan) for r in rows]
+            if panel.smooth:
+                ax.plot(tokens, values, lw=0.8, alpha=0.3, color="C0", label="per log window")
+                ax.plot(
+                    tokens, ema(values), lw=1.6, color="C0", label=f"moving average (weight {EMA_WEIGHT})"
+                )
+                ax.legend(fontsize=8)
+            else:
+                ax.plot(tokens, values, lw=1.4, color="C1")
+            ax.set_title(panel.title, fontsize=10)
+            ax.set_ylabel(panel.ylabel)
             ax.grid(alpha=0.3)
-            if key in ("loss", "fvu") and all(r.get(key, 0) > 0 for r in rows):
+            if panel.log_scale and all(v > 0 for v in values):
                 ax.set_yscale("log")
+        for ax in axes[-1]:
+            ax.set_xlabel("tokens trained")
         fig.suptitle(self.folder.name)
         fig.tight_layout()
         path = self.folder / "training_curves.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return path
+
+
+class Panel(NamedTuple):
+    """One panel of `training_curves.png`."""
+
+    key: str
+    """The `metrics.csv` column it plots."""
+    title: str
+    """What it shows, in words."""
+    ylabel: str
+    """The y-axis label (with its unit)."""
+    smooth: bool = False
+    """Draw the windows faint and their moving average bold (for noisy per-batch quantities)."""
+    log_scale: bool = False
+    """Logarithmic y axis (when every value is positive)."""
+
+
+def panels(rows: Sequence[dict[str, float]]) -> list[Panel]:
+    """What to plot: L0 when it varies; when k fixes it, the learning rate says more."""
+    l0s = {round(r.get("l0", math.nan), 3) for r in rows}
+    third = (
+        Panel("l0", "L0: active latents per token", "latents per token")
+        if len(l0s) > 1
+        else Panel("lr", f"learning rate (L0 is fixed at {next(iter(l0s)):g})", "learning rate")
+    )
+    return [
+        Panel(
+            "loss", "training loss: reconstruction + sparsity + aux-k", "loss", smooth=True, log_scale=True
+        ),
+        Panel("fvu", "FVU: fraction of variance unexplained", "FVU", smooth=True, log_scale=True),
+        third,
+        Panel("dead_fraction", "dead latents (no activation for --dead-tokens)", "fraction of latents"),
+    ]
+
+
+def ema(values: Sequence[float], weight: float = EMA_WEIGHT) -> list[float]:
+    """Exponential moving average, started at the first value."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else out[-1] + weight * (v - out[-1]))
+    return out

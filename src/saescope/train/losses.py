@@ -2,7 +2,9 @@
 
 loss = ‖x − x̂‖² (mean over rows)  +  architecture penalty (L1 / L0)  +  aux-k loss.
 
-The aux-k loss (Gao et al. 2024, appendix A.2; seed 001) gives dead latents a gradient: the
+The architecture's penalty is its own business (`SparseAutoencoder.sparsity_loss`, from its own
+hyperparameters); the aux-k loss is the trainer's, set here (`AuxK`).
+The aux-k loss (Gao et al. 2024, appendix A.2) gives dead latents a gradient: the
 k_aux largest pre-activations among dead latents reconstruct the main residual e = x − x̂, and
 ‖e − ê‖² / ‖e − mean(e)‖² is added with weight `aux_coefficient`, scaled down while fewer than
 k_aux latents are dead. The dead latents are selected inside the SAE's `select`, so their
@@ -19,7 +21,16 @@ import torch
 from torch import Tensor, nn
 
 from ..kernels import sparse_decode, sparse_encode, topk_indices_masked
-from ..sae.base import ForwardOutput, LossSettings, LossTerms, SparseAutoencoder, fvu
+from ..sae.base import ForwardOutput, LossTerms, SparseAutoencoder, fvu
+
+
+class AuxK(NamedTuple):
+    """The aux-k loss's settings (Gao et al. 2024, appendix A.2)."""
+
+    k: int = 0
+    """Dead latents that reconstruct the residual (0: no aux-k loss)."""
+    coefficient: float = 1 / 32
+    """Its weight in the loss (Gao et al.: 1/32)."""
 
 
 class StepOutput(NamedTuple):
@@ -36,14 +47,14 @@ class SAEObjective(nn.Module):
     step does not wait on the GPU to learn it).
     """
 
-    def __init__(self, sae: SparseAutoencoder, settings: LossSettings):
+    def __init__(self, sae: SparseAutoencoder, aux_k: AuxK | None = None):
         super().__init__()
         self.sae = sae
-        self.settings = settings
+        self.aux_k = aux_k or AuxK()
 
     def forward(self, x: Tensor, dead_mask: Tensor | None = None, num_dead: int = 0) -> StepOutput:
-        sae, settings = self.sae, self.settings
-        k_aux = min(settings.aux_k, num_dead) if dead_mask is not None else 0
+        sae, settings = self.sae, self.aux_k
+        k_aux = min(settings.k, num_dead) if dead_mask is not None else 0
         n_main = 0
 
         def select(pre_acts: Tensor) -> Tensor:
@@ -65,7 +76,7 @@ class SAEObjective(nn.Module):
 
         err = x.float() - recon.float()
         recon_loss = err.pow(2).sum(-1).mean()
-        sparsity = sae.sparsity_loss(out, settings)
+        sparsity = sae.sparsity_loss(out)
         if k_aux > 0:
             assert dead_mask is not None
             # `num_dead` is refreshed only now and then, so latents revived since may be among the
@@ -75,8 +86,8 @@ class SAEObjective(nn.Module):
             aux_recon = sparse_decode(aux_acts, indices[:, n_main:], sae.W_dec, impl=sae.kernel).float()
             residual = err.detach()
             total = (residual - residual.mean(0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
-            scale = min(num_dead / settings.aux_k, 1.0)
-            aux = settings.aux_coefficient * scale * (aux_recon - residual).pow(2).sum() / total
+            scale = min(num_dead / settings.k, 1.0)
+            aux = settings.coefficient * scale * (aux_recon - residual).pow(2).sum() / total
         else:
             aux = recon_loss.new_zeros(())
         with torch.no_grad():

@@ -1,6 +1,6 @@
 """One optimisation step of an SAE: clipping, then Adam with the unit-norm decoder, in one call.
 
-Unit-norm decoder with gradient projection (OpenAI; seed 001): before the update, each decoder
+Unit-norm decoder with gradient projection (OpenAI, Gao et al. 2024): before the update, each decoder
 row's gradient loses its component along the row; after it, the rows are rescaled to unit norm.
 `FusedAdam` (saescope.kernels) does projection + Adam/AdamW + renormalisation in one pass per
 tensor — Triton on CUDA, the same math in plain torch elsewhere — so every device follows one

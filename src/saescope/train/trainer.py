@@ -4,7 +4,14 @@ Stages, each a small function: open the activation source → build one `SAERun`
 → restore the newest checkpoint (`--resume`) → loop over batches (every SAE sees every batch) →
 save each SAE with its input normalisation folded in. Under torchrun every rank reads its slice
 of each global batch and DDP averages gradients. Knows nothing about how batches are produced
-(sources.py), what the loss is (losses.py) or how weights are updated (optim.py).
+(sources.py), what the loss is (losses.py), how weights are updated (optim.py), how the learning
+rate follows the steps (schedule.py), or which architecture it trains (each brings its own
+hyperparameters and penalty).
+
+Throughput is reported once, the same everywhere (progress bar, `metrics.csv`, the final line):
+tokens trained in this run ÷ wall-clock seconds since it began reading activations for training —
+the initialisation sample, the model's forward passes when on the fly, and every step, one-time
+costs (compilation, a first buffer fill) included; loading the model or opening the store is not.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ..config import TrainConfig, to_jsonable
 from ..errors import CheckpointError, ConfigError, SaescopeError
 from ..kernels import resolve_impl
 from ..models import resolve_device
-from ..sae.base import LossSettings, SAEConfig, SparseAutoencoder
+from ..sae.base import SAEConfig, SparseAutoencoder
 from ..sae.formats import save_sae
 from ..sae.init import fold_input_scale, geometric_median, initialize
 from ..sae.record import TrainingRecord
@@ -36,9 +43,9 @@ from ..sae.registry import get_architecture
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .dead import DeadLatentTracker
 from .logger import MetricsLogger
-from .losses import SAEObjective
+from .losses import AuxK, SAEObjective
 from .optim import SAEOptimizer
-from .schedule import default_peak_lr, learning_rate
+from .schedule import default_peak_lr, default_warmup_steps, learning_rate
 from .sources import ModelSource, StoreSource
 
 log = logging.getLogger(__name__)
@@ -48,14 +55,21 @@ RESUMABLE_FIELDS = {"resume", "log_every", "checkpoint_every", "wandb_project", 
 
 
 class TrainedSAE(NamedTuple):
+    """One trained SAE and how its training ended."""
+
     path: Path
+    """Its folder (cfg.json, sae.safetensors, metrics.csv, training_curves.png)."""
     fvu: float
+    """Fraction of variance unexplained, averaged over the last logged window of training batches."""
     l0: float
+    """Mean active latents per token over that window."""
     dead_fraction: float
+    """Share of latents that did not fire for --dead-tokens tokens (or the whole run, if shorter)."""
     tokens: int
+    """Activations it was trained on (steps × batch size)."""
     tokens_per_second: float
-    """Training throughput after the first step of this run (which pays one-time costs: Triton
-    compilation and autotuning, allocator warm-up); over all steps when the run took one."""
+    """Tokens trained in this run per wall-clock second since it began reading activations (see the
+    module docstring); the same figure as the last row of its `metrics.csv`."""
 
 
 class TrainResult(NamedTuple):
@@ -105,8 +119,7 @@ def open_source(
 def sweep(cfg: TrainConfig, d_in: int) -> list[tuple[int, int | None]]:
     """(latents, k) of every SAE to train."""
     widths = cfg.latents or (cfg.expansion_factor * d_in,)
-    uses_k = cfg.architecture in ("topk", "batchtopk")
-    ks: tuple[int | None, ...] = cfg.k if uses_k else (None,)
+    ks: tuple[int | None, ...] = cfg.k if get_architecture(cfg.architecture).takes_k else (None,)
     pairs = [(n, k) for n in widths for k in ks]
     for n, k in pairs:
         if k is not None and k > n:
@@ -123,6 +136,15 @@ def identity(cfg: TrainConfig) -> dict[str, Any]:
     return settings
 
 
+def initial_b_dec(cfg: TrainConfig, normed: Tensor) -> Tensor:
+    """The decoder bias every SAE starts from, from a sample of (normalised) activations."""
+    if cfg.b_dec_init == "geometric_median":
+        return geometric_median(normed)
+    if cfg.b_dec_init == "mean":
+        return normed.mean(0)
+    return torch.zeros(normed.shape[-1], device=normed.device)
+
+
 def build_runs(
     cfg: TrainConfig,
     source: StoreSource | ModelSource,
@@ -131,28 +153,17 @@ def build_runs(
     device: torch.device,
     impl: str,
     dist: distributed.DistInfo,
+    steps: int,
 ) -> list[SAERun]:
     prov = source.provenance
     pairs = sweep(cfg, prov.d_in)
     cls = get_architecture(cfg.architecture)
-    normed = sample.to(device) * scale
-    if cfg.b_dec_init == "geometric_median":
-        b_dec = geometric_median(normed)
-    elif cfg.b_dec_init == "mean":
-        b_dec = normed.mean(0)
-    else:
-        b_dec = torch.zeros(prov.d_in, device=device)
-    settings = LossSettings(
-        l1_coefficient=cfg.l1_coefficient,
-        l0_coefficient=cfg.l0_coefficient,
-        jumprelu_bandwidth=cfg.jumprelu_bandwidth,
-        aux_k=prov.d_in // 2 if cfg.aux_k is None else cfg.aux_k,
-        aux_coefficient=cfg.aux_coefficient,
-    )
+    b_dec = initial_b_dec(cfg, sample.to(device) * scale)
+    aux_k = AuxK(prov.d_in // 2 if cfg.aux_k is None else cfg.aux_k, cfg.aux_coefficient)
     runs = []
     for i, (n, k) in enumerate(pairs):
-        name = cfg.out.name if len(pairs) == 1 else f"{cfg.architecture}-{n}" + (f"-k{k}" if k else "")
-        folder = cfg.out if len(pairs) == 1 else cfg.out / name
+        name = cfg.output.name if len(pairs) == 1 else f"{cfg.architecture}-{n}" + (f"-k{k}" if k else "")
+        folder = cfg.output if len(pairs) == 1 else cfg.output / name
         sae_cfg = SAEConfig(
             architecture=cfg.architecture,
             d_in=prov.d_in,
@@ -162,14 +173,12 @@ def build_runs(
             revision=prov.revision,
             hookpoint=prov.hookpoint,
             hookpoint_alias=prov.hookpoint_alias,
+            hyperparams=dict(cfg.arch_params),
         )
-        extra: dict[str, Any] = {}
-        if cfg.architecture == "jumprelu":
-            extra = {"init_threshold": cfg.jumprelu_init_threshold, "bandwidth": cfg.jumprelu_bandwidth}
-        sae = cls(sae_cfg, device=device, **extra)
+        sae = cls(sae_cfg, device=device)
         initialize(sae, generator=torch.Generator(device="cpu").manual_seed(cfg.train_seed + i), b_dec=b_dec)
         sae.kernel = impl
-        objective: torch.nn.Module = SAEObjective(sae, settings)
+        objective: torch.nn.Module = SAEObjective(sae, aux_k)
         if dist.enabled:
             objective = torch.nn.parallel.DistributedDataParallel(
                 objective, device_ids=[device.index] if device.type == "cuda" else None
@@ -191,7 +200,7 @@ def build_runs(
                 optimizer=optimizer,
                 tracker=DeadLatentTracker(n, cfg.dead_tokens, device),
                 logger=None,
-                peak_lr=cfg.lr or default_peak_lr(n),
+                peak_lr=cfg.lr or default_peak_lr(n, steps),
             )
         )
     return runs
@@ -335,13 +344,30 @@ def ensure_finite(run: SAERun, step: int, ckpt_root: Path) -> None:
         raise non_finite_error(run, step, "the weights", ckpt_root)
 
 
+class Clock(NamedTuple):
+    """Where this run's throughput is counted from (see the module docstring)."""
+
+    started: float
+    """`time.perf_counter()` when the run began reading activations for training."""
+    start_step: int
+    """The step it started from (0, or the checkpoint's step when resumed)."""
+    batch_size: int
+    """Rows per step."""
+
+    def read(self, done: int) -> dict[str, float]:
+        """`tokens_per_s` after step `done` (counted from step 0) and `elapsed_s`, both now."""
+        elapsed = time.perf_counter() - self.started
+        rate = (done - self.start_step) * self.batch_size / max(elapsed, 1e-9)
+        return {"tokens_per_s": rate, "elapsed_s": elapsed}
+
+
 def flush_metrics(
     run: SAERun,
     step: int,
     tokens: int,
     lr: float,
     steps_in_window: int,
-    tok_per_s: float,
+    timing: dict[str, float],
     ckpt_root: Path,
 ) -> dict[str, float]:
     """Average the window's loss terms (one device sync), log them, refresh the dead count."""
@@ -354,7 +380,7 @@ def flush_metrics(
         raise non_finite_error(run, step, f"the loss ({means[0]})", ckpt_root)
     run.num_dead = run.tracker.count_dead()
     metrics["dead_fraction"] = run.tracker.dead_fraction()
-    metrics["tokens_per_s"] = tok_per_s
+    metrics.update(timing)
     run.last = metrics
     if run.logger is not None:
         run.logger.log(metrics)
@@ -365,77 +391,80 @@ def run_loop(
     cfg: TrainConfig,
     runs: list[SAERun],
     batches: Iterator[Tensor],
-    start_step: int,
     steps: int,
     scale: float,
     dist: distributed.DistInfo,
     device: torch.device,
-    ckpt_root: Path,
+    clock: Clock,
     source: StoreSource | ModelSource,
-) -> float:
-    """Train every run from `start_step` to `steps`; returns tokens per second after the first
-    step (see `TrainedSAE.tokens_per_second`)."""
+) -> None:
+    """Train every run from `clock.start_step` to `steps` (the last step is always logged)."""
     amp = autocast_context(cfg, device)
+    ckpt_root = cfg.output / "checkpoints"
+    warmup = default_warmup_steps(steps) if cfg.warmup_steps is None else cfg.warmup_steps
 
     def lr_of(run: SAERun, step: int) -> float:
         return learning_rate(
             step,
             peak=run.peak_lr,
             total_steps=steps,
-            warmup_steps=cfg.warmup_steps,
+            warmup_steps=warmup,
             schedule=cfg.lr_schedule,
             min_ratio=cfg.lr_min_ratio,
         )
 
-    bar = tqdm(total=steps, initial=start_step, unit="step", disable=not dist.is_main, dynamic_ncols=True)
-    t0 = t_window = t_first = time.perf_counter()
+    bar = tqdm(
+        total=steps, initial=clock.start_step, unit="step", disable=not dist.is_main, dynamic_ncols=True
+    )
     window = 0
     try:
-        for step in range(start_step, steps):
+        for step in range(clock.start_step, steps):
             x = next(batches).to(device=device, dtype=torch.float32, non_blocking=True) * scale
             for run in runs:
                 train_step(run, x, lr_of(run, step), cfg.batch_size, amp)
             window += 1
             done = step + 1
-            if step == start_step:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)  # the first step's GPU work counts as its own
-                t_first = time.perf_counter()
             if done % cfg.log_every == 0 or done == steps:
-                now = time.perf_counter()
-                tps = window * cfg.batch_size / max(now - t_window, 1e-9)
-                t_window, window_steps, window = now, window, 0
+                timing = clock.read(done)  # one reading for every SAE of the sweep
                 for run in runs:
                     m = flush_metrics(
-                        run, done, done * cfg.batch_size, lr_of(run, step), window_steps, tps, ckpt_root
+                        run, done, done * cfg.batch_size, lr_of(run, step), window, timing, ckpt_root
                     )
+                window = 0
                 bar.set_postfix_str(
                     f"loss {m['loss']:.4g} FVU {m['fvu']:.3f} L0 {m['l0']:.1f}"
-                    f" dead {100 * m['dead_fraction']:.1f}% {tps:,.0f} tok/s"
+                    f" dead {100 * m['dead_fraction']:.1f}% {m['tokens_per_s']:,.0f} tok/s"
                 )
             bar.update(1)
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
-                for run in runs:
-                    ensure_finite(run, done, ckpt_root)
-                if dist.is_main:
-                    state = checkpoint_state(
-                        cfg, runs, done, done * cfg.batch_size, scale, source_position(source)
-                    )
-                    save_checkpoint(ckpt_root, done, state)
-                distributed.barrier()
+                save_checkpoint_now(cfg, runs, done, scale, dist, source)
         for run in runs:
             ensure_finite(run, steps, ckpt_root)
     finally:
         # Closed before any error message, so the message is the last line on the terminal.
         bar.close()
-    end = time.perf_counter()
-    if steps - start_step > 1:
-        return (steps - start_step - 1) * cfg.batch_size / max(end - t_first, 1e-9)
-    return cfg.batch_size / max(end - t0, 1e-9)
+
+
+def save_checkpoint_now(
+    cfg: TrainConfig,
+    runs: list[SAERun],
+    done: int,
+    scale: float,
+    dist: distributed.DistInfo,
+    source: StoreSource | ModelSource,
+) -> None:
+    """Checkpoint every run after step `done` (rank 0 writes; every rank waits for it)."""
+    ckpt_root = cfg.output / "checkpoints"
+    for run in runs:
+        ensure_finite(run, done, ckpt_root)
+    if dist.is_main:
+        state = checkpoint_state(cfg, runs, done, done * cfg.batch_size, scale, source_position(source))
+        save_checkpoint(ckpt_root, done, state)
+    distributed.barrier()
 
 
 def finish(
-    cfg: TrainConfig, run: SAERun, scale: float, source: StoreSource | ModelSource, steps: int, tps: float
+    cfg: TrainConfig, run: SAERun, scale: float, source: StoreSource | ModelSource, steps: int
 ) -> TrainedSAE:
     """Save the SAE with the normalisation folded in, and close its logs."""
     final = copy.deepcopy(run.sae).float()
@@ -465,8 +494,44 @@ def finish(
         l0=float(last.get("l0", float("nan"))),
         dead_fraction=float(last.get("dead_fraction", float("nan"))),
         tokens=steps * cfg.batch_size,
-        tokens_per_second=tps,
+        tokens_per_second=float(last.get("tokens_per_s", float("nan"))),
     )
+
+
+def describe(
+    cfg: TrainConfig, runs: list[SAERun], source: StoreSource | ModelSource, steps: int, impl: str
+) -> None:
+    """Log what is about to be trained, with the learning rate and warm-up it derived."""
+    prov = source.provenance
+    log.info(
+        "training %d SAE(s) on %s (%s, d_in %d) for %d steps of %d rows; kernel %s",
+        len(runs),
+        prov.hookpoint,
+        prov.model,
+        prov.d_in,
+        steps,
+        cfg.batch_size,
+        impl,
+    )
+    warmup = default_warmup_steps(steps) if cfg.warmup_steps is None else cfg.warmup_steps
+    rates = ", ".join(sorted({f"{r.peak_lr:.3g}" for r in runs}))
+    log.info(
+        "peak learning rate %s%s, warm-up %d steps%s",
+        rates,
+        " (derived from the width and the steps; --lr sets it)" if cfg.lr is None else "",
+        warmup,
+        " (derived; --warmup-steps sets it)" if cfg.warmup_steps is None else "",
+    )
+
+
+def open_loggers(cfg: TrainConfig, runs: list[SAERun], start_step: int) -> None:
+    for run in runs:
+        run.logger = MetricsLogger(
+            run.folder,
+            resume_step=start_step if cfg.resume else None,
+            wandb_project=cfg.wandb_project,
+            wandb_config=to_jsonable(cfg),
+        )
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -478,42 +543,27 @@ def train(cfg: TrainConfig) -> TrainResult:
     impl = resolve_impl(cfg.kernel, device)
     source = open_source(cfg, dist, device)
     if not cfg.resume and dist.is_main:
-        refuse_overwrite(cfg.out)
-    sample = source.sample(min(32_768, source.rows or 32_768), seed=cfg.train_seed)
-    scale = input_scale(cfg, source, sample)
-    runs = build_runs(cfg, source, scale, sample, device, impl, dist)
+        refuse_overwrite(cfg.output)
     steps = total_steps(cfg, source)
-    ckpt_root = cfg.out / "checkpoints"
+    started = time.perf_counter()
+    sample = source.sample(min(32_768, source.rows or steps * cfg.batch_size), seed=cfg.train_seed)
+    scale = input_scale(cfg, source, sample)
+    runs = build_runs(cfg, source, scale, sample, device, impl, dist, steps)
     start_step, rows_consumed = 0, 0
     if cfg.resume:
-        restored = restore(cfg, runs, ckpt_root)
+        restored = restore(cfg, runs, cfg.output / "checkpoints")
         start_step, rows_consumed, scale = restored.step, restored.rows_consumed, restored.scale
         if isinstance(source, ModelSource) and restored.next_doc is not None:
             source.next_doc = restored.next_doc
     if dist.is_main:
-        for run in runs:
-            run.logger = MetricsLogger(
-                run.folder,
-                resume_step=start_step if cfg.resume else None,
-                wandb_project=cfg.wandb_project,
-                wandb_config=to_jsonable(cfg),
-            )
-    if dist.is_main:
-        log.info(
-            "training %d SAE(s) on %s (%s, d_in %d) for %d steps of %d rows; kernel %s",
-            len(runs),
-            source.provenance.hookpoint,
-            source.provenance.model,
-            source.provenance.d_in,
-            steps,
-            cfg.batch_size,
-            impl,
-        )
-    batches = source.batches(cfg.batch_size, rows_consumed, dist, device)
-    tps = run_loop(cfg, runs, batches, start_step, steps, scale, dist, device, ckpt_root, source)
+        open_loggers(cfg, runs, start_step)
+        describe(cfg, runs, source, steps, impl)
+    batches = source.batches(cfg.batch_size, rows_consumed, dist, device, steps * cfg.batch_size)
+    clock = Clock(started, start_step, cfg.batch_size)
+    run_loop(cfg, runs, batches, steps, scale, dist, device, clock, source)
     results = []
     if dist.is_main:
-        results = [finish(cfg, run, scale, source, steps, tps) for run in runs]
+        results = [finish(cfg, run, scale, source, steps) for run in runs]
     distributed.barrier()
     return TrainResult(results)
 

@@ -43,7 +43,7 @@ def config_from_dict(data: dict[str, Any], source: Path) -> SAEConfig:
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise SaescopeError(f"{source}: {key} must be an integer, got {value!r}")
-    for key in ("normalization", "training"):
+    for key in ("normalization", "training", "hyperparams"):
         if key in data and not isinstance(data[key], dict):
             raise SaescopeError(f"{source}: {key} must be an object, got {data[key]!r}")
     ignored = sorted(set(data) - known - {"format"})
