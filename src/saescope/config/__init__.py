@@ -10,6 +10,8 @@ from .capture import CaptureConfig
 from .convert import ConvertConfig
 from .demo import DemoConfig
 from .eval import EvalConfig
+from .index import IndexConfig
+from .query import QueryConfig
 from .steer import ContrastConfig, EffectsConfig, SteerConfig
 from .train import TrainConfig
 from .verify import VerifyConfig
@@ -23,8 +25,10 @@ __all__ = [
     "DemoConfig",
     "EffectsConfig",
     "EvalConfig",
+    "IndexConfig",
     "ModelDType",
     "ModelSettings",
+    "QueryConfig",
     "SteerConfig",
     "StoreDType",
     "TrainConfig",

@@ -1,0 +1,43 @@
+"""The latent index: every active latent of an SAE on every token of held-out text, and queries on it.
+
+    saescope index runs/demo/sae --tokens 50000            # → runs/demo/index
+    saescope query runs/demo/index --latent 12 --top 20
+    index = Index("runs/demo/index"); index.top_examples(12, 20)
+
+Built by `build_index` (`saescope index`, `build.py`) from text through the model or from an
+activation store with no model forward; read by `Index` (`reader.py`) through DuckDB, embedded.
+An index is a folder; any engine that reads Parquet reads it without saescope:
+
+    index.json              format "saescope.index/1"; `sae` (its folder), `sae_sha256` (weights
+                            fingerprint), `cfg` (its cfg.json), `model`, `hookpoint`, `d_sae`,
+                            `tokens`, `docs`, `nonzeros`, `source` (text or store), `corpus` and
+                            `start` (first held-out doc) or `store`, `stride`, `values`,
+                            `bucket_latents`, build `settings`, `summary`, `complete`
+    postings/bucket-{b}.parquet   every active (token, latent): `latent` int32, `token` int64 (token
+                            key = doc_id * stride + position), `activation` float16 (or float32),
+                            sorted by (latent, token); bucket b holds latents [b·n, (b+1)·n)
+    tokens/part-*.parquet   every indexed token: `token` key, `doc_id` int64, `position` int32,
+                            `token_id` int32, `sentence` (key of its sentence's first token)
+    docs/part-*.parquet     the model inputs: `doc_id`, `token_ids`, `text`, `source`
+                            (`saescope.store.docs`, the activation store's docs table)
+    latents.parquet         per-latent statistics (`stats.py`): `latent`, `count`, `frequency`,
+                            `max`, `mean` (when active), `q10`…`q99`, `histogram`, `dead`, `dense`
+    top.parquet             each latent's top activations: `latent`, `rank`, `token`, `activation`
+    cooccurrence.parquet    each latent's most frequent partners: `latent`, `other`, `count`
+    neighbours.parquet      nearest decoder directions: `latent`, `other`, `cosine`
+    logits.parquet          logit effects: `latent`, `side` (top/bottom), `rank`, `token_id`, `effect`
+    map.parquet             2-D map of the decoder directions: `latent`, `x`, `y`, `cluster`
+    token_counts.parquet    background token counts: `token_id`, `count`
+    explanations.parquet    written by auto-interpretation when it runs: `latent`, `explanation`
+
+While a build runs, `progress/`, `chunks/` and `parts/` hold its committed work (resumable); they
+are removed when `index.json` says complete.
+
+Other stages read an index through `Index` and `read_latent_stats` only (no SQL). This package
+knows nothing about training, capture, interpretation, steering or the web server.
+"""
+
+from .layout import FORMAT, IndexHeader, LatentIndexError, read_header
+from .stats import QUANTILES, read_latent_stats
+
+__all__ = ["FORMAT", "QUANTILES", "IndexHeader", "LatentIndexError", "read_header", "read_latent_stats"]

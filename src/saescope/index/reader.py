@@ -1,0 +1,454 @@
+"""`Index`: a latent index opened once, answering questions about latents without SQL.
+
+    index = Index("runs/demo/index")
+    index.top_examples(12, n=20)            # [Example]: context windows with per-token activations
+    index.quantile_examples(12, 10, 3)      # examples from each activation quantile (delphi)
+    index.random_examples(12, 10)           # windows where latent 12 does not fire at all
+    index.top_units(12, 10, "sentence", "mean")
+    index.search({12: 1.0, 40: 0.5}, 10)    # documents ranked by weighted latents
+    index.cooccurring(12), index.neighbours(12), index.logit_effects(12)
+    index.stats(), index.latent_stats(12), index.token_counts(), index.token_firings(12)
+
+Everything is read through DuckDB (embedded, in-process) from the Parquet files the package
+docstring lists; a latent's postings come from its one bucket file, whose row-group statistics let
+DuckDB skip every other latent. Tokens are decoded one at a time with the model's tokenizer
+(`models.load_tokenizer`, no weights): nothing here loads or runs the model. An `Index` may be
+shared between threads (queries are serialised on its connection).
+
+This module knows nothing about how the index was built.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .layout import (
+    COOCCURRENCE,
+    DOCS_DIR,
+    EXPLANATIONS,
+    LATENTS,
+    LOGITS,
+    MAP,
+    NEIGHBOURS,
+    TOKEN_COUNTS,
+    TOKENS_DIR,
+    TOP,
+    LatentIndexError,
+    bucket_file,
+    read_header,
+    split_keys,
+)
+
+POSTINGS_CACHE = 8
+"""Latents whose postings stay in memory (a dashboard asks several things of one latent)."""
+
+
+class Example(NamedTuple):
+    """A context window around one place in the corpus, with one latent's activation per token (the
+    `saescope query --latent --json` contract)."""
+
+    doc_id: int
+    """The model input it comes from."""
+    position: int
+    """Position of its focus token in that input (the activating token, or a unit's best one)."""
+    activation: float
+    """The latent's activation at `position` (for a sentence or document: its score)."""
+    tokens: list[str]
+    """The window's tokens, each decoded on its own (the focus token included)."""
+    activations: list[float]
+    """The latent's activation on each of them (0 where it does not fire)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+class QuantileExamples(NamedTuple):
+    """Examples drawn from one activation quantile of a latent (equal-count bins, as delphi)."""
+
+    quantile: int
+    """0 for the lowest activations, `quantiles - 1` for the highest."""
+    low: float
+    """Smallest activation in the bin."""
+    high: float
+    """Largest activation in the bin."""
+    examples: list[Example]
+    """Drawn at random from the bin, largest activation first."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._asdict(), "examples": [e.to_json() for e in self.examples]}
+
+
+class Cooccurrence(NamedTuple):
+    """A latent firing on the same tokens as another."""
+
+    latent: int
+    """The partner."""
+    shared: int
+    """Tokens where both fire."""
+    jaccard: float
+    """`shared` / tokens where either fires."""
+
+
+class Neighbour(NamedTuple):
+    """A latent with a similar decoder direction."""
+
+    latent: int
+    cosine: float
+
+
+class TokenEffect(NamedTuple):
+    """A token whose logit a latent's decoder direction moves (see `decoder`)."""
+
+    token_id: int
+    token: str
+    effect: float
+
+
+class LogitEffects(NamedTuple):
+    """The tokens a latent promotes and suppresses most."""
+
+    top: list[TokenEffect]
+    bottom: list[TokenEffect]
+
+
+def int_list(values: Sequence[int]) -> str:
+    """Integers as a SQL list body (`1, 2, 3`): constants DuckDB can prune row groups with."""
+    return ", ".join(str(int(v)) for v in values)
+
+
+def sql_path(path: Path) -> str:
+    """A path as a SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class Index:
+    """A latent index opened for queries (see the module docstring)."""
+
+    def __init__(self, path: Path | str, tokenizer: Any = None) -> None:
+        self.path = Path(path)
+        self.header = read_header(self.path)
+        self._db = duckdb.connect()
+        self._lock = threading.RLock()
+        self._tokenizer = tokenizer
+        self._decoded: dict[int, str] = {}
+        self._postings: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._stats: pa.Table | None = None
+        self._token_files: list[tuple[Path, int]] | None = None
+
+    def __repr__(self) -> str:
+        h = self.header
+        return f"Index({str(self.path)!r}, d_sae={h.d_sae}, tokens={h.tokens}, sae={h.sae!r})"
+
+    # ---------------------------------------------------------------------------------- basics
+    @property
+    def d_sae(self) -> int:
+        return self.header.d_sae
+
+    @property
+    def tokens(self) -> int:
+        """Tokens indexed."""
+        return self.header.tokens
+
+    @property
+    def stride(self) -> int:
+        return self.header.stride
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> dict[str, np.ndarray]:
+        """Run a query on this index's connection; columns as numpy arrays."""
+        with self._lock:
+            result: dict[str, np.ndarray] = self._db.execute(query, list(params)).fetchnumpy()
+        return result
+
+    def glob(self, folder: str) -> str:
+        """SQL literal of all Parquet files of a folder of the index."""
+        return sql_path(self.path / folder / "*.parquet")
+
+    def check_latent(self, latent: int) -> int:
+        """`latent`, or `LatentIndexError` when it is not a latent of this SAE."""
+        if not 0 <= int(latent) < self.d_sae:
+            raise LatentIndexError(
+                f"latent {latent} is out of range: this SAE has {self.d_sae} latents (0-{self.d_sae - 1})"
+            )
+        return int(latent)
+
+    def file(self, name: str, what: str) -> Path:
+        """A file of the index that must exist (`what` names it in the error)."""
+        path = self.path / name
+        if not path.is_file():
+            raise LatentIndexError(f"{self.path} has no {what} ({name} is missing)")
+        return path
+
+    # ------------------------------------------------------------------------------- tokenizer
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from ..models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.header.model)
+        return self._tokenizer
+
+    def decode(self, token_ids: Sequence[int]) -> list[str]:
+        """Each token decoded on its own."""
+        missing = [int(i) for i in dict.fromkeys(token_ids) if int(i) not in self._decoded]
+        if missing:
+            texts = self.tokenizer.batch_decode([[i] for i in missing])
+            self._decoded.update(zip(missing, texts))
+        return [self._decoded[int(i)] for i in token_ids]
+
+    # ---------------------------------------------------------------------------------- tables
+    def stats(self) -> pa.Table:
+        """Per-latent statistics (`latents.parquet`, see `stats`)."""
+        if self._stats is None:
+            self._stats = pq.read_table(self.file(LATENTS, "latent statistics"))
+        return self._stats
+
+    def latent_stats(self, latent: int) -> dict[str, Any]:
+        """One latent's statistics as a dict (columns of `latents.parquet`)."""
+        row: dict[str, Any] = self.stats().slice(self.check_latent(latent), 1).to_pylist()[0]
+        return row
+
+    def map(self) -> pa.Table:
+        """The 2-D map of the decoder directions (`latent`, `x`, `y`, `cluster`)."""
+        return pq.read_table(self.file(MAP, "latent map"))
+
+    def token_counts(self) -> dict[int, int]:
+        """How often each token id occurs among the indexed tokens (background counts)."""
+        table = pq.read_table(self.file(TOKEN_COUNTS, "token counts"))
+        return dict(zip(table.column("token_id").to_pylist(), table.column("count").to_pylist()))
+
+    def token_firings(self, latent: int) -> dict[int, int]:
+        """How many of the latent's firings fall on each token id."""
+        tokens, _ = self.postings(latent)
+        if not len(tokens):
+            return {}
+        with self._lock:
+            self._db.register("latent_tokens", pa.table({"token": tokens}))
+            try:
+                found = self.sql(
+                    f"SELECT t.token_id, count(*) AS n FROM read_parquet({self.glob(TOKENS_DIR)}) AS t "
+                    "JOIN latent_tokens USING (token) GROUP BY t.token_id"
+                )
+            finally:
+                self._db.unregister("latent_tokens")
+        return dict(zip(found["token_id"].tolist(), found["n"].tolist()))
+
+    def explanations(self) -> dict[int, str]:
+        """Latent → explanation, when auto-interpretation has written some ({} otherwise)."""
+        return read_explanations(self.path)
+
+    # -------------------------------------------------------------------------------- postings
+    def postings(self, latent: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every token key where `latent` fires (ascending, int64) and its activation there (float32)."""
+        latent = self.check_latent(latent)
+        if latent in self._postings:
+            self._postings.move_to_end(latent)
+            return self._postings[latent]
+        path = self.path / bucket_file(latent // self.header.bucket_latents)
+        found = self.sql(
+            "SELECT token, activation FROM read_parquet($1) WHERE latent = $2 ORDER BY token",
+            [str(path), latent],
+        )
+        entry = (found["token"].astype(np.int64), found["activation"].astype(np.float32))
+        self._postings[latent] = entry
+        if len(self._postings) > POSTINGS_CACHE:
+            self._postings.popitem(last=False)
+        return entry
+
+    def doc_tokens(self, doc_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The token ids of these model inputs."""
+        ids = sorted({int(d) for d in doc_ids})
+        if not ids:
+            return {}
+        found = self.sql(
+            f"SELECT doc_id, token_ids FROM read_parquet({self.glob(DOCS_DIR)}) "
+            f"WHERE doc_id IN ({int_list(ids)})"
+        )
+        return {int(d): np.asarray(t, dtype=np.int64) for d, t in zip(found["doc_id"], found["token_ids"])}
+
+    # -------------------------------------------------------------------------------- examples
+    def windows(
+        self,
+        latent: int,
+        centres: Sequence[tuple[int, float]],
+        before: int = 12,
+        after: int = 4,
+        spans: Sequence[tuple[int, int]] | None = None,
+    ) -> list[Example]:
+        """Examples around token keys `centres` ((key, activation) pairs): `before` and `after`
+        tokens of context, or the positions [start, end) of each of `spans` when given."""
+        keys, values = self.postings(latent)
+        docs = self.doc_tokens([k // self.stride for k, _ in centres])
+        examples = []
+        for i, (key, activation) in enumerate(centres):
+            doc, position = divmod(int(key), self.stride)
+            ids = docs[doc]
+            lo, hi = (
+                spans[i]
+                if spans is not None
+                else (max(0, position - before), min(len(ids), position + after + 1))
+            )
+            a, b = np.searchsorted(keys, [doc * self.stride + lo, doc * self.stride + hi])
+            acts = np.zeros(hi - lo, dtype=np.float32)
+            acts[keys[a:b] - doc * self.stride - lo] = values[a:b]
+            examples.append(
+                Example(doc, position, float(activation), self.decode(ids[lo:hi].tolist()), acts.tolist())
+            )
+        return examples
+
+    def top_examples(self, latent: int, n: int = 20, before: int = 12, after: int = 4) -> list[Example]:
+        """The latent's `n` largest activations with their context (ties: earlier token first)."""
+        latent = self.check_latent(latent)
+        kept = int(self.header.settings.get("top_examples", 0))
+        if 0 < n <= kept:
+            top = self.sql(
+                "SELECT token, activation FROM read_parquet($1) "
+                "WHERE latent = $2 AND rank < $3 ORDER BY rank",
+                [str(self.file(TOP, "top examples")), latent, n],
+            )
+            centres = list(zip(top["token"].tolist(), top["activation"].tolist()))
+        else:
+            keys, values = self.postings(latent)
+            order = np.lexsort((keys, -values))[:n]
+            centres = list(zip(keys[order].tolist(), values[order].tolist()))
+        return self.windows(latent, centres, before, after)
+
+    def quantile_examples(
+        self,
+        latent: int,
+        quantiles: int = 10,
+        per_quantile: int = 3,
+        seed: int = 0,
+        before: int = 12,
+        after: int = 4,
+    ) -> list[QuantileExamples]:
+        """`per_quantile` random examples from each of `quantiles` equal-count bins of the latent's
+        activations (fewer bins when it fires fewer times)."""
+        keys, values = self.postings(latent)
+        order = np.lexsort((keys, values))
+        rng = np.random.default_rng([seed, int(latent)])
+        bins = np.array_split(order, min(quantiles, len(order))) if len(order) else []
+        out = []
+        for q, rows in enumerate(bins):
+            picked = rng.choice(rows, size=min(per_quantile, len(rows)), replace=False)
+            picked = picked[np.lexsort((keys[picked], -values[picked]))]
+            centres = list(zip(keys[picked].tolist(), values[picked].tolist()))
+            examples = self.windows(latent, centres, before, after)
+            out.append(QuantileExamples(q, float(values[rows[0]]), float(values[rows[-1]]), examples))
+        return out
+
+    def token_files(self) -> list[tuple[Path, int]]:
+        """The tokens tables and their row counts (from their Parquet footers)."""
+        if self._token_files is None:
+            paths = sorted((self.path / TOKENS_DIR).glob("*.parquet"))
+            self._token_files = [(p, pq.ParquetFile(p).metadata.num_rows) for p in paths]
+        return self._token_files
+
+    def random_tokens(self, n: int, seed: int) -> np.ndarray:
+        """`n` indexed token keys drawn uniformly at random (with replacement), ascending."""
+        files = self.token_files()
+        starts = np.cumsum([0] + [rows for _, rows in files])
+        rows = np.sort(np.random.default_rng(seed).integers(0, starts[-1], size=n))
+        which = np.searchsorted(starts, rows, side="right") - 1
+        keys = []
+        for f in np.unique(which):
+            column = pq.read_table(files[f][0], columns=["token"]).column("token").to_numpy()
+            keys.append(column[rows[which == f] - starts[f]])
+        return np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+
+    def random_examples(
+        self, latent: int, n: int = 10, seed: int = 0, before: int = 12, after: int = 4
+    ) -> list[Example]:
+        """Up to `n` windows around random tokens where `latent` fires nowhere in the window (fewer
+        when it fires almost everywhere)."""
+        keys, _ = self.postings(latent)
+        candidates = np.unique(self.random_tokens(8 * n + 8, seed + int(latent)))
+        candidates = np.random.default_rng([seed, int(latent)]).permutation(candidates)
+        chosen: list[tuple[int, float]] = []
+        for key in candidates.tolist():
+            doc, position = divmod(key, self.stride)
+            lo, hi = doc * self.stride + max(0, position - before), doc * self.stride + position + after + 1
+            a, b = np.searchsorted(keys, [lo, hi])
+            if a == b:
+                chosen.append((key, 0.0))
+            if len(chosen) == n:
+                break
+        return self.windows(latent, chosen, before, after)
+
+    # ------------------------------------------------------------------------------- relations
+    def cooccurring(self, latent: int, n: int = 20) -> list[Cooccurrence]:
+        """The latents firing most often on the same tokens (count, and Jaccard index)."""
+        latent = self.check_latent(latent)
+        found = self.sql(
+            "SELECT other, count FROM read_parquet($1) WHERE latent = $2 ORDER BY count DESC, other LIMIT $3",
+            [str(self.file(COOCCURRENCE, "co-occurrence counts")), latent, n],
+        )
+        counts = self.stats().column("count").to_numpy()
+        own = counts[latent]
+        return [
+            Cooccurrence(int(o), int(c), float(c / max(own + counts[o] - c, 1)))
+            for o, c in zip(found["other"].tolist(), found["count"].tolist())
+        ]
+
+    def neighbours(self, latent: int, n: int = 20) -> list[Neighbour]:
+        """The latents whose decoder directions are closest by cosine."""
+        latent = self.check_latent(latent)
+        found = self.sql(
+            "SELECT other, cosine FROM read_parquet($1) "
+            "WHERE latent = $2 ORDER BY cosine DESC, other LIMIT $3",
+            [str(self.file(NEIGHBOURS, "decoder neighbours")), latent, n],
+        )
+        return [
+            Neighbour(int(o), float(c)) for o, c in zip(found["other"].tolist(), found["cosine"].tolist())
+        ]
+
+    def logit_effects(self, latent: int, n: int = 10) -> LogitEffects:
+        """The `n` tokens whose logits the latent's decoder direction raises and lowers most."""
+        latent = self.check_latent(latent)
+        path = self.file(LOGITS, "logit effects (the model could not be loaded when it was built)")
+        found = self.sql(
+            "SELECT side, token_id, effect FROM read_parquet($1) "
+            "WHERE latent = $2 AND rank < $3 ORDER BY side, rank",
+            [str(path), latent, n],
+        )
+        sides: dict[str, list[TokenEffect]] = {"top": [], "bottom": []}
+        ids = found["token_id"].tolist()
+        for side, token_id, token, effect in zip(
+            found["side"].tolist(), ids, self.decode(ids), found["effect"].tolist()
+        ):
+            sides[str(side)].append(TokenEffect(int(token_id), token, float(effect)))
+        return LogitEffects(sides["top"], sides["bottom"])
+
+
+def read_explanations(index_dir: Path | str) -> dict[int, str]:
+    """Latent → explanation from an index's `explanations.parquet` ({} when it has none)."""
+    path = Path(index_dir) / EXPLANATIONS
+    if not path.is_file():
+        return {}
+    table = pq.read_table(path, columns=["latent", "explanation"])
+    return {
+        int(k): str(v)
+        for k, v in zip(table.column("latent").to_pylist(), table.column("explanation").to_pylist())
+        if v
+    }
+
+
+__all__ = [
+    "Cooccurrence",
+    "Example",
+    "Index",
+    "LogitEffects",
+    "Neighbour",
+    "QuantileExamples",
+    "TokenEffect",
+    "read_explanations",
+    "split_keys",
+]
