@@ -18,6 +18,7 @@ from .base import ModelSettings, check_choices
 
 Unit = Literal["token", "sentence", "document"]
 Aggregation = Literal["max", "mean", "last"]
+ProxyMetric = Literal["auroc", "correlation", "precision", "recall"]
 
 
 def parse_search_spec(spec: str) -> tuple[int, float]:
@@ -57,9 +58,10 @@ class QueryConfig(ModelSettings):
     top: int = 20
     """Top examples of --latent, or top documents of --search."""
 
-    unit: Unit = "token"
-    """What a top example is: a `token` with its context, a `sentence` or a `document` (sentences
-    end after tokens ending in . ! ? or holding a line break)."""
+    unit: Unit | None = None
+    """What a top example or search result is: a `token` with its context, a `sentence` or a
+    `document` (sentences end after tokens ending in . ! ? or holding a line break). Default: token
+    for --latent, document for --search."""
 
     agg: Aggregation = "max"
     """How a sentence or document is scored from its tokens: `max`, `mean` (over all its indexed
@@ -98,6 +100,9 @@ class QueryConfig(ModelSettings):
     proxy (arabic, hebrew, cyrillic, cjk, dna, base64, python-keywords, digits, punctuation),
     `regex:PATTERN` or `script:NAME` (a Unicode script). With --latent: its activation histogram
     split by proxy match."""
+
+    rank_by: ProxyMetric = "auroc"
+    """With --proxy: rank latents by auroc, correlation, precision or recall."""
 
     bins: int = 20
     """Bins of activation histograms."""

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -45,79 +45,29 @@ from .layout import (
     LatentIndexError,
     bucket_file,
     read_header,
-    split_keys,
 )
+from .proxies import Proxy, parse_proxy, proxy_histogram, proxy_scores, rank_by
+from .results import (
+    Cooccurrence,
+    Example,
+    LogitEffects,
+    Neighbour,
+    ProxyHistogram,
+    ProxyScore,
+    QuantileExamples,
+    TokenEffect,
+)
+from .units import AGGREGATIONS, UNITS, Units, load_units, ranked_units
 
 POSTINGS_CACHE = 8
 """Latents whose postings stay in memory (a dashboard asks several things of one latent)."""
 
 
-class Example(NamedTuple):
-    """A context window around one place in the corpus, with one latent's activation per token (the
-    `saescope query --latent --json` contract)."""
-
-    doc_id: int
-    """The model input it comes from."""
-    position: int
-    """Position of its focus token in that input (the activating token, or a unit's best one)."""
-    activation: float
-    """The latent's activation at `position` (for a sentence or document: its score)."""
-    tokens: list[str]
-    """The window's tokens, each decoded on its own (the focus token included)."""
-    activations: list[float]
-    """The latent's activation on each of them (0 where it does not fire)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return self._asdict()
-
-
-class QuantileExamples(NamedTuple):
-    """Examples drawn from one activation quantile of a latent (equal-count bins, as delphi)."""
-
-    quantile: int
-    """0 for the lowest activations, `quantiles - 1` for the highest."""
-    low: float
-    """Smallest activation in the bin."""
-    high: float
-    """Largest activation in the bin."""
-    examples: list[Example]
-    """Drawn at random from the bin, largest activation first."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self._asdict(), "examples": [e.to_json() for e in self.examples]}
-
-
-class Cooccurrence(NamedTuple):
-    """A latent firing on the same tokens as another."""
-
-    latent: int
-    """The partner."""
-    shared: int
-    """Tokens where both fire."""
-    jaccard: float
-    """`shared` / tokens where either fires."""
-
-
-class Neighbour(NamedTuple):
-    """A latent with a similar decoder direction."""
-
-    latent: int
-    cosine: float
-
-
-class TokenEffect(NamedTuple):
-    """A token whose logit a latent's decoder direction moves (see `decoder`)."""
-
-    token_id: int
-    token: str
-    effect: float
-
-
-class LogitEffects(NamedTuple):
-    """The tokens a latent promotes and suppresses most."""
-
-    top: list[TokenEffect]
-    bottom: list[TokenEffect]
+def check_unit(unit: str, agg: str) -> None:
+    if unit not in UNITS:
+        raise LatentIndexError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
+    if agg not in AGGREGATIONS:
+        raise LatentIndexError(f"unknown aggregation {agg!r}; choose from {', '.join(AGGREGATIONS)}")
 
 
 def int_list(values: Sequence[int]) -> str:
@@ -143,6 +93,7 @@ class Index:
         self._postings: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._stats: pa.Table | None = None
         self._token_files: list[tuple[Path, int]] | None = None
+        self._units: dict[str, Units] = {}
 
     def __repr__(self) -> str:
         h = self.header
@@ -383,6 +334,58 @@ class Index:
                 break
         return self.windows(latent, chosen, before, after)
 
+    # ----------------------------------------------------------------------- sentences, documents
+    def units(self, unit: str) -> Units:
+        """The index's sentences or documents (loaded once)."""
+        if unit not in self._units:
+            self._units[unit] = load_units(self, unit)
+        return self._units[unit]
+
+    def top_units(
+        self,
+        latent: int,
+        n: int = 20,
+        unit: str = "sentence",
+        agg: str = "max",
+        before: int = 12,
+        after: int = 4,
+    ) -> list[Example]:
+        """The `n` tokens, sentences or documents where `latent` scores highest by `agg` (max, mean,
+        last; see `units`). Tokens come with `before`/`after` context, sentences and documents whole."""
+        check_unit(unit, agg)
+        if unit == "token":
+            return self.top_examples(latent, n, before, after)
+        return ranked_units(self, {self.check_latent(latent): 1.0}, n, unit, agg, before, after)
+
+    def search(
+        self,
+        weights: Mapping[int, float],
+        n: int = 20,
+        unit: str = "document",
+        agg: str = "max",
+        before: int = 12,
+        after: int = 4,
+    ) -> list[Example]:
+        """Units ranked by Σ weight · score of the given latents (search by feature activations);
+        each example's `activations` hold Σ weight · activation per token."""
+        check_unit(unit, agg)
+        if not weights:
+            raise LatentIndexError("search needs at least one latent")
+        checked = {self.check_latent(latent): float(w) for latent, w in weights.items()}
+        return ranked_units(self, checked, n, unit, agg, before, after)
+
+    # ----------------------------------------------------------------------------------- proxies
+    def proxy_scores(self, proxy: str | Proxy, n: int = 20, by: str = "auroc") -> list[ProxyScore]:
+        """The `n` latents that best detect `proxy` (a name, `regex:…` or `script:…`, see
+        `proxies`) by `by`: auroc, correlation, precision or recall."""
+        chosen = parse_proxy(proxy) if isinstance(proxy, str) else proxy
+        return rank_by(proxy_scores(self, chosen), by, n)
+
+    def proxy_histogram(self, latent: int, proxy: str | Proxy, bins: int = 20) -> ProxyHistogram:
+        """The latent's activation histogram split by whether the token matches `proxy`."""
+        chosen = parse_proxy(proxy) if isinstance(proxy, str) else proxy
+        return proxy_histogram(self, self.check_latent(latent), chosen, bins)
+
     # ------------------------------------------------------------------------------- relations
     def cooccurring(self, latent: int, n: int = 20) -> list[Cooccurrence]:
         """The latents firing most often on the same tokens (count, and Jaccard index)."""
@@ -441,14 +444,4 @@ def read_explanations(index_dir: Path | str) -> dict[int, str]:
     }
 
 
-__all__ = [
-    "Cooccurrence",
-    "Example",
-    "Index",
-    "LogitEffects",
-    "Neighbour",
-    "QuantileExamples",
-    "TokenEffect",
-    "read_explanations",
-    "split_keys",
-]
+__all__ = ["Index", "read_explanations"]

@@ -1,0 +1,225 @@
+"""Proxy analysis (Towards Monosemanticity): which latents detect a property of tokens, and how well.
+
+A proxy says of each token, from its text alone, whether it has a property: a regular expression
+(`regex:PATTERN`, searched in the token's decoded text), a Unicode script (`script:NAME`: every
+non-space character's Unicode name starts with NAME, e.g. `script:ARABIC`, `script:CJK`), or one
+of the named proxies below (which match the token's text stripped of surrounding whitespace).
+A token that is only part of a character (some bytes of a UTF-8 sequence) decodes to U+FFFD and
+matches no script.
+
+For every latent, over all indexed tokens, with x the activation (0 where it does not fire) and y
+the proxy (0/1): precision P(y | fires), recall P(fires | y), AUROC of x as a detector of y (ties,
+the many zeros included, count one half: Mann-Whitney), and the Pearson correlation of x and y.
+All are computed from each bucket's postings with vectorised sums and ranks, never a dense
+[tokens × latents] matrix. This module knows nothing about how the index was built.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from ..errors import ConfigError
+from .layout import TOKENS_DIR, bucket_file
+from .results import ProxyHistogram, ProxyScore
+
+if TYPE_CHECKING:
+    from .reader import Index
+
+METRICS = ("auroc", "correlation", "precision", "recall")
+
+
+class Proxy(NamedTuple):
+    """A property of a token's text."""
+
+    name: str
+    """As the user wrote it."""
+    matches: Callable[[str], bool]
+    """Whether a token with this decoded text has the property."""
+
+
+def in_script(script: str) -> Callable[[str], bool]:
+    """Tokens whose non-space characters all belong to `script` (by Unicode character name)."""
+    prefix = script.upper()
+
+    def matches(text: str) -> bool:
+        chars = [c for c in text if not c.isspace()]
+        return bool(chars) and all(unicodedata.name(c, "").startswith(prefix) for c in chars)
+
+    return matches
+
+
+def whole(pattern: str) -> Callable[[str], bool]:
+    """Tokens whose stripped text is entirely `pattern`."""
+    compiled = re.compile(pattern)
+    return lambda text: compiled.fullmatch(text.strip()) is not None
+
+
+def is_punctuation(text: str) -> bool:
+    chars = text.strip()
+    return bool(chars) and all(unicodedata.category(c).startswith("P") for c in chars)
+
+
+NAMED: dict[str, Callable[[str], bool]] = {
+    "arabic": in_script("ARABIC"),
+    "hebrew": in_script("HEBREW"),
+    "cyrillic": in_script("CYRILLIC"),
+    "cjk": in_script("CJK"),
+    "dna": whole(r"[ACGT]{3,}"),
+    # base64 pieces: only base64 characters, with a digit or +/ and letters of both cases
+    "base64": whole(r"(?=.*[0-9+/])(?=.*[a-z])(?=.*[A-Z])[A-Za-z0-9+/]{4,}={0,2}"),
+    "python-keywords": lambda text: text.strip() in keyword.kwlist,
+    "digits": whole(r"[0-9]+"),
+    "punctuation": is_punctuation,
+}
+"""The named proxies `--proxy` accepts (besides `regex:` and `script:`)."""
+
+
+def parse_proxy(spec: str) -> Proxy:
+    """A proxy from its name, `regex:PATTERN` or `script:NAME`; ConfigError naming what is wrong."""
+    kind, _, body = spec.partition(":")
+    if kind == "regex" and body:
+        try:
+            compiled = re.compile(body)
+        except re.error as e:
+            raise ConfigError(f"--proxy {spec!r}: the regular expression does not compile ({e})") from None
+        return Proxy(spec, lambda text: compiled.search(text) is not None)
+    if kind == "script" and body.strip():
+        return Proxy(spec, in_script(body.strip()))
+    if spec in NAMED:
+        return Proxy(spec, NAMED[spec])
+    raise ConfigError(
+        f"unknown proxy {spec!r}; use regex:PATTERN, script:NAME or one of {', '.join(sorted(NAMED))}"
+    )
+
+
+def matching_tokens(index: Index, proxy: Proxy) -> np.ndarray:
+    """Token keys (ascending) of the indexed tokens that match `proxy`."""
+    counts = index.token_counts()
+    ids = list(counts)
+    matched = [i for i, text in zip(ids, index.decode(ids)) if proxy.matches(text)]
+    if not matched:
+        return np.zeros(0, dtype=np.int64)
+    found = index.sql(
+        f"SELECT token FROM read_parquet({index.glob(TOKENS_DIR)}) "
+        f"WHERE token_id IN ({', '.join(map(str, matched))}) ORDER BY token"
+    )
+    return found["token"].astype(np.int64)
+
+
+def is_in(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Whether each of `keys` is in `sorted_keys`."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    where = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[where] == keys
+
+
+def midranks(latent: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """1-based rank of each entry among its latent's entries (sorted by latent, then value), ties
+    sharing their mean rank."""
+    n = len(latent)
+    if n == 0:
+        return np.zeros(0)
+    idx = np.arange(n)
+    group_start = np.maximum.accumulate(np.where(np.r_[True, latent[1:] != latent[:-1]], idx, 0))
+    new_run = np.r_[True, (latent[1:] != latent[:-1]) | (values[1:] != values[:-1])]
+    run_start = np.maximum.accumulate(np.where(new_run, idx, 0))
+    run_end = np.minimum.accumulate(np.where(np.r_[new_run[1:], True], idx, n - 1)[::-1])[::-1]
+    return (run_start + run_end) / 2 - group_start + 1
+
+
+def bucket_sums(latent: np.ndarray, x: np.ndarray, y: np.ndarray, lo: int, n: int) -> dict[str, np.ndarray]:
+    """Per latent of [lo, lo + n): fires, true positives, Σx, Σx², Σxy, and the positives' rank sum
+    among its active entries (entries in any order)."""
+    order = np.lexsort((x, latent))
+    latent, x, y = latent[order], x[order].astype(np.float64), y[order].astype(np.float64)
+    rel = latent - lo
+
+    def total(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(rel, weights=weights, minlength=n)
+
+    return {
+        "fires": total(None),
+        "tp": total(y),
+        "sx": total(x),
+        "sxx": total(x * x),
+        "sxy": total(x * y),
+        "rank_pos": total(midranks(latent, x) * y),
+    }
+
+
+def scores_from_sums(s: dict[str, np.ndarray], positives: int, tokens: int) -> dict[str, np.ndarray]:
+    """Precision, recall, AUROC and correlation from `bucket_sums` (see the module docstring)."""
+    fires, tp = s["fires"], s["tp"]
+    negatives = tokens - positives
+    precision = np.divide(tp, fires, out=np.zeros_like(tp), where=fires > 0)
+    recall = tp / positives if positives else np.zeros_like(tp)
+    fp = fires - tp
+    u_active = s["rank_pos"] - tp * (tp + 1) / 2
+    u = (positives - tp) * 0.5 * (negatives - fp) + tp * (negatives - fp) + u_active
+    pairs = positives * negatives
+    auroc = u / pairs if pairs else np.full_like(tp, 0.5)
+    mean_x, mean_y = s["sx"] / tokens, positives / tokens
+    cov = s["sxy"] / tokens - mean_x * mean_y
+    spread = np.sqrt(np.maximum(s["sxx"] / tokens - mean_x**2, 0) * mean_y * (1 - mean_y))
+    correlation = np.divide(cov, spread, out=np.zeros_like(cov), where=spread > 0)
+    return {"precision": precision, "recall": recall, "auroc": auroc, "correlation": correlation}
+
+
+def proxy_scores(index: Index, proxy: Proxy) -> list[ProxyScore]:
+    """Every latent's scores for `proxy`, in latent order."""
+    positives = matching_tokens(index, proxy)
+    header = index.header
+    out: list[ProxyScore] = []
+    for bucket in range(header.buckets):
+        lo = bucket * header.bucket_latents
+        n = min(header.bucket_latents, header.d_sae - lo)
+        table = pq.read_table(index.path / bucket_file(bucket))
+        latent = table.column("latent").to_numpy()
+        x = table.column("activation").to_numpy()
+        y = is_in(table.column("token").to_numpy(), positives)
+        sums = bucket_sums(latent, x, y, lo, n)
+        scores = scores_from_sums(sums, len(positives), index.tokens)
+        for i in range(n):
+            out.append(
+                ProxyScore(
+                    lo + i,
+                    float(scores["precision"][i]),
+                    float(scores["recall"][i]),
+                    float(scores["auroc"][i]),
+                    float(scores["correlation"][i]),
+                    int(sums["fires"][i]),
+                )
+            )
+    return out
+
+
+def rank_by(scores: list[ProxyScore], metric: str, n: int) -> list[ProxyScore]:
+    """The `n` best latents by `metric` (ties: lower latent first)."""
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    return sorted(scores, key=lambda s: (-getattr(s, metric), s.latent))[:n]
+
+
+def proxy_histogram(index: Index, latent: int, proxy: Proxy, bins: int = 20) -> ProxyHistogram:
+    """The latent's activations where it fires, binned, split by proxy match."""
+    keys, values = index.postings(latent)
+    positives = matching_tokens(index, proxy)
+    y = is_in(keys, positives)
+    top = float(values.max()) if len(values) else 1.0
+    edges = np.linspace(0.0, top, bins + 1)
+    scaled = values / top * bins if top > 0 else np.zeros(len(values))
+    which = np.minimum(scaled.astype(np.int64), bins - 1)
+    matching = np.bincount(which[y], minlength=bins)
+    other = np.bincount(which[~y], minlength=bins)
+    return ProxyHistogram(edges.tolist(), matching.tolist(), other.tolist(), int(len(positives) - y.sum()))
+
+
+__all__ = ["METRICS", "NAMED", "Proxy", "parse_proxy", "proxy_histogram", "proxy_scores", "rank_by"]

@@ -1,0 +1,91 @@
+"""A tiny world to index: the tiny Llama, a random TopK SAE on it, and a small corpus.
+
+`topk_sae` makes an SAE whose encoder is its (unit) decoder transposed and scaled, so that the
+tiny model's residual stream makes several latents fire per token; `write_corpus` writes short
+documents of a few words (some with digits and Arabic words, for the proxy tests); `build` runs
+`build_index` with small chunks so that a few hundred tokens already span several chunks and
+buckets.
+
+This module knows nothing about the index code under test beyond its public entry points.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saescope.config import IndexConfig
+from saescope.index.build import IndexResult, build_index
+from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
+from saescope.sae.formats import save_sae
+
+HOOKPOINT = "resid_post:1"
+D_MODEL = 32  # the tiny Llama's width
+WORDS = ["the", "cat", "is", "on", "a", "mat", "Paris", "far", "away", "river", "stone", "light"]
+WORDS += ["house", "green", "blue", "there", "another", "matter", "character", "42", "7", "سلام", "كتاب"]
+
+
+def topk_sae(model_dir: Path, d_sae: int = 48, k: int = 5, seed: int = 0, scale: float = 8.0) -> SparseAutoencoder:
+    """A TopK SAE on the tiny model's `resid_post:1` with random unit decoder rows."""
+    cfg = SAEConfig(
+        architecture="topk",
+        d_in=D_MODEL,
+        d_sae=d_sae,
+        k=k,
+        model=str(model_dir),
+        hookpoint=HOOKPOINT,
+        hookpoint_alias=HOOKPOINT,
+    )
+    sae = get_architecture("topk")(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randn(d_sae, D_MODEL, generator=gen)
+    rows /= rows.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        sae.W_dec.copy_(rows)
+        sae.W_enc.copy_(scale * rows.t())
+        sae.b_enc.copy_(0.01 * torch.randn(d_sae, generator=gen))
+        sae.b_dec.copy_(0.01 * torch.randn(D_MODEL, generator=gen))
+    return sae.eval()
+
+
+def save(sae: SparseAutoencoder, folder: Path) -> Path:
+    save_sae(sae, folder)
+    return folder
+
+
+def write_corpus(path: Path, docs: int = 40, seed: int = 0) -> Path:
+    """`docs` short documents of random words, as `.jsonl`."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(docs):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(8, 30))]
+        text = " ".join(words).capitalize() + rng.choice([".", "!", "?"])
+        lines.append(json.dumps({"text": text}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def settings(saes: list[Path], outs: list[Path], corpus: Path | None = None, **kw: Any) -> IndexConfig:
+    base: dict[str, Any] = {
+        "saes": tuple(saes),
+        "out": tuple(outs),
+        "dataset": str(corpus) if corpus is not None else None,
+        "device": "cpu",
+        "tokens": 600,
+        "context_len": 24,
+        "batch_size": 4,
+        "chunk_tokens": 128,
+        "bucket_latents": 8,
+        "map": "pca",
+        "map_clusters": 4,
+    }
+    base.update(kw)
+    return IndexConfig(**base)
+
+
+def build(saes: list[Path], outs: list[Path], corpus: Path | None = None, **kw: Any) -> IndexResult:
+    return build_index(settings(saes, outs, corpus, **kw))
