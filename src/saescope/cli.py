@@ -76,6 +76,10 @@ COMMANDS: dict[str, Command] = {
     "contrast": Command(
         C.ContrastConfig, "saescope.steer.contrast:contrast", "latents separating two sets of texts"
     ),
+    "index": Command(
+        C.IndexConfig, "saescope.index.build:build_index", "SAE → latent index of its held-out text"
+    ),
+    "query": Command(C.QueryConfig, "saescope.index.query:query", "ask a latent index about latents, texts"),
 }
 
 
