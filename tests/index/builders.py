@@ -16,6 +16,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from saescope.config import IndexConfig
@@ -29,7 +32,9 @@ WORDS = ["the", "cat", "is", "on", "a", "mat", "Paris", "far", "away", "river", 
 WORDS += ["house", "green", "blue", "there", "another", "matter", "character", "42", "7", "سلام", "كتاب"]
 
 
-def topk_sae(model_dir: Path, d_sae: int = 48, k: int = 5, seed: int = 0, scale: float = 8.0) -> SparseAutoencoder:
+def topk_sae(
+    model_dir: Path, d_sae: int = 48, k: int = 5, seed: int = 0, scale: float = 8.0
+) -> SparseAutoencoder:
     """A TopK SAE on the tiny model's `resid_post:1` with random unit decoder rows."""
     cfg = SAEConfig(
         architecture="topk",
@@ -89,3 +94,29 @@ def settings(saes: list[Path], outs: list[Path], corpus: Path | None = None, **k
 
 def build(saes: list[Path], outs: list[Path], corpus: Path | None = None, **kw: Any) -> IndexResult:
     return build_index(settings(saes, outs, corpus, **kw))
+
+
+def all_postings(index: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(latent, token, activation) of every posting, in file order, read with pyarrow alone."""
+    table = pq.read_table(sorted((index / "postings").glob("*.parquet")))
+    return (
+        table.column("latent").to_numpy(),
+        table.column("token").to_numpy(),
+        table.column("activation").to_numpy().astype(np.float32),
+    )
+
+
+def dense_of(index: Path, keys: np.ndarray, d_sae: int) -> np.ndarray:
+    """The index's postings as a dense [len(keys), d_sae] matrix over the token keys `keys`."""
+    latent, token, activation = all_postings(index)
+    rows = np.searchsorted(keys, token)
+    assert np.array_equal(keys[rows], token), "a posting names a token that is not indexed"
+    dense = np.zeros((len(keys), d_sae), dtype=np.float32)
+    dense[rows, latent] = activation
+    return dense
+
+
+def table_of(index: Path, folder: str) -> pa.Table:
+    """All Parquet files of a folder of the index, sorted by their first column."""
+    table = pq.read_table(sorted((index / folder).glob("*.parquet")))
+    return table.sort_by(table.column_names[0])

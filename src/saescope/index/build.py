@@ -26,6 +26,7 @@ from ..bound import bind_sae, heldout_corpus, same_model
 from ..config import IndexConfig, ModelSettings, to_jsonable
 from ..data import check_corpus
 from ..errors import ConfigError
+from ..files import read_json_object
 from ..models import LoadedModel, load_model, load_tokenizer
 from ..sae.base import SparseAutoencoder
 from ..sae.formats import load_sae
@@ -133,6 +134,13 @@ def settings_record(cfg: IndexConfig) -> dict[str, Any]:
     return {k: v for k, v in to_jsonable(cfg).items() if k not in NON_IDENTITY}
 
 
+def sae_config(path: Path, sae: SparseAutoencoder) -> dict[str, Any]:
+    """The SAE's `cfg.json` contents (its parsed config when its format has no such file)."""
+    if (path / "cfg.json").is_file():
+        return read_json_object(path / "cfg.json", ConfigError, "an SAE config")
+    return sae.cfg.to_dict()
+
+
 def header_for(
     cfg: IndexConfig,
     path: Path,
@@ -146,7 +154,7 @@ def header_for(
     return IndexHeader(
         sae=str(Path(path).resolve()),
         sae_sha256=sae_fingerprint(sae.file_tensors()),
-        cfg=sae.cfg.to_dict(),
+        cfg=sae_config(Path(path), sae),
         model=model,
         hookpoint=hookpoint,
         d_sae=sae.d_sae,
@@ -197,7 +205,8 @@ def check_store_fits(store: ActivationStore, path: Path, sae: SparseAutoencoder,
     """The SAE reads what the store holds: same width, hookpoint and (unless --force) model."""
     if sae.d_in != store.d_model:
         raise ConfigError(f"{path} reads width {sae.d_in}, but {store.path} holds width {store.d_model}")
-    if sae.cfg.hookpoint and sae.cfg.hookpoint != store.hookpoint:
+    names = {n for n in (sae.cfg.hookpoint, sae.cfg.hookpoint_alias) if n}
+    if names and not names & {store.hookpoint, store.manifest.hookpoint_alias}:
         raise ConfigError(f"{path} reads {sae.cfg.hookpoint}, but {store.path} holds {store.hookpoint}")
     if sae.cfg.model and not same_model(sae.cfg.model, store.model) and not cfg.force:
         raise ConfigError(
