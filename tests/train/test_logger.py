@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from saescope.errors import ConfigError
-from saescope.train.logger import COLUMNS, MetricsLogger, ema, panels
+from saescope.train.logger import COLUMNS, MetricsLogger, panels, smooth
 
 
 def metrics(step: int) -> dict[str, float]:
@@ -97,11 +97,12 @@ def test_the_curves_label_every_axis_and_show_the_learning_rate_when_l0_is_fixed
     assert titles[0][0].startswith("training loss")
     loss_lines = figures[0].get_axes()[0].get_lines()  # raw windows faint, their moving average bold
     assert [line.get_alpha() for line in loss_lines] == [0.3, None]
-    assert list(loss_lines[1].get_ydata()) == pytest.approx(ema([0.1, 0.2, 0.3]))
+    assert list(loss_lines[1].get_ydata()) == pytest.approx([0.1, 0.2, 0.3])  # too few windows to average
 
 
 def test_panels_and_moving_average_by_hand() -> None:
-    assert ema([1.0, 2.0, 0.0]) == pytest.approx([1.0, 1.2, 0.96])  # weight 0.2
+    assert smooth([1.0, 2.0, 0.0, 5.0], half=1) == pytest.approx([1.5, 1.0, 7 / 3, 2.5])
+    assert smooth([1.0, 2.0], half=0) == [1.0, 2.0]
     fixed = [{"l0": 8.0, "tokens": 1.0}, {"l0": 8.0, "tokens": 2.0}]
     varying = [{"l0": 8.0}, {"l0": 7.0}]
     assert [p.key for p in panels(fixed)] == ["loss", "fvu", "lr", "dead_fraction"]

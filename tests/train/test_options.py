@@ -181,6 +181,6 @@ def test_one_throughput_figure_everywhere(
     line = capsys.readouterr().out.strip()
     last = trainer.MetricsLogger.read(out / "metrics.csv")[-1]
     assert line.endswith(f"(1,280 tokens, {last['tokens_per_s']:,.0f} tok/s)")
-    # tokens per second of the whole run so far: tokens trained / seconds since it began reading
+    # tokens per second of the whole run so far: tokens trained / seconds since the store was ready
     assert last["tokens_per_s"] == pytest.approx(last["tokens"] / last["elapsed_s"], rel=1e-6)
     assert last["step"] == 10

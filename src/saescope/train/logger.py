@@ -35,8 +35,8 @@ COLUMNS = [
     "elapsed_s",
 ]
 
-EMA_WEIGHT = 0.2
-"""Weight of each new window in the smoothed curves of the plot (about the last 5 windows)."""
+SMOOTHING = 40
+"""The plot's smoothed curves average each point with its neighbours over 1/SMOOTHING of the run."""
 
 
 class MetricsLogger:
@@ -114,8 +114,8 @@ class MetricsLogger:
 
     def plot(self) -> Path | None:
         """`training_curves.png`, four panels against tokens: the loss and the FVU (each window's mean
-        faint, an exponential moving average over it bold), L0 — or the learning rate when L0 is
-        fixed by k — and the dead fraction."""
+        faint, a centred moving average bold: it does not lag behind a falling curve), L0 — or the
+        learning rate when L0 is fixed by k — and the dead fraction."""
         rows = self.read(self.csv_path)
         if not rows:
             return None
@@ -129,10 +129,10 @@ class MetricsLogger:
         for ax, panel in zip(axes.flat, panels(rows)):
             values = [r.get(panel.key, math.nan) for r in rows]
             if panel.smooth:
+                half = len(values) // SMOOTHING
                 ax.plot(tokens, values, lw=0.8, alpha=0.3, color="C0", label="per log window")
-                ax.plot(
-                    tokens, ema(values), lw=1.6, color="C0", label=f"moving average (weight {EMA_WEIGHT})"
-                )
+                label = f"mean of {2 * half + 1} windows"
+                ax.plot(tokens, smooth(values, half), lw=1.6, color="C0", label=label)
                 ax.legend(fontsize=8)
             else:
                 ax.plot(tokens, values, lw=1.4, color="C1")
@@ -141,6 +141,8 @@ class MetricsLogger:
             ax.grid(alpha=0.3)
             if panel.log_scale and all(v > 0 for v in values):
                 ax.set_yscale("log")
+            elif all(v >= 0 for v in values):
+                ax.set_ylim(bottom=0)
         for ax in axes[-1]:
             ax.set_xlabel("tokens trained")
         fig.suptitle(self.folder.name)
@@ -184,9 +186,11 @@ def panels(rows: Sequence[dict[str, float]]) -> list[Panel]:
     ]
 
 
-def ema(values: Sequence[float], weight: float = EMA_WEIGHT) -> list[float]:
-    """Exponential moving average, started at the first value."""
-    out: list[float] = []
-    for v in values:
-        out.append(v if not out else out[-1] + weight * (v - out[-1]))
+def smooth(values: Sequence[float], half: int) -> list[float]:
+    """Centred moving average: each value averaged with up to `half` neighbours on each side (fewer
+    at the ends)."""
+    out = []
+    for i in range(len(values)):
+        window = values[max(0, i - half) : i + half + 1]
+        out.append(sum(window) / len(window))
     return out

@@ -1,15 +1,18 @@
 """Where training activations come from: an activation store, or a model run on the fly.
 
 Both give the trainer the same thing: shuffled batches of raw activations from a known position
-of a deterministic order (`rows consumed`), a sample for initialisation, and provenance (model,
-hookpoint) to record in the SAE. Store training resumes exactly; on-the-fly training resumes at
-the first model input it had not read (the rows that sat in its shuffle buffer are skipped).
+of a deterministic order (`rows consumed`), a sample for initialisation, provenance (model,
+hookpoint) to record in the SAE, and `ready_at`, when it could first produce activations (the
+store opened and verified, the model loaded): the trainer counts its throughput from there. Store
+training resumes exactly; on-the-fly training resumes at the first model input it had not read
+(the rows that sat in its shuffle buffer are skipped).
 Knows nothing about SAEs or optimisation.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +65,7 @@ class StoreSource:
                 "next_doc": max((s.last_doc for s in m.shards), default=-1) + 1,
             },
         )
+        self.ready_at = time.perf_counter()
 
     @property
     def mean_squared_norm(self) -> float | None:
@@ -118,6 +122,7 @@ class ModelSource:
             device_map=cfg.device_map,
         )
         self.loaded = load_model(model_settings)
+        self.ready_at = time.perf_counter()  # the probe below is already the model's work
         (self.hookpoint,) = resolve_hookpoints(self.loaded.model, [cfg.hookpoint])
         self.buffer_rows = buffer_rows
         self.rows = None

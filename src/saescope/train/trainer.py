@@ -9,9 +9,9 @@ rate follows the steps (schedule.py), or which architecture it trains (each brin
 hyperparameters and penalty).
 
 Throughput is reported once, the same everywhere (progress bar, `metrics.csv`, the final line):
-tokens trained in this run ÷ wall-clock seconds since it began reading activations for training —
-the initialisation sample, the model's forward passes when on the fly, and every step, one-time
-costs (compilation, a first buffer fill) included; loading the model or opening the store is not.
+tokens trained in this run ÷ wall-clock seconds since its activation source was ready (the store
+opened and verified, or the model loaded) — the initialisation sample, the model's forward passes
+when on the fly, set-up and every step, one-time costs (compilation, a first buffer fill) included.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class TrainedSAE(NamedTuple):
     tokens: int
     """Activations it was trained on (steps × batch size)."""
     tokens_per_second: float
-    """Tokens trained in this run per wall-clock second since it began reading activations (see the
-    module docstring); the same figure as the last row of its `metrics.csv`."""
+    """Tokens trained in this run per wall-clock second since its activation source was ready (see
+    the module docstring); the same figure as the last row of its `metrics.csv`."""
 
 
 class TrainResult(NamedTuple):
@@ -348,7 +348,7 @@ class Clock(NamedTuple):
     """Where this run's throughput is counted from (see the module docstring)."""
 
     started: float
-    """`time.perf_counter()` when the run began reading activations for training."""
+    """`time.perf_counter()` when the run's activation source was ready."""
     start_step: int
     """The step it started from (0, or the checkpoint's step when resumed)."""
     batch_size: int
@@ -545,7 +545,6 @@ def train(cfg: TrainConfig) -> TrainResult:
     if not cfg.resume and dist.is_main:
         refuse_overwrite(cfg.output)
     steps = total_steps(cfg, source)
-    started = time.perf_counter()
     sample = source.sample(min(32_768, source.rows or steps * cfg.batch_size), seed=cfg.train_seed)
     scale = input_scale(cfg, source, sample)
     runs = build_runs(cfg, source, scale, sample, device, impl, dist, steps)
@@ -559,7 +558,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         open_loggers(cfg, runs, start_step)
         describe(cfg, runs, source, steps, impl)
     batches = source.batches(cfg.batch_size, rows_consumed, dist, device, steps * cfg.batch_size)
-    clock = Clock(started, start_step, cfg.batch_size)
+    clock = Clock(source.ready_at, start_step, cfg.batch_size)
     run_loop(cfg, runs, batches, steps, scale, dist, device, clock, source)
     results = []
     if dist.is_main:
