@@ -1,0 +1,73 @@
+"""HTML of feature pages: pure functions from data to HTML, shared by static dashboards and the web server.
+
+- `views`: what a page shows, as plain values (`LatentView`, `TokenExample`, `LatentRow`, …),
+  readable from the latent index's JSON shapes;
+- `tokens`: tokens shaded by activation, values on hover, whitespace made visible;
+- `charts`: inline SVG activation histograms and the latent map;
+- `embed`: JSON embedded in a page, safe inside `<script>`;
+- `pages`: the Jinja2 environment (autoescaped) and the page and fragment functions;
+- `templates/` and `static/`: the templates, the CSS and the scripts (no CDN: pages open offline).
+
+This package knows nothing about latent indexes, models, files or the web server.
+"""
+
+from .charts import histogram_svg, map_svg
+from .embed import json_script_tag, script_json
+from .pages import (
+    STATIC,
+    STATIC_INDEX_LINKS,
+    STATIC_LATENT_LINKS,
+    Links,
+    environment,
+    examples_fragment,
+    latent_body,
+    latent_page,
+    latents_page,
+    quantile_fragment,
+    related_fragment,
+    render,
+)
+from .tokens import highlight, visible
+from .views import (
+    ExplanationView,
+    Histogram,
+    LatentRow,
+    LatentStatsView,
+    LatentView,
+    LogitEffect,
+    QuantileGroup,
+    Related,
+    Scored,
+    TokenExample,
+)
+
+__all__ = [
+    "STATIC",
+    "STATIC_INDEX_LINKS",
+    "STATIC_LATENT_LINKS",
+    "ExplanationView",
+    "Histogram",
+    "LatentRow",
+    "LatentStatsView",
+    "LatentView",
+    "Links",
+    "LogitEffect",
+    "QuantileGroup",
+    "Related",
+    "Scored",
+    "TokenExample",
+    "environment",
+    "examples_fragment",
+    "highlight",
+    "histogram_svg",
+    "json_script_tag",
+    "latent_body",
+    "latent_page",
+    "latents_page",
+    "map_svg",
+    "quantile_fragment",
+    "related_fragment",
+    "render",
+    "script_json",
+    "visible",
+]
