@@ -22,13 +22,16 @@ BLOCK_NONZEROS = 1 << 24
 
 
 def block_counts(latents: np.ndarray, tokens: np.ndarray, d_sae: int) -> sparse.csr_matrix:
-    """AᵀA of one block of postings (`latents[i]` fires on token key `tokens[i]`)."""
-    _, rows = np.unique(tokens, return_inverse=True)
-    ones = np.ones(len(latents), dtype=np.int64)
-    at = sparse.csr_matrix(
-        (ones, (latents.astype(np.int64), rows.ravel())), shape=(d_sae, int(rows.max(initial=-1)) + 1)
-    )
-    product: sparse.csr_matrix = (at @ at.T).tocsr()
+    """AᵀA of one block of postings (`latents[i]` fires on token key `tokens[i]`). Token keys are
+    used as column numbers as they are (offset to start at 0): a key no posting names is an empty
+    column, which costs the product nothing."""
+    if not len(latents):
+        return sparse.csr_matrix((d_sae, d_sae), dtype=np.int64)
+    base = int(tokens.min())
+    columns = (tokens - base).astype(np.int64)
+    ones = np.ones(len(latents), dtype=np.int32)
+    at = sparse.csr_matrix((ones, (latents.astype(np.int64), columns)), shape=(d_sae, int(columns.max()) + 1))
+    product: sparse.csr_matrix = (at @ at.T).tocsr().astype(np.int64)
     return product
 
 

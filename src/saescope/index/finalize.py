@@ -60,10 +60,14 @@ from .writer import Progress
 log = logging.getLogger(__name__)
 
 
+TABLE_ROW_GROUP = 8_192
+"""Rows per row group of the per-latent tables (sorted by latent: a query reads one or two groups)."""
+
+
 def table_bytes(table: pa.Table) -> memoryview:
-    """A small table as zstd Parquet bytes."""
+    """A table as zstd Parquet bytes, in small row groups."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", row_group_size=TABLE_ROW_GROUP)
     return memoryview(sink.getvalue())
 
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
-ROW_GROUP_ROWS = 16_384
+ROW_GROUP_ROWS = 8_192
 """Rows per row group of a bucket's final postings (a rare latent's top-k reads about this many)."""
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 FLOAT16_TINY = float(np.finfo(np.float16).smallest_subnormal)
@@ -47,8 +47,7 @@ class Postings(NamedTuple):
 
     def sorted(self) -> Postings:
         """The postings sorted by (latent, token)."""
-        order = np.lexsort((self.token, self.latent))
-        return Postings(self.latent[order], self.token[order], self.activation[order])
+        return self.take(np.argsort(sort_key(self.latent, self.token)))
 
     def take(self, rows: np.ndarray | slice) -> Postings:
         return Postings(self.latent[rows], self.token[rows], self.activation[rows])
@@ -58,6 +57,25 @@ class Postings(NamedTuple):
         if not parts:
             return cls(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, value_dtype))
         return cls(*(np.concatenate(columns) for columns in zip(*parts)))
+
+
+TOKEN_BITS = 40
+"""Token keys below 2^40 (a trillion) share one int64 sort key with their latent (below 2^23)."""
+
+
+def sort_key(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """One int64 per entry ordering entries by (major, minor): a single quicksort over it is several
+    times faster than `np.lexsort` over both. `minor` must be non-negative and below 2^40; keys of
+    distinct (major, minor) pairs are distinct."""
+    minor = np.asarray(minor, dtype=np.int64)
+    if len(minor) and (int(minor.max()) >> TOKEN_BITS or int(np.max(major)) >> (62 - TOKEN_BITS)):
+        raise ValueError("sort key out of range: token keys must stay below 2^40 and latents below 2^22")
+    return (np.asarray(major, dtype=np.int64) << TOKEN_BITS) | minor
+
+
+def activation_bits(values: np.ndarray) -> np.ndarray:
+    """Non-negative activations as int64 that order as the values do (float32 bit patterns)."""
+    return np.asarray(values, dtype=np.float32).view(np.int32).astype(np.int64)
 
 
 def as_stored(values: np.ndarray, dtype: str) -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .layout import (
@@ -46,6 +47,7 @@ from .layout import (
     bucket_file,
     read_header,
 )
+from .lookup import DocsLookup, SortedFile
 from .proxies import Proxy, parse_proxy, proxy_histogram, proxy_scores, rank_by
 from .results import (
     Cooccurrence,
@@ -94,6 +96,9 @@ class Index:
         self._stats: pa.Table | None = None
         self._token_files: list[tuple[Path, int]] | None = None
         self._units: dict[str, Units] = {}
+        self._buckets: dict[int, SortedFile] = {}
+        self._docs: DocsLookup | None = None
+        self._top: SortedFile | None = None
 
     def __repr__(self) -> str:
         h = self.header
@@ -197,62 +202,69 @@ class Index:
         return read_explanations(self.path)
 
     # -------------------------------------------------------------------------------- postings
+    def bucket(self, latent: int) -> SortedFile:
+        """The postings file holding `latent` (its footer read once)."""
+        bucket = self.check_latent(latent) // self.header.bucket_latents
+        if bucket not in self._buckets:
+            self._buckets[bucket] = SortedFile(self.path / bucket_file(bucket), ["latent", "token"])
+        return self._buckets[bucket]
+
+    def read_postings(self, latent: int, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`latent`'s postings in these row groups of its bucket (ascending token keys)."""
+        table = self.bucket(latent).read(groups, ["latent", "token", "activation"])
+        mine = table.column("latent").to_numpy() == latent
+        keys = table.column("token").to_numpy()[mine].astype(np.int64)
+        return keys, table.column("activation").to_numpy()[mine].astype(np.float32)
+
     def postings(self, latent: int) -> tuple[np.ndarray, np.ndarray]:
         """Every token key where `latent` fires (ascending, int64) and its activation there (float32)."""
         latent = self.check_latent(latent)
         if latent in self._postings:
             self._postings.move_to_end(latent)
             return self._postings[latent]
-        path = self.path / bucket_file(latent // self.header.bucket_latents)
-        found = self.sql(
-            "SELECT token, activation FROM read_parquet($1) WHERE latent = $2 ORDER BY token",
-            [str(path), latent],
-        )
-        entry = (found["token"].astype(np.int64), found["activation"].astype(np.float32))
+        entry = self.read_postings(latent, self.bucket(latent).groups(latent))
         self._postings[latent] = entry
         if len(self._postings) > POSTINGS_CACHE:
             self._postings.popitem(last=False)
         return entry
 
+    def postings_in(self, latent: int, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """`latent`'s postings within token key ranges [lo, hi): only the row groups that can hold
+        them are read (a frequent latent's whole list can be millions of postings)."""
+        if latent in self._postings:
+            return self.postings(latent)
+        bucket = self.bucket(latent)
+        groups = {int(g) for lo, hi in ranges for g in bucket.groups(latent, (lo, hi - 1))}
+        return self.read_postings(latent, np.array(sorted(groups), dtype=np.int64))
+
     def doc_tokens(self, doc_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The token ids of these model inputs."""
-        ids = sorted({int(d) for d in doc_ids})
-        if not ids:
-            return {}
-        found = self.sql(
-            f"SELECT doc_id, token_ids FROM read_parquet({self.glob(DOCS_DIR)}) "
-            f"WHERE doc_id IN ({int_list(ids)})"
-        )
-        return {int(d): np.asarray(t, dtype=np.int64) for d, t in zip(found["doc_id"], found["token_ids"])}
+        if self._docs is None:
+            self._docs = DocsLookup(sorted((self.path / DOCS_DIR).glob("*.parquet")))
+        return self._docs.token_ids(doc_ids)
 
     # -------------------------------------------------------------------------------- examples
     def windows(
-        self,
-        latent: int,
-        centres: Sequence[tuple[int, float]],
-        before: int = 12,
-        after: int = 4,
-        spans: Sequence[tuple[int, int]] | None = None,
+        self, latent: int, centres: Sequence[tuple[int, float]], before: int = 12, after: int = 4
     ) -> list[Example]:
-        """Examples around token keys `centres` ((key, activation) pairs): `before` and `after`
-        tokens of context, or the positions [start, end) of each of `spans` when given."""
-        keys, values = self.postings(latent)
+        """Examples around token keys `centres` ((key, activation) pairs), with `before` and `after`
+        tokens of context."""
         docs = self.doc_tokens([k // self.stride for k, _ in centres])
-        examples = []
-        for i, (key, activation) in enumerate(centres):
+        spans = []
+        for key, _ in centres:
             doc, position = divmod(int(key), self.stride)
-            ids = docs[doc]
-            lo, hi = (
-                spans[i]
-                if spans is not None
-                else (max(0, position - before), min(len(ids), position + after + 1))
+            spans.append(
+                (doc, position, max(0, position - before), min(len(docs[doc]), position + after + 1))
             )
-            a, b = np.searchsorted(keys, [doc * self.stride + lo, doc * self.stride + hi])
+        base = [doc * self.stride for doc, *_ in spans]
+        keys, values = self.postings_in(latent, [(b + lo, b + hi) for b, (_, _, lo, hi) in zip(base, spans)])
+        examples = []
+        for (doc, position, lo, hi), b, (_, activation) in zip(spans, base, centres):
+            a, z = np.searchsorted(keys, [b + lo, b + hi])
             acts = np.zeros(hi - lo, dtype=np.float32)
-            acts[keys[a:b] - doc * self.stride - lo] = values[a:b]
-            examples.append(
-                Example(doc, position, float(activation), self.decode(ids[lo:hi].tolist()), acts.tolist())
-            )
+            acts[keys[a:z] - b - lo] = values[a:z]
+            tokens = self.decode(docs[doc][lo:hi].tolist())
+            examples.append(Example(doc, position, float(activation), tokens, acts.tolist()))
         return examples
 
     def top_examples(self, latent: int, n: int = 20, before: int = 12, after: int = 4) -> list[Example]:
@@ -260,12 +272,11 @@ class Index:
         latent = self.check_latent(latent)
         kept = int(self.header.settings.get("top_examples", 0))
         if 0 < n <= kept:
-            top = self.sql(
-                "SELECT token, activation FROM read_parquet($1) "
-                "WHERE latent = $2 AND rank < $3 ORDER BY rank",
-                [str(self.file(TOP, "top examples")), latent, n],
-            )
-            centres = list(zip(top["token"].tolist(), top["activation"].tolist()))
+            if self._top is None:
+                self._top = SortedFile(self.file(TOP, "top examples"), ["latent", "rank"])
+            table = self._top.read(self._top.groups(latent), ["latent", "rank", "token", "activation"])
+            rows = table.filter(pc.equal(table.column("latent"), latent)).sort_by("rank").slice(0, n)
+            centres = list(zip(rows.column("token").to_pylist(), rows.column("activation").to_pylist()))
         else:
             keys, values = self.postings(latent)
             order = np.lexsort((keys, -values))[:n]

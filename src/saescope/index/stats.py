@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .layout import LATENTS, read_header
-from .postings import Postings
+from .postings import Postings, activation_bits, sort_key
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 """Activation quantiles kept per latent (columns q10, q25, q50, q75, q90, q99)."""
@@ -63,7 +63,7 @@ def _quantiles(values: np.ndarray, counts: np.ndarray, starts: np.ndarray, q: fl
 def bucket_stats(postings: Postings, lo: int, hi: int, total_tokens: int, dense_frequency: float) -> pa.Table:
     """The statistics rows of latents [lo, hi) from their postings (any order)."""
     n = hi - lo
-    order = np.lexsort((postings.activation, postings.latent))
+    order = np.argsort(sort_key(postings.latent - lo, activation_bits(postings.activation)))
     latent = postings.latent[order]
     values = postings.activation[order].astype(np.float64)
     counts, starts = _group_bounds(latent, lo, n)
@@ -95,8 +95,11 @@ def bucket_stats(postings: Postings, lo: int, hi: int, total_tokens: int, dense_
 
 
 def top_examples(postings: Postings, n: int) -> pa.Table:
-    """Each latent's `n` largest activations (ties: earlier token first) as the `top.parquet` rows."""
-    order = np.lexsort((postings.token, -postings.activation.astype(np.float32), postings.latent))
+    """Each latent's `n` largest activations (ties: earlier token first) as the `top.parquet` rows.
+    `postings` must be sorted by (latent, token): a stable sort by (latent, descending activation)
+    then keeps equal activations in token order."""
+    descending = (1 << 31) - activation_bits(postings.activation)
+    order = np.argsort(sort_key(postings.latent, descending), kind="stable")
     latent = postings.latent[order]
     new = np.ones(len(latent), dtype=bool)
     new[1:] = latent[1:] != latent[:-1]

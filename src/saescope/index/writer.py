@@ -37,6 +37,9 @@ from .sources import CodeBatch, Codes
 
 log = logging.getLogger(__name__)
 
+DOCS_ROW_GROUP = 16
+"""Documents per row group of a chunk's docs table (a query reads a few documents by id)."""
+
 
 @dataclass
 class Progress:
@@ -199,7 +202,9 @@ class IndexWriter:
         tokens = TokenRows(*(np.concatenate(columns) for columns in zip(*buffer.tokens)))
         files = [
             write_temp(self.out / chunk_file(TOKENS_DIR, self.rank, chunk), [tokens_bytes(tokens)]),
-            write_temp(self.out / chunk_file(DOCS_DIR, self.rank, chunk), [docs_parquet(buffer.docs)]),
+            write_temp(
+                self.out / chunk_file(DOCS_DIR, self.rank, chunk), [docs_parquet(buffer.docs, DOCS_ROW_GROUP)]
+            ),
             write_temp(
                 self.out / chunk_file(CHUNKS_DIR, self.rank, chunk),
                 [chunk_postings_bytes(postings, self.bucket_latents)],

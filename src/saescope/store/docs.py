@@ -68,10 +68,12 @@ def docs_table(docs: Sequence[DocRecord]) -> pa.Table:
     )
 
 
-def docs_parquet(docs: Sequence[DocRecord]) -> memoryview:
-    """The docs table of `docs` as the bytes of a Parquet file (for `files.write_temp`)."""
+def docs_parquet(docs: Sequence[DocRecord], row_group_docs: int | None = None) -> memoryview:
+    """The docs table of `docs` as the bytes of a Parquet file (for `files.write_temp`), in row
+    groups of `row_group_docs` documents (one row group when None): small row groups let a reader
+    fetch a few documents by id without reading the whole file."""
     sink = pa.BufferOutputStream()
-    pq.write_table(docs_table(docs), sink)
+    pq.write_table(docs_table(docs), sink, row_group_size=row_group_docs)
     return memoryview(sink.getvalue())
 
 
