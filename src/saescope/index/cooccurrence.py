@@ -61,7 +61,6 @@ def cooccurrence_counts(blocks: Iterable[tuple[np.ndarray, np.ndarray]], d_sae: 
 def top_partners(counts: sparse.csr_matrix, n: int) -> pa.Table:
     """Each latent's `n` most frequent partners (itself excluded) as `cooccurrence.parquet` rows."""
     counts = counts.tocsr()
-    counts.sort_indices()
     latent_parts, other_parts, count_parts = [], [], []
     for i in range(counts.shape[0]):
         a, b = counts.indptr[i], counts.indptr[i + 1]
