@@ -51,7 +51,7 @@ class IndexConfig(ModelSettings):
     """Model inputs per forward pass."""
 
     values: ValueDType = "float16"
-    """How activations are stored: float16 (2 bytes, relative error below 0.05%; tiny positive values
+    """How activations are stored: float16 (2 bytes, relative error at most 1/2048; tiny positive values
     are kept positive) or float32 (exact)."""
 
     chunk_tokens: int = 65_536

@@ -38,6 +38,34 @@ knows nothing about training, capture, interpretation, steering or the web serve
 """
 
 from .layout import FORMAT, IndexHeader, LatentIndexError, read_header
+from .reader import Index, read_explanations
+from .results import (
+    Cooccurrence,
+    Example,
+    LogitEffects,
+    Neighbour,
+    ProxyHistogram,
+    ProxyScore,
+    QuantileExamples,
+    TokenEffect,
+)
 from .stats import QUANTILES, read_latent_stats
 
-__all__ = ["FORMAT", "QUANTILES", "IndexHeader", "LatentIndexError", "read_header", "read_latent_stats"]
+__all__ = [
+    "FORMAT",
+    "QUANTILES",
+    "Cooccurrence",
+    "Example",
+    "Index",
+    "IndexHeader",
+    "LatentIndexError",
+    "LogitEffects",
+    "Neighbour",
+    "ProxyHistogram",
+    "ProxyScore",
+    "QuantileExamples",
+    "TokenEffect",
+    "read_explanations",
+    "read_header",
+    "read_latent_stats",
+]
