@@ -29,6 +29,8 @@ class Reference(NamedTuple):
     token_ids: np.ndarray
     dense: np.ndarray
     """[n, d_sae] float32 activations rounded to float16 (0 where inactive)."""
+    exact: np.ndarray
+    """[n, d_sae] the float32 activations themselves."""
     docs: dict[int, list[int]]
     """Every model input's token ids."""
     stride: int
@@ -58,7 +60,15 @@ def reference(model_dir: Path, sae_dir: Path, corpus: Path, tokens: int, context
             doc_ids.append(item.doc_id)
             positions.append(p)
             token_ids.append(item.token_ids[p])
-    dense = np.concatenate(rows).astype(np.float16).astype(np.float32)
+    exact = np.concatenate(rows)
+    dense = exact.astype(np.float16).astype(np.float32)
     return Reference(
-        np.array(keys), np.array(doc_ids), np.array(positions), np.array(token_ids), dense, docs, context_len
+        np.array(keys),
+        np.array(doc_ids),
+        np.array(positions),
+        np.array(token_ids),
+        dense,
+        exact,
+        docs,
+        context_len,
     )

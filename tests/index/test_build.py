@@ -74,6 +74,12 @@ def test_every_nonzero_round_trips_exactly(built: Path, ref: Reference) -> None:
         assert table.schema.field("activation").type == "halffloat"
 
 
+def test_float32_values_are_kept_exactly(world: dict[str, Path], ref: Reference, tmp_path: Path) -> None:
+    build([world["sae"]], [tmp_path / "index"], world["corpus"], batch_size=1, values="float32")
+    assert np.array_equal(dense_of(tmp_path / "index", ref.keys, D_SAE), ref.exact)
+    assert not np.array_equal(ref.exact, ref.dense)  # float16 would not have been
+
+
 def naive_sentence_starts(tokenizer: object, ids: list[int]) -> list[int]:
     """Where each position's sentence starts, from each token's text, one position at a time."""
     specials = set(tokenizer.all_special_ids)  # type: ignore[attr-defined]
