@@ -27,7 +27,7 @@ from ..config import IndexConfig, ModelSettings, to_jsonable
 from ..data import check_corpus
 from ..errors import ConfigError
 from ..files import read_json_object
-from ..models import LoadedModel, load_model, load_tokenizer
+from ..models import LoadedModel, load_model, load_tokenizer, resolve_device
 from ..sae.base import SparseAutoencoder
 from ..sae.formats import load_sae
 from ..store import ActivationStore
@@ -338,7 +338,7 @@ def build_index(cfg: IndexConfig) -> IndexResult:
     if len(set(out_folders(cfg))) != len(cfg.saes):
         raise ConfigError("two SAEs would share one index folder; give one --out per SAE")
     if cfg.acts is not None:
-        plan = store_plan(cfg, dist.world_size, "cpu" if cfg.device == "auto" else cfg.device)
+        plan = store_plan(cfg, dist.world_size, str(resolve_device(cfg.device)))
     else:
         plan = text_plan(cfg, dist.world_size)
     writers = open_writers(plan, cfg, dist)

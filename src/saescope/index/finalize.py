@@ -206,6 +206,9 @@ def finish(
         nonzeros=sum(p.nonzeros for p in progress),
         summary=summary,
     )
+    if done.tokens < header.target_tokens:
+        asked = header.target_tokens
+        log.warning("%s: the text ran out after %d tokens (asked for %d)", out, done.tokens, asked)
     write_header(out, done)
     remove_work_files(out)
     return done
