@@ -28,7 +28,8 @@ An index is a folder; any engine that reads Parquet reads it without saescope:
     logits.parquet          logit effects: `latent`, `side` (top/bottom), `rank`, `token_id`, `effect`
     map.parquet             2-D map of the decoder directions: `latent`, `x`, `y`, `cluster`
     token_counts.parquet    background token counts: `token_id`, `count`
-    explanations.parquet    written by auto-interpretation when it runs: `latent`, `explanation`
+    explanations.parquet    written by `saescope interpret`: `latent`, `explanation`, `best` and
+    scores.parquet          more (schemas in `saescope.interpret.store`)
 
 While a build runs, `progress/`, `chunks/` and `parts/` hold its committed work (resumable); they
 are removed when `index.json` says complete.

@@ -12,6 +12,7 @@ This module knows nothing about what the files hold beyond their key columns.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class SortedFile:
     def __init__(self, path: Path, keys: Sequence[str]) -> None:
         self.path = Path(path)
         self.file = pq.ParquetFile(self.path)
+        self._lock = threading.Lock()
         meta = self.file.metadata
         groups = meta.num_row_groups
         self.lows = np.full((len(keys), groups), np.iinfo(np.int64).min, dtype=np.int64)
@@ -59,7 +61,8 @@ class SortedFile:
         """Those row groups' `columns` (an empty table when there are none)."""
         if not len(groups):
             return self.file.schema_arrow.empty_table().select(list(columns))
-        return self.file.read_row_groups([int(g) for g in groups], columns=list(columns))
+        with self._lock:  # one open file: threads (a web server's) take turns
+            return self.file.read_row_groups([int(g) for g in groups], columns=list(columns))
 
 
 class DocsLookup:

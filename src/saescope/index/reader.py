@@ -9,11 +9,14 @@
     index.cooccurring(12), index.neighbours(12), index.logit_effects(12)
     index.stats(), index.latent_stats(12), index.token_counts(), index.token_firings(12)
 
-Everything is read through DuckDB (embedded, in-process) from the Parquet files the package
-docstring lists; a latent's postings come from its one bucket file, whose row-group statistics let
-DuckDB skip every other latent. Tokens are decoded one at a time with the model's tokenizer
-(`models.load_tokenizer`, no weights): nothing here loads or runs the model. An `Index` may be
-shared between threads (queries are serialised on its connection).
+Scans, joins and aggregations (sentences and documents, a latent's firings per token id, proxy
+matches, the relation tables) run as SQL through DuckDB, embedded in the process, over the Parquet
+files the package docstring lists. Point reads (top examples, a latent's postings inside the
+context windows, documents by id) read only the row groups that can hold them (`lookup`): a
+latent's postings are one bucket file, sorted, in small row groups. Tokens are decoded one at a
+time with the model's tokenizer (`models.load_tokenizer`, no weights): nothing here loads or runs
+the model. An `Index` may be shared between threads (queries are serialised on its connection,
+reads of one file on that file).
 
 This module knows nothing about how the index was built.
 """
@@ -70,11 +73,6 @@ def check_unit(unit: str, agg: str) -> None:
         raise LatentIndexError(f"unknown unit {unit!r}; choose from {', '.join(UNITS)}")
     if agg not in AGGREGATIONS:
         raise LatentIndexError(f"unknown aggregation {agg!r}; choose from {', '.join(AGGREGATIONS)}")
-
-
-def int_list(values: Sequence[int]) -> str:
-    """Integers as a SQL list body (`1, 2, 3`): constants DuckDB can prune row groups with."""
-    return ", ".join(str(int(v)) for v in values)
 
 
 def sql_path(path: Path) -> str:
@@ -443,11 +441,13 @@ class Index:
 
 
 def read_explanations(index_dir: Path | str) -> dict[int, str]:
-    """Latent → explanation from an index's `explanations.parquet` ({} when it has none)."""
+    """Latent → explanation from an index's `explanations.parquet` ({} when it has none): the row
+    `saescope interpret` marks `best` for each latent (`saescope.interpret.store`)."""
     path = Path(index_dir) / EXPLANATIONS
     if not path.is_file():
         return {}
-    table = pq.read_table(path, columns=["latent", "explanation"])
+    best = [("best", "=", True)] if "best" in pq.read_schema(path).names else None
+    table = pq.read_table(path, columns=["latent", "explanation"], filters=best)
     return {
         int(k): str(v)
         for k, v in zip(table.column("latent").to_pylist(), table.column("explanation").to_pylist())
