@@ -80,6 +80,10 @@ COMMANDS: dict[str, Command] = {
         C.IndexConfig, "saescope.index.build:build_index", "SAE → latent index of its held-out text"
     ),
     "query": Command(C.QueryConfig, "saescope.index.query:query", "ask a latent index about latents, texts"),
+    "dashboard": Command(
+        C.DashboardConfig, "saescope.dashboard:dashboard", "latent index → static HTML pages"
+    ),
+    "serve": Command(C.ServeConfig, "saescope.web.serve:serve", "browser UI and JSON API over a run"),
 }
 
 

@@ -8,10 +8,12 @@ from ..errors import ConfigError
 from .base import CorpusSettings, ModelDType, ModelSettings, StoreDType, check_choices, corpus_of, to_jsonable
 from .capture import CaptureConfig
 from .convert import ConvertConfig
+from .dashboard import DashboardConfig
 from .demo import DemoConfig
 from .eval import EvalConfig
 from .index import IndexConfig
 from .query import QueryConfig
+from .serve import ServeConfig
 from .steer import ContrastConfig, EffectsConfig, SteerConfig
 from .train import TrainConfig
 from .verify import VerifyConfig
@@ -22,6 +24,7 @@ __all__ = [
     "ContrastConfig",
     "ConvertConfig",
     "CorpusSettings",
+    "DashboardConfig",
     "DemoConfig",
     "EffectsConfig",
     "EvalConfig",
@@ -29,6 +32,7 @@ __all__ = [
     "ModelDType",
     "ModelSettings",
     "QueryConfig",
+    "ServeConfig",
     "SteerConfig",
     "StoreDType",
     "TrainConfig",

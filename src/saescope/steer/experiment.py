@@ -23,6 +23,7 @@ from ..config import ModelSettings
 from ..config.steer import SteerConfig
 from ..errors import SaescopeError
 from .controls import control_interventions, random_direction
+from .edit import Steering
 from .generate import Completion, Generation, Sampling, Step, check_length, generate
 from .interventions import Intervention, check_interventions, needs_maximum, parse_interventions
 from .layout import places_for
@@ -171,7 +172,7 @@ def _run_variant(
     bound: BoundSAE,
     name: str,
     prompts: Sequence[str],
-    steering: Any,
+    steering: Steering | None,
     options: SteerOptions,
     targets: Sequence[int],
     on_step: Callable[[Step], None] | None = None,
@@ -228,8 +229,9 @@ def run_steering(
     a single prompt token by token."""
     options = options or SteerOptions()
     check_prompts(bound, prompts, interventions, options)
-    if stats is None and (options.controls or needs_maximum(interventions)):
-        stats = latent_stats(bound, need_maximum=needs_maximum(interventions))
+    need_maximum = needs_maximum(interventions)
+    if (options.controls or need_maximum) and (stats is None or (need_maximum and stats.maximum is None)):
+        stats = latent_stats(bound, need_maximum=need_maximum)
     steering = make_steering(bound, interventions, options.splice, stats)
     latents = [i.latent for i in interventions]
     targets = list(options.target_ids) or target_tokens(
