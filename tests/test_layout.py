@@ -2,7 +2,7 @@
 
 Stage modules (capture, train, evals, convert, index, interpret, steer, …) import the ground floor
 (files, errors, config, models, hookpoints, hooks, positions, bound, store, sae, kernels, data,
-distributed, render), never each other — except that interpret and steer may read an index, and
+distributed, render), never each other — except that interpret, steer and dashboard may read an index, and
 the top (cli, demo, web) may call any stage. The ground floor never imports a stage. Checked on
 the syntax trees, so imports inside functions count too.
 """
@@ -38,7 +38,7 @@ GROUND_FLOOR = {
 }
 STAGES = {"capture", "train", "evals", "convert", "index", "interpret", "steer", "dashboard"}
 TOP = {"cli", "demo", "web", "__init__", "__main__"}
-MAY_READ = {"interpret": {"index"}, "steer": {"index"}}
+MAY_READ = {"interpret": {"index"}, "steer": {"index"}, "dashboard": {"index"}}
 
 
 def modules() -> list[str]:

@@ -1,0 +1,383 @@
+"""`saescope dashboard`: one static HTML page per latent of a latent index, and an index page.
+
+    saescope dashboard runs/demo/index            # → runs/demo/dashboard/index.html
+
+The pages open from disk (`file://`) with no server and no network: CSS and scripts sit beside
+them in `assets/`, the index page carries its rows as embedded JSON for sorting and searching,
+histograms are inline SVG. Each latent page shows its statistics and activation histogram, its
+logit effect, top examples with highlighted tokens, examples across its activation quantiles,
+its decoder neighbours and co-occurring latents, and its explanation once auto-interpretation
+has written one.
+
+This module also gathers what a page shows from the index (`latent_view`, `latent_rows`): the
+web server calls the same functions and renders with the same `saescope.render` functions. The
+index is read through its Python API (`saescope.index.Index`) only. Pages are written with the
+durable writes of `saescope.files`, each complete or absent; a dashboard is rebuilt from scratch
+by rerunning.
+
+This module knows nothing about HTTP, models or how the index is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tqdm.auto import tqdm
+
+from .config.dashboard import DashboardConfig
+from .errors import SaescopeError
+from .files import write_atomic
+from .index.layout import LatentIndexError
+from .index.reader import Index
+from .index.results import Example, QuantileExamples
+from .render import (
+    STATIC,
+    STATIC_INDEX_LINKS,
+    ExplanationView,
+    Histogram,
+    LatentRow,
+    LatentStatsView,
+    LatentView,
+    LogitEffect,
+    QuantileGroup,
+    Related,
+    TokenExample,
+    latent_page,
+    latents_page,
+)
+
+log = logging.getLogger(__name__)
+
+ASSETS = ("saescope.css", "latents.js")
+"""Files of `saescope.render`'s static folder a dashboard needs."""
+CHUNK = 64
+"""Latents per unit of work handed to a page-writing process."""
+
+
+class PageSettings(NamedTuple):
+    """How much a latent page shows."""
+
+    top: int = 20
+    """Top examples."""
+    quantiles: int = 5
+    """Activation quantiles."""
+    per_quantile: int = 3
+    """Examples per quantile."""
+    before: int = 12
+    """Tokens of context before an example's token."""
+    after: int = 4
+    """Tokens of context after it."""
+    related: int = 10
+    """Neighbours and co-occurring latents."""
+    logits: int = 10
+    """Tokens raised and lowered."""
+
+
+# ----- from the index's answers to the render views ---------------------------------------
+def example_view(example: Example, before: int) -> TokenExample:
+    """A query's example as a render view; its own token is the `before`-th of its window, or
+    earlier when the window meets the start of its model input."""
+    focus = min(example.position, before) if example.position >= 0 else -1
+    return TokenExample(
+        example.doc_id,
+        example.position,
+        example.activation,
+        tuple(example.tokens),
+        tuple(example.activations),
+        focus,
+    )
+
+
+def stats_view(row: Mapping[str, Any]) -> LatentStatsView:
+    """A row of the index's per-latent statistics as a render view (histogram bins evenly split
+    (0, max], as the index builds them)."""
+    top = float(row["max"])
+    counts = tuple(int(c) for c in row.get("histogram") or ())
+    histogram = None
+    if counts and top > 0:
+        edges = tuple(top * i / len(counts) for i in range(len(counts) + 1))
+        histogram = Histogram(edges, counts)
+    quantiles = tuple(
+        (name, float(value)) for name, value in row.items() if name[:1] == "q" and name[1:].isdigit()
+    )
+    return LatentStatsView(
+        fires=int(row["count"]),
+        frequency=float(row["frequency"]),
+        max=top,
+        mean=float(row["mean"]),
+        quantiles=quantiles,
+        histogram=histogram,
+        dead=bool(row["dead"]),
+        dense=bool(row["dense"]),
+    )
+
+
+def quantile_group(group: QuantileExamples, of: int, before: int) -> QuantileGroup:
+    """A quantile's examples as a render view, labelled with its rank and activation range."""
+    label = f"quantile {group.quantile + 1} of {of} ({group.low:.3g}–{group.high:.3g})"
+    return QuantileGroup(label, tuple(example_view(e, before) for e in group.examples))
+
+
+def explanation_views(index: Index) -> dict[int, ExplanationView]:
+    """Latent → explanation, from the index (`Index.explanations`: texts only).
+
+    SEAM: auto-interpretation (`saescope.interpret`) produces an explainer, a model, a
+    confidence and scores with 95% intervals and a chance baseline per latent; once its stage
+    stores those in the index and the index offers a reader for them, fill `explainer`, `model`,
+    `confidence` and `scores` here — the pages already show them."""
+    return {latent: ExplanationView(text, "", "", None, ()) for latent, text in index.explanations().items()}
+
+
+def _text(explanations: Mapping[int, ExplanationView], latent: int) -> str:
+    found = explanations.get(latent)
+    return found.text if found is not None else ""
+
+
+def neighbours_of(
+    index: Index, latent: int, n: int, explanations: Mapping[int, ExplanationView]
+) -> tuple[Related, ...]:
+    """The latent's closest decoder directions (empty when the index has none)."""
+    if n <= 0:
+        return ()
+    try:
+        found = index.neighbours(latent, n)
+    except LatentIndexError:
+        return ()
+    return tuple(Related(r.latent, r.cosine, _text(explanations, r.latent)) for r in found)
+
+
+def cooccurring_of(
+    index: Index, latent: int, n: int, explanations: Mapping[int, ExplanationView]
+) -> tuple[Related, ...]:
+    """The latents most often firing with it, valued by Jaccard index (empty when none)."""
+    if n <= 0:
+        return ()
+    try:
+        found = index.cooccurring(latent, n)
+    except LatentIndexError:
+        return ()
+    return tuple(Related(r.latent, r.jaccard, _text(explanations, r.latent)) for r in found)
+
+
+def logits_of(index: Index, latent: int, n: int) -> tuple[tuple[LogitEffect, ...], tuple[LogitEffect, ...]]:
+    """(raised, lowered) tokens of its logit effect (empty when the index has none)."""
+    if n <= 0:
+        return (), ()
+    try:
+        found = index.logit_effects(latent, n)
+    except LatentIndexError:
+        return (), ()
+    up = tuple(LogitEffect(t.token, t.effect) for t in found.top)
+    down = tuple(LogitEffect(t.token, t.effect) for t in found.bottom)
+    return up, down
+
+
+def latent_view(
+    index: Index, latent: int, settings: PageSettings, explanations: Mapping[int, ExplanationView]
+) -> LatentView:
+    """Everything one latent's page shows, from the index."""
+    latent = index.check_latent(latent)
+    s = settings
+    stats = stats_view(index.latent_stats(latent))
+    fires = not stats.dead
+    top = index.top_examples(latent, s.top, s.before, s.after) if fires and s.top else []
+    groups = (
+        index.quantile_examples(latent, s.quantiles, s.per_quantile, 0, s.before, s.after)
+        if fires and s.quantiles
+        else []
+    )
+    up, down = logits_of(index, latent, s.logits)
+    return LatentView(
+        latent=latent,
+        d_sae=index.d_sae,
+        stats=stats,
+        top=tuple(example_view(e, s.before) for e in top),
+        quantiles=tuple(quantile_group(g, len(groups), s.before) for g in groups),
+        neighbours=neighbours_of(index, latent, s.related, explanations),
+        cooccurring=cooccurring_of(index, latent, s.related, explanations) if fires else (),
+        logits_up=up,
+        logits_down=down,
+        explanation=explanations.get(latent),
+    )
+
+
+def top_tokens(examples: Iterable[TokenExample], n: int = 8) -> tuple[str, ...]:
+    """The most frequent tokens at the examples' own positions (stripped, most frequent first)."""
+    counts = Counter(e.tokens[e.focus].strip() for e in examples if 0 <= e.focus < len(e.tokens))
+    return tuple(token for token, _ in counts.most_common(n) if token)
+
+
+def latent_row(view: LatentView) -> LatentRow:
+    """A latent's row in the list of latents."""
+    stats = view.stats
+    score = view.explanation.headline if view.explanation is not None else None
+    return LatentRow(
+        latent=view.latent,
+        frequency=stats.frequency if stats else 0.0,
+        max=stats.max if stats else 0.0,
+        explanation=view.explanation.text if view.explanation else "",
+        score=score.value if score is not None else None,
+        top_tokens=top_tokens(view.top),
+    )
+
+
+# ----- the stage -------------------------------------------------------------------------
+class DashboardResult(NamedTuple):
+    """What `saescope dashboard` wrote."""
+
+    folder: Path
+    """The dashboard folder (open its `index.html`)."""
+    pages: int
+    """Latent pages written."""
+    seconds: float
+    """Wall time."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "index_page": str(self.folder / "index.html"),
+            "pages": self.pages,
+            "seconds": self.seconds,
+        }
+
+    def render(self) -> str:
+        return (
+            f"{self.pages:,} latent pages in {self.seconds:.1f} s; open {self.folder / 'index.html'} "
+            "in a browser (no server needed)"
+        )
+
+
+def out_folder(cfg: DashboardConfig) -> Path:
+    """Where the pages go: `--out`, else `dashboard` beside the index."""
+    return cfg.out if cfg.out is not None else Path(cfg.index).parent / "dashboard"
+
+
+def chosen_latents(cfg: DashboardConfig, d_sae: int) -> list[int]:
+    """The latents to write pages for (every latent by default); ids out of range are refused."""
+    if not cfg.latents:
+        return list(range(d_sae))
+    wrong = [i for i in cfg.latents if i >= d_sae]
+    if wrong:
+        raise SaescopeError(
+            f"--latents {wrong[0]} is out of range: the index has {d_sae} latents (0-{d_sae - 1})"
+        )
+    return sorted(set(cfg.latents))
+
+
+def copy_assets(folder: Path) -> None:
+    """The CSS and scripts every page links, into `folder/assets`."""
+    assets = folder / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    for name in ASSETS:
+        write_atomic(assets / name, (STATIC / name).read_bytes())
+
+
+def workers_of(cfg: DashboardConfig) -> int:
+    """Processes writing pages: `--workers`, else one per CPU core."""
+    return cfg.workers or os.cpu_count() or 1
+
+
+def settings_of(cfg: DashboardConfig) -> PageSettings:
+    """The page settings of a dashboard config."""
+    return PageSettings(
+        cfg.top, cfg.quantiles, cfg.per_quantile, cfg.before, cfg.after, cfg.related, cfg.logits
+    )
+
+
+def render_pages(
+    index: Index, latents: Sequence[int], settings: PageSettings, folder: Path
+) -> list[LatentRow]:
+    """Write the pages of `latents` into `folder/latents` (one process); returns their rows."""
+    explanations = explanation_views(index)
+    rows = []
+    for latent in latents:
+        view = latent_view(index, latent, settings, explanations)
+        write_atomic(folder / "latents" / f"{latent}.html", latent_page(view))
+        rows.append(latent_row(view))
+    return rows
+
+
+_worker_index: Index | None = None
+"""The index a page-writing process opened once (`_open_index`), reused by every chunk it writes."""
+
+
+def _open_index(path: Path) -> None:
+    global _worker_index
+    _worker_index = Index(path)
+
+
+def _render_chunk(latents: Sequence[int], settings: PageSettings, folder: Path) -> list[LatentRow]:
+    assert _worker_index is not None
+    return render_pages(_worker_index, latents, settings, folder)
+
+
+def chunks(latents: Sequence[int], n: int) -> list[Sequence[int]]:
+    """`latents` cut into runs of `n` (the last may be shorter)."""
+    return [latents[i : i + n] for i in range(0, len(latents), n)]
+
+
+def write_pages(
+    index: Index, latents: Sequence[int], settings: PageSettings, folder: Path, workers: int = 1
+) -> list[LatentRow]:
+    """Write one page per latent into `folder/latents`, in `workers` processes (each opens the
+    index once: its queries are serialised per connection, so one process uses about one core);
+    returns the rows in latent order."""
+    (folder / "latents").mkdir(parents=True, exist_ok=True)
+    parts = chunks(latents, CHUNK)
+    bar = tqdm(total=len(latents), desc="dashboard", unit="page", dynamic_ncols=True)
+    rows: list[LatentRow] = []
+    if workers <= 1 or len(parts) == 1:
+        for part in parts:
+            rows += render_pages(index, part, settings, folder)
+            bar.update(len(part))
+        bar.close()
+        return rows
+    # spawn, not fork: the parent's DuckDB connection holds threads a fork would copy mid-flight
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer=_open_index, initargs=(index.path,)) as pool:
+        futures = [pool.submit(_render_chunk, part, settings, folder) for part in parts]
+        for future in futures:
+            rows += future.result()
+            bar.update(CHUNK)
+    bar.close()
+    return rows
+
+
+def dashboard(cfg: DashboardConfig) -> DashboardResult:
+    """`saescope dashboard` (see the module docstring)."""
+    started = time.perf_counter()
+    index = Index(cfg.index)
+    latents = chosen_latents(cfg, index.d_sae)
+    folder = out_folder(cfg)
+    if folder.resolve() == Path(cfg.index).resolve():
+        raise SaescopeError("--out must not be the index folder itself")
+    folder.mkdir(parents=True, exist_ok=True)
+    copy_assets(folder)
+    rows = write_pages(index, latents, settings_of(cfg), folder, workers_of(cfg))
+    header = index.header
+    title = f"{len(rows):,} latents of {Path(header.sae).name}"
+    subtitle = f"{header.model} · {header.hookpoint} · {header.tokens:,} indexed tokens"
+    write_atomic(folder / "index.html", latents_page(rows, title, subtitle, STATIC_INDEX_LINKS))
+    return DashboardResult(folder, len(rows), time.perf_counter() - started)
+
+
+__all__ = [
+    "DashboardResult",
+    "PageSettings",
+    "dashboard",
+    "example_view",
+    "explanation_views",
+    "latent_row",
+    "latent_view",
+    "quantile_group",
+    "stats_view",
+    "top_tokens",
+]

@@ -1,0 +1,117 @@
+"""`saescope dashboard`: a static page per latent that opens from disk, showing what the index answers."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from render.html_checks import script_texts, unsafe_markup
+from saescope.config.dashboard import DashboardConfig
+from saescope.dashboard import PageSettings, dashboard, example_view, explanation_views, latent_view
+from saescope.errors import SaescopeError
+from saescope.index.layout import LatentIndexError
+from saescope.index.reader import Index
+from saescope.render import highlight
+from web.builders import D_SAE, EXPLAINED, build_run
+
+
+@pytest.fixture(scope="module")
+def run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_run(tmp_path_factory.mktemp("dashboard"), tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def written(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pages") / "dashboard"
+    result = dashboard(DashboardConfig(index=run / "index", out=out, workers=1))
+    assert result.pages == D_SAE and result.folder == out
+    return out
+
+
+def local_links(html: str) -> list[str]:
+    return re.findall(r'(?:href|src)="([^"]+)"', html)
+
+
+def test_every_latent_has_a_page_that_opens_from_disk(written: Path) -> None:
+    pages = sorted(written.glob("latents/*.html"))
+    assert len(pages) == D_SAE
+    for page in [written / "index.html", *pages]:
+        html = page.read_text(encoding="utf-8")
+        assert unsafe_markup(html) == [], page
+        for link in local_links(html):
+            assert "//" not in link, f"{page.name} links outside the folder: {link}"
+            if "{}" not in link:  # the list's link pattern, filled in by its script
+                assert (page.parent / link).resolve().is_file(), f"{page.name}: broken link {link}"
+
+
+def test_pages_show_what_the_index_answers(run: Path, written: Path) -> None:
+    index = Index(run / "index")
+    stats = index.stats().to_pylist()
+    latent = max(range(D_SAE), key=lambda i: stats[i]["count"])
+    html = (written / "latents" / f"{latent}.html").read_text(encoding="utf-8")
+    top = index.top_examples(latent, 20)
+    assert len(top) == 20 and html.count('<li class="example">') >= 20
+    for example in top:
+        view = example_view(example, 12)
+        assert view.tokens[view.focus] == example.tokens[view.focus]
+        assert view.activations[view.focus] == pytest.approx(example.activation)  # its own token is outlined
+        assert str(highlight(view.tokens, view.activations, float(stats[latent]["max"]), view.focus)) in html
+    for n in index.neighbours(latent, 10):
+        assert f'<a href="{n.latent}.html">{n.latent}</a>' in html
+
+
+def test_explanations_are_shown_escaped(written: Path) -> None:
+    page = (written / "latents" / "0.html").read_text(encoding="utf-8")
+    assert "&lt;img src=x onerror=alert(&#39;explanation&#39;)&gt; tokens" in page
+    rows = json.loads(script_texts((written / "index.html").read_text(encoding="utf-8"))["latent-rows"])
+    assert [r["l"] for r in rows] == list(range(D_SAE))
+    assert {r["l"]: r["e"] for r in rows if r["e"]} == EXPLAINED
+
+
+def test_two_processes_write_the_same_pages_as_one(run: Path, written: Path, tmp_path: Path) -> None:
+    result = dashboard(DashboardConfig(index=run / "index", out=tmp_path / "two", workers=2))
+    assert result.pages == D_SAE
+    ours = sorted(p.relative_to(written) for p in written.rglob("*") if p.is_file())
+    theirs = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert ours == theirs
+    for rel in ours:
+        assert (written / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
+
+
+def test_latent_view_respects_its_settings(run: Path) -> None:
+    index = Index(run / "index")
+    settings = PageSettings(top=3, quantiles=2, per_quantile=1, before=2, after=1, related=2, logits=4)
+    view = latent_view(index, 5, settings, explanation_views(index))
+    assert len(view.top) == 3 and all(len(e.tokens) <= 4 for e in view.top)
+    assert len(view.quantiles) == 2 and all(len(g.examples) == 1 for g in view.quantiles)
+    assert len(view.neighbours) == 2 and len(view.logits_up) == len(view.logits_down) == 4
+
+
+def test_bad_input_is_one_clear_error(run: Path, tmp_path: Path) -> None:
+    with pytest.raises(SaescopeError, match=f"--latents {D_SAE} is out of range"):
+        dashboard(DashboardConfig(index=run / "index", out=tmp_path / "x", latents=(1, D_SAE)))
+    with pytest.raises(LatentIndexError, match="no such folder"):
+        dashboard(DashboardConfig(index=tmp_path / "nothing", out=tmp_path / "y"))
+    with pytest.raises(SaescopeError, match="must not be the index folder"):
+        dashboard(DashboardConfig(index=run / "index", out=run / "index"))
+    with pytest.raises(SaescopeError, match="--top must be in"):
+        DashboardConfig(index=run / "index", top=-1)
+
+
+def test_the_command_prints_one_json_document(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    args = [sys.executable, "-m", "saescope", "dashboard", str(run / "index"), "--out", str(out)]
+    done = subprocess.run(
+        [*args, "--latents", "0,3", "--workers", "1", "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["pages"] == 2 and report["folder"] == str(out)
+    assert sorted(p.name for p in (out / "latents").iterdir()) == ["0.html", "3.html"]
+    wrong = subprocess.run([*args, "--latents", "999"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "out of range" in wrong.stderr

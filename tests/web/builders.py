@@ -1,0 +1,120 @@
+"""A tiny run to serve and to build dashboards from, with hostile text everywhere a user's or a
+model's text can reach a page.
+
+`build_run` writes RUN/sae (a random TopK SAE on the tiny Llama), RUN/index (the latent index of a
+small corpus whose documents hold `<script>`, `onerror=`, quotes, `&` and line breaks), an
+`explanations.parquet` in the index whose texts are hostile too (the file auto-interpretation
+writes: `latent`, `explanation`), and RUN/sae/eval.json from the eval stage.
+
+This module knows nothing about the code under test beyond the stages' public entry points.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from saescope.config import EvalConfig, IndexConfig
+from saescope.evals import evaluate
+from saescope.index.build import build_index
+from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
+from saescope.sae.formats import save_sae
+
+HOOKPOINT = "resid_post:1"
+D_MODEL = 32  # the tiny Llama's width
+D_SAE = 40
+HOSTILE = (
+    "<script>alert('corpus')</script>",
+    '<img src=x onerror="alert(1)">',
+    "Tom & Jerry said \"hi\" and 'bye'",
+    "</textarea><b>bold</b>",
+    "line one\nline two\ttabbed",
+)
+"""Strings that would run, break out or vanish if any page forgot to escape them."""
+WORDS = ["the", "cat", "is", "on", "a", "mat", "Paris", "river", "stone", "light", "42", "&", "<", ">"]
+EXPLAINED = {
+    0: "<img src=x onerror=alert('explanation')> tokens",
+    1: "</script><script>alert(2)</script>",
+    2: "quotes \" ' & ampersands",
+}
+"""Explanations written into the index (latent → text)."""
+
+
+def topk_sae(model_dir: Path, d_sae: int = D_SAE, k: int = 4, seed: int = 0) -> SparseAutoencoder:
+    """A TopK SAE on the tiny model's `resid_post:1`: random unit decoder rows, the encoder their
+    scaled transpose, so that several latents fire on every token."""
+    cfg = SAEConfig(
+        architecture="topk",
+        d_in=D_MODEL,
+        d_sae=d_sae,
+        k=k,
+        model=str(model_dir),
+        hookpoint=HOOKPOINT,
+        hookpoint_alias=HOOKPOINT,
+    )
+    sae = get_architecture("topk")(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randn(d_sae, D_MODEL, generator=gen)
+    rows /= rows.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        sae.W_dec.copy_(rows)
+        sae.W_enc.copy_(8.0 * rows.t())
+        sae.b_enc.copy_(0.01 * torch.randn(d_sae, generator=gen))
+        sae.b_dec.copy_(0.01 * torch.randn(D_MODEL, generator=gen))
+    return sae.eval()
+
+
+def write_corpus(path: Path, docs: int = 30, seed: int = 0) -> Path:
+    """Short documents of random words, every one holding a hostile string (`.jsonl`)."""
+    rng = random.Random(seed)
+    lines = []
+    for d in range(docs):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(6, 14))]
+        words.insert(rng.randint(0, len(words)), HOSTILE[d % len(HOSTILE)])
+        lines.append(json.dumps({"text": " ".join(words)}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_explanations(index: Path, explained: dict[int, str] = EXPLAINED) -> None:
+    """The `explanations.parquet` auto-interpretation writes into an index."""
+    table = pa.table(
+        {"latent": pa.array(list(explained), pa.int32()), "explanation": list(explained.values())}
+    )
+    pq.write_table(table, index / "explanations.parquet")
+
+
+def build_run(root: Path, model_dir: Path, tokens: int = 500) -> Path:
+    """The tiny run (see the module docstring) under `root/run`; returns the run folder."""
+    run = root / "run"
+    sae = run / "sae"
+    save_sae(topk_sae(model_dir), sae)
+    corpus = write_corpus(root / "corpus.jsonl")
+    build_index(
+        IndexConfig(
+            saes=(sae,),
+            out=(run / "index",),
+            dataset=str(corpus),
+            device="cpu",
+            tokens=tokens,
+            context_len=24,
+            batch_size=4,
+            chunk_tokens=256,
+            bucket_latents=16,
+            top_examples=30,
+            map="pca",
+            map_clusters=3,
+        )
+    )
+    write_explanations(run / "index")
+    evaluate(
+        EvalConfig(
+            saes=(sae,), dataset=str(corpus), tokens=200, context_len=24, device="cpu", downstream=False
+        )
+    )
+    return run
