@@ -1,0 +1,95 @@
+"""The parts of a run folder, found through the run layout; the server works with whichever exist.
+
+    runs/NAME/acts        activation store (manifest.json)
+    runs/NAME/sae         cfg.json + weights, eval.json, metrics.csv, training_curves.png,
+                          eval_density.png
+    runs/NAME/index       latent index (index.json, complete)
+
+Images are served by their fixed names in `IMAGES`, never by a path a client gives.
+
+This module knows nothing about HTTP or pages.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..errors import SaescopeError
+from ..files import read_json
+from ..index.layout import LatentIndexError, read_header
+
+log = logging.getLogger(__name__)
+
+IMAGES = {
+    "training_curves.png": "training curves",
+    "eval_density.png": "latent density and L0 on the evaluation tokens",
+}
+"""Plots the train and eval stages write beside the SAE, by file name."""
+
+
+class RunParts(NamedTuple):
+    """What a run folder holds."""
+
+    root: Path
+    """The run folder."""
+    acts: Path | None
+    """The activation store (None when absent)."""
+    sae: Path | None
+    """The SAE folder (None when absent)."""
+    sae_cfg: dict[str, Any] | None
+    """Its `cfg.json`."""
+    eval: dict[str, Any] | None
+    """Its `eval.json` (None when not evaluated)."""
+    index_dir: Path | None
+    """The complete latent index (None when absent or unfinished)."""
+    images: tuple[str, ...]
+    """The names in `IMAGES` present beside the SAE."""
+
+    def image(self, name: str) -> Path | None:
+        """The path of a plot by its name in `IMAGES` (None for any other name or when absent)."""
+        if name not in IMAGES or name not in self.images or self.sae is None:
+            return None
+        return self.sae / name
+
+
+def _json_or_none(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except SaescopeError as e:
+        log.warning("ignoring %s: %s", path, e)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _index_or_none(folder: Path) -> Path | None:
+    if not (folder / "index.json").is_file():
+        return None
+    try:
+        read_header(folder)
+    except LatentIndexError as e:
+        log.warning("not using %s: %s", folder, e)
+        return None
+    return folder
+
+
+def find_run_parts(run: Path) -> RunParts:
+    """The parts of the run at `run`; SaescopeError when it is no folder or holds no part."""
+    run = Path(run)
+    if not run.is_dir():
+        raise SaescopeError(f"{run} is not a run folder (no such folder)")
+    acts = run / "acts" if (run / "acts" / "manifest.json").is_file() else None
+    sae = run / "sae" if (run / "sae" / "cfg.json").is_file() else None
+    sae_cfg = _json_or_none(run / "sae" / "cfg.json") if sae else None
+    evaluation = _json_or_none(run / "sae" / "eval.json") if sae else None
+    index = _index_or_none(run / "index")
+    images = tuple(name for name in IMAGES if sae is not None and (sae / name).is_file())
+    if acts is None and sae is None and index is None:
+        raise SaescopeError(f"{run} holds no run parts (expected acts/, sae/ or index/ inside it)")
+    return RunParts(run, acts, sae, sae_cfg, evaluation, index, images)
+
+
+__all__ = ["IMAGES", "RunParts", "find_run_parts"]
