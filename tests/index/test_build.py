@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 from saescope.capture import capture
 from saescope.config import CaptureConfig
 from saescope.index import LatentIndexError, read_header
+from saescope.index.finalize import remove_temp_files
 from saescope.index.sentences import ends_sentence
 from saescope.store.docs import DocsTable
 
@@ -211,6 +212,16 @@ def test_a_build_killed_anywhere_resumes_to_the_same_index(world: dict[str, Path
     build([world["sae"]], [direct], corpus, **options)
     assert_same_index(killed, direct)
     assert not [p for p in killed.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_rank_removes_only_its_own_temporary_files(tmp_path: Path) -> None:
+    names = [".bucket-00001.parquet.12-34.tmp", ".bucket-00002.parquet.56-78.tmp", "bucket-00001.parquet"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    remove_temp_files(tmp_path, {"bucket-00001.parquet"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
+    remove_temp_files(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["bucket-00001.parquet"]
 
 
 def test_two_torchrun_ranks_build_what_one_process_builds(

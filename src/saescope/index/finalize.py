@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..config import IndexConfig
 from ..errors import SaescopeError
-from ..files import publish, write_atomic, write_temp
+from ..files import is_temp_name, publish, write_atomic, write_temp
 from ..sae.base import SparseAutoencoder
 from .cooccurrence import cooccurrence_counts, top_partners
 from .decoder import logit_effects, logits_table, neighbours
@@ -90,6 +90,22 @@ def chunk_paths(out: Path, progress: list[Progress]) -> list[Path]:
     return [out / chunk_file(CHUNKS_DIR, p.rank, c["chunk"]) for p in progress for c in p.chunks]
 
 
+def remove_temp_files(folder: Path, names: set[str] | None = None) -> None:
+    """Delete temporary files a killed build left in `folder` (only those of the files `names`,
+    when given: other ranks may be writing theirs)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if is_temp_name(path.name) and (names is None or path.name[1:].rsplit(".", 2)[0] in names):
+            log.info("removing %s (left by an interrupted build)", path)
+            path.unlink(missing_ok=True)
+
+
+def bucket_files(bucket: int) -> tuple[str, str, str]:
+    """Names of a bucket's statistics part, top-examples part and postings file."""
+    return f"stats-{bucket:05d}.parquet", f"top-{bucket:05d}.parquet", Path(bucket_file(bucket)).name
+
+
 def compact_bucket(
     out: Path, header: IndexHeader, bucket: int, chunks: list[Path], cfg: IndexConfig, tokens: int
 ) -> None:
@@ -99,13 +115,14 @@ def compact_bucket(
     parts = [read_latent_range(path, lo, hi) for path in chunks]
     postings = Postings.concat(parts, np.dtype(header.values)).sorted()
     (out / PARTS_DIR).mkdir(exist_ok=True)
+    stats_name, top_name, _ = bucket_files(bucket)
     files = [
         write_temp(
-            out / PARTS_DIR / f"stats-{bucket:05d}.parquet",
+            out / PARTS_DIR / stats_name,
             [table_bytes(bucket_stats(postings, lo, hi, tokens, cfg.dense_frequency))],
         ),
         write_temp(
-            out / PARTS_DIR / f"top-{bucket:05d}.parquet",
+            out / PARTS_DIR / top_name,
             [table_bytes(top_examples(postings, cfg.top_examples))],
         ),
         write_temp(out / bucket_file(bucket), [bucket_postings_bytes(postings)]),
@@ -119,9 +136,11 @@ def compact(out: Path, header: IndexHeader, cfg: IndexConfig, rank: int, world_s
     chunks = chunk_paths(out, progress)
     tokens = sum(p.tokens for p in progress)
     (out / POSTINGS_DIR).mkdir(exist_ok=True)
-    todo = [
-        b for b in range(header.buckets) if b % world_size == rank and not (out / bucket_file(b)).exists()
-    ]
+    mine = [b for b in range(header.buckets) if b % world_size == rank]
+    names = {name for b in mine for name in bucket_files(b)}
+    remove_temp_files(out / PARTS_DIR, names)
+    remove_temp_files(out / POSTINGS_DIR, names)
+    todo = [b for b in mine if not (out / bucket_file(b)).exists()]
     for bucket in tqdm(todo, desc=f"compacting {out.name}", unit="bucket", disable=rank != 0 or not todo):
         compact_bucket(out, header, bucket, chunks, cfg, tokens)
 
@@ -172,6 +191,7 @@ def finish(
     out: Path, header: IndexHeader, cfg: IndexConfig, sae: SparseAutoencoder, load_model: Callable[[], Any]
 ) -> IndexHeader:
     """Rank 0's part (see the module docstring): returns the complete header."""
+    remove_temp_files(out)
     progress = read_progress(out, header.world_size)
     chunks = chunk_paths(out, progress)
     latents = merged_parts(out, "stats", header.buckets)
