@@ -15,12 +15,15 @@ from saescope.steer.interventions import (
 
 
 def test_specs_read_as_written() -> None:
-    items = parse_interventions(["12:add:8", "3:clamp:10x", "7:scale:-0.5", "9:ablate"], where="prompt")
+    items = parse_interventions(
+        ["12:add:8", "3:clamp:10x", "7:scale:-0.5", "9:ablate", "4:add:2x"], where="prompt"
+    )
     assert [(i.latent, i.mode, i.value, i.relative) for i in items] == [
         (12, "add", 8.0, False),
         (3, "clamp", 10.0, True),
         (7, "scale", -0.5, False),
         (9, "ablate", 0.0, False),
+        (4, "add", 2.0, True),
     ]
     assert all(i.where == "prompt" for i in items)
     assert items[1].describe() == "3:clamp:10x on prompt tokens"
@@ -38,7 +41,7 @@ def test_specs_read_as_written() -> None:
         ("12:add", "add needs a value"),
         ("12:add:abc", "not a number"),
         ("12:add:nan", "finite"),
-        ("12:add:10x", "only clamp takes a multiple"),
+        ("12:scale:10x", "only add and clamp take a multiple"),
         ("12:ablate:3", "ablate takes no value"),
     ],
 )

@@ -2,6 +2,7 @@
 
 An intervention on the command line is `LATENT:MODE[:VALUE]`: `1234:add:8` adds 8·d_1234,
 `1234:clamp:10x` clamps the latent to 10× its maximum activation, `1234:clamp:4.5` to 4.5,
+`1234:add:3x` adds 3× its maximum,
 `1234:scale:0.5` halves it, `1234:ablate` removes it. Several are given comma-separated or by
 repeating `--steer`. `parse_intervention_spec` reads one; the steering package turns it into an
 `Intervention`.
@@ -36,7 +37,8 @@ class InterventionSpec(NamedTuple):
     value: float
     """The value (0 for `ablate`)."""
     relative: bool
-    """Whether the value was written `Nx`: a multiple of the latent's maximum activation."""
+    """Whether the value was written `Nx`: a multiple of the latent's maximum activation (add and
+    clamp only)."""
 
 
 def parse_intervention_spec(spec: str) -> InterventionSpec:
@@ -58,7 +60,10 @@ def parse_intervention_spec(spec: str) -> InterventionSpec:
     except ValueError:
         raise ConfigError(f"{where}: {parts[2]!r} is not a number (or a multiple like 10x)") from None
     require(math.isfinite(value), f"{where}: the value must be finite")
-    require(not relative or mode == "clamp", f"{where}: only clamp takes a multiple of the maximum (Nx)")
+    require(
+        not relative or mode in ("add", "clamp"),
+        f"{where}: only add and clamp take a multiple of the maximum (Nx)",
+    )
     return InterventionSpec(int(latent_text), mode, value, relative)
 
 
@@ -81,8 +86,8 @@ class SteerConfig(ModelSettings):
 
     steer: tuple[str, ...] = ()
     """Interventions, `LATENT:MODE[:VALUE]`: `12:add:8` adds 8 × the latent's decoder direction,
-    `12:clamp:10x` sets the latent to 10× its maximum activation (`12:clamp:4` to 4), `12:scale:0.5`
-    multiplies it, `12:ablate` removes it."""
+    `12:clamp:10x` sets the latent to 10× its maximum activation (`12:clamp:4` to 4; `12:add:3x` adds
+    3× the maximum), `12:scale:0.5` multiplies it, `12:ablate` removes it."""
 
     prompt: str | None = None
     """One prompt."""

@@ -5,7 +5,7 @@ result therefore comes with two controls, run on the same prompts with the same 
 
 - a random latent: each steered latent is replaced by a latent of similar firing frequency
   (drawn among the `NEIGHBOURS` closest in log-frequency, never a steered one), with the same mode,
-  value and place — a relative clamp (10× max) uses the control latent's own maximum;
+  value and place — a relative value (10× max) uses the control latent's own maximum;
 - a random direction: the edit Σ_i (f'_i − f_i)·d_i at each position is replaced by a fixed random
   unit vector times that edit's norm (`edit.Steering.direction`).
 

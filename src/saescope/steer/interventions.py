@@ -3,7 +3,8 @@
 Modes, for a latent i with activation f = f_i(x) and decoder direction d_i (`saescope.steer.edit`
 turns them into a change of the activation):
 
-- `add`:    f → f + value        (seed 001's "add to a latent": the activation moves by value·d_i)
+- `add`:    f → f + value        (seed 001's "add to a latent": the activation moves by value·d_i;
+                                   `relative=True` reads value as a multiple of the maximum)
 - `clamp`:  f → value            (Scaling Monosemanticity's Golden Gate demo clamped to 10× the
                                    latent's maximum; `relative=True` reads value as that multiple)
 - `scale`:  f → value · f
@@ -39,8 +40,8 @@ class Intervention:
     value: float = 0.0
     """The amount added, the clamped value, or the factor (ignored by `ablate`)."""
     relative: bool = False
-    """`clamp` only: `value` is a multiple of the latent's maximum activation (from the index or
-    held-out text); `resolve_values` turns it into an absolute value."""
+    """`add` and `clamp` only: `value` is a multiple of the latent's maximum activation (from the
+    index or held-out text); `resolve_values` turns it into an absolute value."""
     where: Where = "all"
     """Which positions (see the module docstring)."""
     positions: tuple[int, ...] = ()
@@ -56,7 +57,10 @@ class Intervention:
         require(self.where in WHERE, f"unknown place {self.where!r}; choose from {', '.join(WHERE)}")
         require(isinstance(self.latent, int) and self.latent >= 0, f"latent id {self.latent!r} is negative")
         require(math.isfinite(self.value), f"latent {self.latent}: the value must be finite")
-        require(not self.relative or self.mode == "clamp", "only clamp takes a multiple of the maximum")
+        require(
+            not self.relative or self.mode in ("add", "clamp"),
+            "only add and clamp take a multiple of the maximum",
+        )
         require(
             (self.where == "positions") == bool(self.positions),
             "explicit positions go with where='positions' (and it needs them)",
