@@ -1,26 +1,30 @@
-"""Latent statistics: the index is found through the run layout, read through
-`saescope.index.read_latent_stats` (a table or a dict of arrays), else eval output, else measured
-on held-out text — and what is measured equals a count by hand."""
+"""Latent statistics: the SAE's latent index (found by its weights' fingerprint, read through
+`saescope.index`), else eval output, else measured on held-out text — and what is measured equals
+a count by hand."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
-import types
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from saescope.bound import BoundSAE, heldout_corpus
+from saescope.config import IndexConfig
 from saescope.data import iter_model_inputs
 from saescope.errors import SaescopeError
 from saescope.hooks import collect_activations
-from saescope.steer.stats import find_index, latent_stats, measured_stats
+from saescope.index import read_latent_stats
+from saescope.index.build import build_index
+from saescope.steer.latent_index import explanations_for, find_index
+from saescope.steer.stats import latent_stats, measured_stats
+
+from .builders import topk_sae
 
 
 @pytest.fixture
@@ -30,38 +34,54 @@ def run(bound: BoundSAE, tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
-def fake_index_module(monkeypatch: pytest.MonkeyPatch, table: object) -> None:
-    module = types.ModuleType("saescope.index")
-    module.read_latent_stats = lambda index: table  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "saescope.index", module)
+@pytest.fixture(scope="module")
+def indexed(bound: BoundSAE, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run whose RUN/index is a real (tiny) latent index of the SAE. Read-only."""
+    root = tmp_path_factory.mktemp("indexed")
+    shutil.copytree(bound.path, root / "sae")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"text": f"The cat {i} is on the mat in Paris."}) + "\n" for i in range(30))
+    )
+    build_index(
+        IndexConfig(
+            saes=(root / "sae",), dataset=str(corpus), device="cpu", tokens=300, context_len=24, map="pca"
+        )
+    )
+    return root
 
 
-def test_the_index_of_a_run_is_found_when_it_indexes_this_sae(run: Path) -> None:
-    assert find_index(run / "sae") is None
-    (run / "index").mkdir()
-    (run / "index" / "index.json").write_text(json.dumps({"sae": str(run / "sae")}))
-    assert find_index(run / "sae") == run / "index"
-    (run / "index" / "index.json").write_text(json.dumps({"sae": "../sae"}))  # relative to the index
-    assert find_index(run / "sae") == run / "index"
-    (run / "index" / "index.json").write_text(json.dumps({"sae": str(run / "other")}))
-    assert find_index(run / "sae") is None
-    with pytest.raises(SaescopeError, match="is not a latent index"):
-        find_index(run / "sae", run / "sae")
-
-
-@pytest.mark.parametrize("as_table", [False, True])
-def test_index_statistics_are_read_per_latent(
-    bound: BoundSAE, run: Path, monkeypatch: pytest.MonkeyPatch, as_table: bool
+def test_the_index_is_the_one_of_these_weights(
+    bound: BoundSAE, indexed: Path, run: Path, tiny_model_dir: Path
 ) -> None:
-    columns = {"latent": np.array([5, 2]), "frequency": np.array([0.25, 0.5]), "max": np.array([3.0, 4.0])}
-    fake_index_module(monkeypatch, pa.table(columns) if as_table else columns)
-    (run / "index").mkdir()
-    (run / "index" / "index.json").write_text(json.dumps({"sae": str(run / "sae")}))
-    bound = bound._replace(path=run / "sae")
-    stats = latent_stats(bound)
-    assert stats.source == f"latent index {run / 'index'}"
-    assert stats.frequency[[2, 5, 0]].tolist() == [0.5, 0.25, 0.0]
-    assert stats.maximum is not None and stats.maximum[[2, 5, 0]].tolist() == [4.0, 3.0, 0.0]
+    assert find_index(bound.sae, run / "sae") is None  # no RUN/index
+    assert find_index(bound.sae, indexed / "sae") == indexed / "index"
+    assert find_index(bound.sae, run / "sae", indexed / "index") == indexed / "index"  # a copy: same weights
+    other = topk_sae(tiny_model_dir, seed=9)
+    assert find_index(other, indexed / "sae") is None  # RUN/index of other weights: not used
+    with pytest.raises(SaescopeError, match="indexes another SAE"):
+        find_index(other, indexed / "sae", indexed / "index")
+    with pytest.raises(SaescopeError, match="not a latent index"):
+        find_index(bound.sae, run / "sae", run / "sae")
+
+
+def test_index_statistics_and_explanations_are_read_per_latent(
+    bound: BoundSAE, indexed: Path, tmp_path: Path
+) -> None:
+    stats = latent_stats(bound._replace(path=indexed / "sae"))
+    assert stats.source == f"latent index {indexed / 'index'}"
+    table = read_latent_stats(indexed / "index")
+    latents = table.column("latent").to_pylist()
+    assert stats.frequency[latents].tolist() == pytest.approx(table.column("frequency").to_pylist())
+    assert stats.maximum is not None
+    assert stats.maximum[latents].tolist() == pytest.approx(table.column("max").to_pylist())
+    assert float(stats.frequency.sum()) > 0 and float(stats.maximum.max()) > 0
+    assert explanations_for(None) == {} and explanations_for(indexed / "index") == {}
+    copy = tmp_path / "index"
+    shutil.copytree(indexed / "index", copy)
+    rows = {"latent": [3, 3, 5], "explanation": ["cats", "old", "Paris"], "best": [True, False, True]}
+    pq.write_table(pa.table(rows), copy / "explanations.parquet")
+    assert explanations_for(copy) == {3: "cats", 5: "Paris"}
 
 
 def test_eval_frequencies_serve_when_no_maximum_is_needed(bound: BoundSAE, run: Path) -> None:

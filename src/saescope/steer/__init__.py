@@ -17,6 +17,8 @@ One file per concept:
 - `steering`: the Python API binding the three (`generate_steered`, `stream_steered`);
 - `controls`, `targets`, `stats`: control latents and directions, the effect measure's tokens,
   per-latent statistics (latent index, eval output, or held-out text);
+- `latent_index`: the SAE's latent index (found by the fingerprint of its weights) and its
+  explanations;
 - `experiment`: `saescope steer` (steered beside unsteered and controls);
 - `effects`: `saescope effects` (ablation effects, attribution, their correlation);
 - `contrast`: `saescope contrast` (seed 004's separation score between two sets of texts);

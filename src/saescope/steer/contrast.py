@@ -34,8 +34,8 @@ from ..data import ModelInput, spans_by_decoding
 from ..errors import SaescopeError
 from ..positions import iter_positions
 from .experiment import model_settings
-from .explanations import explanations_for
-from .stats import LatentStats, find_index, latent_stats
+from .latent_index import explanations_for, find_index
+from .stats import LatentStats, latent_stats
 from .texts import Text, encode, read_texts
 
 log = logging.getLogger(__name__)
@@ -268,8 +268,7 @@ def contrast(cfg: ContrastConfig) -> ContrastResult:
     negative = read_texts(cfg.negative, cfg.text_field, cfg.substring_field)
     bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_settings(cfg))
     stats = latent_stats(bound, cfg.index, cfg.stats_tokens, need_maximum=False)
-    index = find_index(bound.path, cfg.index)
-    explained = explanations_for(index) if index is not None else {}
+    explained = explanations_for(find_index(bound.sae, bound.path, cfg.index))
     return contrast_latents(
         bound,
         positive,

@@ -39,9 +39,8 @@ from ..config.steer import EffectsConfig
 from ..errors import SaescopeError
 from ..hooks import patch_activations
 from .experiment import model_settings
-from .explanations import explanations_for
 from .generate import cache_argument, new_cache
-from .stats import find_index
+from .latent_index import explanations_for, find_index
 from .texts import encode
 
 log = logging.getLogger(__name__)
@@ -302,8 +301,7 @@ def latent_effects(
 def effects(cfg: EffectsConfig) -> EffectsResult:
     """`saescope effects` (see the module docstring)."""
     bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_settings(cfg))
-    index = find_index(bound.path, cfg.index)
-    explained = explanations_for(index) if index is not None else {}
+    explained = explanations_for(find_index(bound.sae, bound.path, cfg.index))
     result = latent_effects(
         bound, cfg.text, cfg.target, cfg.top, cfg.batch_size, cfg.prepend_bos, cfg.max_tokens, explained
     )

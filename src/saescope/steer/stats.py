@@ -4,8 +4,8 @@ Steering needs them to clamp "to 10× the latent's maximum" (Scaling Monosemanti
 Gate demo) and to pick control latents of similar frequency; contrast needs frequencies to leave
 out latents that fire on generic text. Sources, best first:
 
-1. the SAE's latent index (`--index`, else `RUN/index` when its `index.json` names this SAE),
-   through `saescope.index.read_latent_stats`;
+1. the SAE's latent index (`--index`, else `RUN/index` when it indexes this SAE:
+   `saescope.steer.latent_index`), through `saescope.index.read_latent_stats`;
 2. `eval_latents.safetensors` beside the SAE (`saescope eval`: frequencies only — used when no
    maximum is needed);
 3. measured here on `tokens` held-out tokens (`bound.heldout_corpus`, the SAE's own positions).
@@ -16,7 +16,6 @@ This module knows nothing about interventions or generation.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,8 +28,9 @@ from tqdm.auto import tqdm
 from ..bound import BoundSAE, heldout_corpus
 from ..data import iter_model_inputs
 from ..errors import SaescopeError
-from ..files import read_json_object
+from ..index import read_latent_stats
 from ..positions import iter_positions
+from .latent_index import find_index
 
 log = logging.getLogger(__name__)
 
@@ -48,49 +48,14 @@ class LatentStats(NamedTuple):
     """Where they come from (an index folder, eval_latents.safetensors, or held-out text)."""
 
 
-def same_path(a: Path, b: Path) -> bool:
-    """Whether two paths name the same existing file or folder."""
-    return a.exists() and b.exists() and a.resolve() == b.resolve()
-
-
-def find_index(sae_path: Path, index: Path | None = None) -> Path | None:
-    """The latent index of the SAE at `sae_path`: `index` when given (it must exist), else
-    `RUN/index` when its `index.json` names this SAE folder, else None."""
-    if index is not None:
-        if not (Path(index) / "index.json").is_file():
-            raise SaescopeError(f"{index} is not a latent index (no index.json)")
-        return Path(index)
-    candidate = Path(sae_path).parent / "index"
-    if not (candidate / "index.json").is_file():
-        return None
-    recorded = read_json_object(candidate / "index.json").get("sae")
-    if not isinstance(recorded, str):
-        return None
-    for base in (Path(), candidate):
-        if same_path(base / recorded, Path(sae_path)):
-            return candidate
-    log.info("%s indexes another SAE (%s); not using it", candidate, recorded)
-    return None
-
-
-def _column(table: Any, name: str) -> np.ndarray:
-    """A column of a pyarrow table or a dict of arrays, as numpy."""
-    column = table[name]
-    return np.asarray(column.to_numpy() if hasattr(column, "to_numpy") else column)
-
-
 def index_stats(index: Path, d_sae: int) -> LatentStats:
     """Frequencies and maxima from a latent index (`saescope.index.read_latent_stats`)."""
-    try:
-        reader = importlib.import_module("saescope.index").read_latent_stats
-    except (ImportError, AttributeError):
-        raise SaescopeError(f"{index} is a latent index, but this saescope cannot read one") from None
-    table = reader(index)
-    latents = _column(table, "latent").astype(np.int64)
+    table = read_latent_stats(index)
+    latents = table.column("latent").to_numpy().astype(np.int64)
     frequency = np.zeros(d_sae)
     maximum = np.zeros(d_sae)
-    frequency[latents] = _column(table, "frequency")
-    maximum[latents] = _column(table, "max")
+    frequency[latents] = table.column("frequency").to_numpy()
+    maximum[latents] = table.column("max").to_numpy()
     return LatentStats(torch.from_numpy(frequency), torch.from_numpy(maximum), f"latent index {index}")
 
 
@@ -145,7 +110,7 @@ def latent_stats(
     bound: BoundSAE, index: Path | None = None, tokens: int = 4096, need_maximum: bool = True
 ) -> LatentStats:
     """The SAE's per-latent statistics from the best source (see the module docstring)."""
-    found = find_index(bound.path, index)
+    found = find_index(bound.sae, bound.path, index)
     if found is not None:
         return index_stats(found, bound.sae.d_sae)
     if not need_maximum:
@@ -156,4 +121,4 @@ def latent_stats(
     return measured_stats(bound, tokens)
 
 
-__all__ = ["LatentStats", "eval_stats", "find_index", "index_stats", "latent_stats", "measured_stats"]
+__all__ = ["LatentStats", "eval_stats", "index_stats", "latent_stats", "measured_stats"]
