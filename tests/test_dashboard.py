@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from render.html_checks import script_texts, unsafe_markup
+from saescope import cli
 from saescope.config.dashboard import DashboardConfig
 from saescope.dashboard import PageSettings, dashboard, example_view, explanation_views, latent_view
 from saescope.errors import SaescopeError
@@ -103,15 +102,15 @@ def test_bad_input_is_one_clear_error(run: Path, tmp_path: Path) -> None:
         DashboardConfig(index=run / "index", top=-1)
 
 
-def test_the_command_prints_one_json_document(run: Path, tmp_path: Path) -> None:
+def test_the_command_prints_one_json_document(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli"
-    args = [sys.executable, "-m", "saescope", "dashboard", str(run / "index"), "--out", str(out)]
-    done = subprocess.run(
-        [*args, "--latents", "0,3", "--workers", "1", "--json"], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    args = ["dashboard", str(run / "index"), "--out", str(out)]
+    assert cli.main([*args, "--latents", "0,3", "--workers", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["pages"] == 2 and report["folder"] == str(out)
     assert sorted(p.name for p in (out / "latents").iterdir()) == ["0.html", "3.html"]
-    wrong = subprocess.run([*args, "--latents", "999"], capture_output=True, text=True)
-    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "out of range" in wrong.stderr
+    assert cli.main([*args, "--latents", "999"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "out of range" in captured.err

@@ -2,7 +2,8 @@
 
 `unsafe_markup(html)` lists every element or attribute that a page's own templates never write
 but an unescaped corpus or model string would create: `<script>` elements other than our JSON
-and script files, `<img>`, `<b>`, `<textarea>` elements, and event-handler attributes (`on…=`).
+and script files, `<img>` elements other than the run's plots, elements we never write (`<b>`…),
+and event-handler attributes (`on…=`).
 
 This module knows nothing about saescope.
 """
@@ -57,6 +58,7 @@ OUR_TAGS = {
     "img",
     "script",
     "br",
+    "textarea",
 }
 """Every element our templates write (img only for the run's plots, script only as below)."""
 
@@ -70,7 +72,7 @@ class Collector(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         names = dict(attrs)
-        if tag not in OUR_TAGS or tag in ("b", "textarea"):
+        if tag not in OUR_TAGS:
             self.found.append(f"<{tag}>")
         if tag == "img" and not (names.get("src") or "").startswith("/run/images/"):
             self.found.append(f"<img src={names.get('src')!r}>")

@@ -4,19 +4,22 @@ every limit refused with its name, errors as JSON, no filesystem path accepted a
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from render.html_checks import script_texts, unsafe_markup
 from saescope.bound import BoundSAE, bind_sae, encode_text
+from saescope.config.serve import ServeConfig
 from saescope.index.reader import Index
 from saescope.steer import Intervention, Sampling, generate_steered, latent_effects
 
 from .builders import D_SAE, EXPLAINED
 from .conftest import LIMITS
-from .servers import Running
+from .servers import Running, running
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +251,39 @@ def test_no_endpoint_takes_a_path(http: httpx.Client, run: Path) -> None:
                 assert "path" not in parameter["name"].lower() and "file" not in parameter["name"].lower(), (
                     route
                 )
+
+
+def test_a_run_works_with_whatever_parts_it_has(run: Path, tmp_path: Path) -> None:
+    shutil.copytree(run / "sae", tmp_path / "sae-only" / "sae")
+    with running(ServeConfig(run=tmp_path / "sae-only", device="cpu", port=0)) as up:
+        http = httpx.Client(base_url=up.url, timeout=60)
+        assert "no latent index" in http.get("/latents").text and http.get("/").status_code == 200
+        assert "saescope index" in refused(http.get("/api/latents"), 404)["error"]
+        assert "no latent index" in http.get("/latents/3").text
+        assert ok(http.post("/api/inspect", json={"text": "The cat"}))["latent"] is not None
+    shutil.copytree(run / "index", tmp_path / "index-only" / "index")
+    with running(ServeConfig(run=tmp_path / "index-only", device="cpu", port=0), warm=False) as up:
+        http = httpx.Client(base_url=up.url, timeout=60)
+        assert ok(http.get("/api/latents/3"))["latent"] == 3
+        assert "has no SAE" in refused(http.post("/api/inspect", json={"text": "The cat"}), 400)["error"]
+
+
+def test_every_page_escapes_corpus_explanations_and_prompts(http: httpx.Client, server: Running) -> None:
+    server.ctx.rows(wait=30)
+    evil = "</textarea><script>alert(1)</script><img src=x onerror=alert(2)>&\"'"
+    pages = ["/", "/latents", "/latents/0", "/latents/1", "/latents/2", "/inspect", "/steer"]
+    pages += [f"/inspect?text={evil}", f"/steer?prompt={evil}"]
+    for path in pages:
+        response = http.get(path, params=None)
+        assert response.status_code == 200, path
+        assert unsafe_markup(response.text) == [], path
+    fragments = [
+        http.get("/fragments/latents/0/examples", params={"offset": 0, "count": 30}),
+        http.get("/fragments/latents/1/related", params={"kind": "neighbours", "n": 39}),
+        http.post("/fragments/inspect", json={"text": "<img src=x onerror=alert(2)>&\"'"}),
+        http.post("/fragments/effects", json={"text": "<b>x</b> & 'y'"}),
+    ]
+    for response in fragments:
+        assert response.status_code == 200 and unsafe_markup(response.text) == [], response.url
+    rows = json.loads(script_texts(http.get("/latents").text)["latent-rows"])
+    assert {r["l"]: r["e"] for r in rows if r["e"]} == EXPLAINED

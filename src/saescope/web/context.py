@@ -166,7 +166,9 @@ class RunContext:
 
     def check_latent(self, latent: int) -> int:
         """`latent` when it is a latent of the run's SAE."""
-        if not 0 <= latent < max(self.d_sae, 1) or self.d_sae == 0:
+        if self.d_sae == 0:
+            raise LatentIndexError(f"{self.parts.root} has neither an SAE nor a latent index: no latents")
+        if not 0 <= latent < self.d_sae:
             raise LatentIndexError(
                 f"latent {latent} is out of range: this SAE has {self.d_sae} latents (0-{self.d_sae - 1})"
             )
