@@ -1,10 +1,9 @@
 """`saescope contrast` against statistics computed by hand, one text at a time; the density
-filter; positions (last, all, substring); and the text files it reads."""
+filter; and positions (last, all, substring)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from saescope.errors import SaescopeError
 from saescope.hooks import collect_activations
 from saescope.steer.contrast import contrast_latents
 from saescope.steer.stats import LatentStats
-from saescope.steer.texts import Text, read_texts
+from saescope.steer.texts import Text
 
 POSITIVE = ["The cat is on the mat", "a cat sat on a hat", "the cat, the cat", "Is the cat on it?", "cat"]
 NEGATIVE = ["Paris is far from here", "1 2 3 4", "It is Paris", "er er er", "on and on and on"]
@@ -80,19 +79,3 @@ def test_substring_positions_read_the_last_token_of_each_occurrence(bound: Bound
     assert skipping.skipped == 1
     with pytest.raises(SaescopeError, match="no negative text has a position"):
         contrast_latents(bound, ["Paris"], ["nothing"], "substring", "Paris", stats(64))
-
-
-def test_texts_come_from_line_files_and_corpora(tmp_path: Path) -> None:
-    lines = tmp_path / "pos.txt"
-    lines.write_text("one text\n\n  \nanother, with a comma\n")
-    assert read_texts(lines) == [Text("one text"), Text("another, with a comma")]
-    records = tmp_path / "pos.jsonl"
-    records.write_text(json.dumps({"text": "Paris is big", "entity": "Paris"}) + "\n")
-    assert read_texts(records, substring_field="entity") == [Text("Paris is big", "Paris")]
-    (tmp_path / "empty.txt").write_text("\n\n")
-    with pytest.raises(SaescopeError, match="holds no texts"):
-        read_texts(tmp_path / "empty.txt")
-    with pytest.raises(SaescopeError, match="does not exist"):
-        read_texts(tmp_path / "missing.txt")
-    with pytest.raises(SaescopeError, match="one text per line"):
-        read_texts(lines, substring_field="entity")
