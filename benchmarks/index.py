@@ -179,7 +179,7 @@ def report_storage(index: Path, label: str) -> None:
 
 # ------------------------------------------------------------------------------------- latency
 def timed(fn: Callable[[int], object], latents: list[int]) -> tuple[float, float]:
-    """p50 and p95 in milliseconds of `fn(latent)` over `latents`, after one warm-up call each."""
+    """p50 and p95 in milliseconds of `fn(latent)` over `latents`."""
     times = []
     for latent in latents:
         t0 = time.perf_counter()
@@ -193,7 +193,8 @@ def report_latency(index: Path) -> None:
     reader = Index(index)
     reader.decode(list(range(VOCAB)))  # warm: the tokenizer and every token's text
     rng = np.random.default_rng(1)
-    latents = rng.choice(D_SAE, size=100, replace=False).tolist()
+    chosen = rng.choice(D_SAE, size=200, replace=False).tolist()
+    warmup, latents = chosen[:100], chosen[100:]  # warm: other latents open every file first
     scan = duckdb.connect()
     glob = f"'{index}/postings/*.parquet'"
     print(
@@ -212,14 +213,13 @@ def report_latency(index: Path) -> None:
         ("examples per quantile (10 x 3)", lambda i: reader.quantile_examples(i, 10, 3)),
         ("co-occurring latents (20)", lambda i: reader.cooccurring(i, 20)),
     ]
+    results = {}
     for name, fn in cases:
-        for latent in latents[:5]:
-            fn(latent)  # warm: file footers, caches
-        reader._postings.clear()
-        p50, p95 = timed(fn, latents)
-        print(f"  {name:34s} {p50:7.1f} / {p95:7.1f}")
-    p50, p95 = timed(lambda i: reader.top_examples(i, 20), latents)
-    print(f"  target top-20 p95 ≤ 50 ms: {'met' if p95 <= 50 else 'NOT met'} (again: {p95:.1f} ms)")
+        timed(fn, warmup)  # file footers read, the process warm; the latents timed are new ones
+        results[name] = timed(fn, latents)
+        print(f"  {name:34s} {results[name][0]:7.1f} / {results[name][1]:7.1f}")
+    p95 = results[cases[0][0]][1]
+    print(f"  target top-20 p95 <= 50 ms: {'met' if p95 <= 50 else 'NOT met'}")
 
 
 # ------------------------------------------------------------------------------------- the model
@@ -304,7 +304,12 @@ def main() -> None:
     parser.add_argument(
         "--sae", type=Path, default=None, help="an SAE on the embedded model (default: random)"
     )
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="scratch folder (default: a temporary one); a synthetic index there is reused",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
@@ -314,12 +319,16 @@ def main() -> None:
     print(f"this machine: {os.cpu_count()} CPUs, load average {load:.1f} at the start (other work slows it)")
     work = args.work or Path(tempfile.mkdtemp(prefix="saescope-bench-index-"))
     try:
-        if not args.skip_synthetic:
+        built = (work / "synthetic" / "index.json").exists()
+        if not args.skip_synthetic and built:
+            print(f"[synthetic] reusing the index in {work / 'synthetic'}")
+        elif not args.skip_synthetic:
             seconds = build_synthetic(work / "synthetic", args.tokens)
             rate = args.tokens / seconds
             print(
                 f"[synthetic] {args.tokens:,} tokens indexed in {seconds:.0f} s ({rate:,.0f} tok/s, no model)"
             )
+        if not args.skip_synthetic:
             report_storage(work / "synthetic", "synthetic TopK-like latents")
             report_latency(work / "synthetic")
         if not args.skip_model:
