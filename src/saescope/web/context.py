@@ -1,10 +1,11 @@
 """What the server knows about its run and what it can compute, without HTTP: the run's parts, its
 latent index, its explanations, the model worker and the limits.
 
-Index queries are plain (blocking) calls that the routes run in FastAPI's thread pool
-(`saescope.index.Index` serialises its own queries); model work goes through the single
-`ModelWorker` thread. The list of latents is built once, in the background after start, because
-it reads every latent's top tokens; until it is ready the list shows statistics without them.
+Index queries are plain (blocking) calls that the routes run in FastAPI's thread pool, each
+request on an `Index` instance of its own for the time of its queries (`readers`); model work
+goes through the single `ModelWorker` thread. The list of latents is built once, in the
+background after start, because it reads every latent's top tokens; until it is ready the list
+shows statistics without them.
 
 This module knows nothing about HTTP or HTML.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from ..bound import BoundSAE, TextCodes, bind_sae, encode_text
@@ -35,6 +38,7 @@ from ..render import ExplanationView, LatentRow, LatentView, QuantileGroup, Rela
 from ..steer import LatentStats, latent_stats
 from ..steer.texts import encode
 from .limits import Limits, check_chars, check_count
+from .readers import IndexReaders, default_readers
 from .run import RunParts, find_run_parts
 from .worker import ModelWorker
 
@@ -106,6 +110,7 @@ class RunContext:
         self._stats: LatentStats | None = None
         self._tokenizer: Any = None
         self._tokenizer_lock = threading.Lock()
+        self._readers: IndexReaders | None = None
 
     # ----- the run ----------------------------------------------------------------------
     @property
@@ -136,6 +141,7 @@ class RunContext:
         crashes were seen)."""
         if self.index is not None:
             _ = self.index.tokenizer
+            self._readers = IndexReaders(self.index, default_readers())
         else:
             from transformers import AutoTokenizer  # noqa: F401  (the same race, for the worker)
 
@@ -157,12 +163,22 @@ class RunContext:
 
     # ----- latents from the index -------------------------------------------------------
     def require_index(self) -> Index:
-        """The index, or an error saying how to make one."""
+        """The index (for its header, statistics and map), or an error saying how to make one."""
         if self.index is None:
             raise LatentIndexError(
                 f"{self.parts.root} has no latent index: run saescope index on its SAE to browse latents"
             )
         return self.index
+
+    @contextmanager
+    def reader(self) -> Iterator[Index]:
+        """An index instance for one request's queries (see `readers`)."""
+        index = self.require_index()
+        if self._readers is None:  # before start(): the one instance
+            yield index
+            return
+        with self._readers.borrow() as borrowed:
+            yield borrowed
 
     def check_latent(self, latent: int) -> int:
         """`latent` when it is a latent of the run's SAE."""
@@ -176,16 +192,18 @@ class RunContext:
 
     def view(self, latent: int, settings: PageSettings | None = None) -> LatentView:
         """A latent's page."""
-        index = self.require_index()
-        return latent_view(index, self.check_latent(latent), settings or PageSettings(), self.explanations)
+        latent = self.check_latent(latent)
+        with self.reader() as index:
+            return latent_view(index, latent, settings or PageSettings(), self.explanations)
 
     def examples(
         self, latent: int, offset: int, count: int, before: int = 12, after: int = 4
     ) -> list[TokenExample]:
         """Top examples `offset` … `offset + count` of a latent."""
         check_count(self.limits, "max_examples", offset + count, "offset + count")
-        index = self.require_index()
-        found = index.top_examples(self.check_latent(latent), offset + count, before, after)
+        latent = self.check_latent(latent)
+        with self.reader() as index:
+            found = index.top_examples(latent, offset + count, before, after)
         return [example_view(e, before) for e in found[offset:]]
 
     def quantile(self, latent: int, which: int, of: int, n: int = 5) -> QuantileGroup:
@@ -194,7 +212,9 @@ class RunContext:
         if not 1 <= which <= of:
             raise SaescopeError(f"quantile {which} of {of}: give 1 <= which <= of")
         check_count(self.limits, "max_examples", of, "quantiles")
-        groups = self.require_index().quantile_examples(self.check_latent(latent), of, n)
+        latent = self.check_latent(latent)
+        with self.reader() as index:
+            groups = index.quantile_examples(latent, of, n)
         if which > len(groups):
             raise SaescopeError(f"latent {latent} fires {len(groups)} times: there is no quantile {which}")
         return quantile_group(groups[which - 1], len(groups), 12)
@@ -202,18 +222,20 @@ class RunContext:
     def random(self, latent: int, n: int) -> list[TokenExample]:
         """Windows where the latent does not fire."""
         check_count(self.limits, "max_examples", n, "examples")
-        found = self.require_index().random_examples(self.check_latent(latent), n)
+        latent = self.check_latent(latent)
+        with self.reader() as index:
+            found = index.random_examples(latent, n)
         return [example_view(e, 12) for e in found]
 
     def related(self, latent: int, kind: str, n: int) -> list[Related]:
         """Co-occurring latents (`cooccurring`) or decoder neighbours (`neighbours`)."""
         check_count(self.limits, "max_examples", n, "latents")
-        index = self.require_index()
         latent = self.check_latent(latent)
         text = self.explanation_text
-        if kind == "cooccurring":
-            return [Related(r.latent, r.jaccard, text(r.latent)) for r in index.cooccurring(latent, n)]
-        return [Related(r.latent, r.cosine, text(r.latent)) for r in index.neighbours(latent, n)]
+        with self.reader() as index:
+            if kind == "cooccurring":
+                return [Related(r.latent, r.jaccard, text(r.latent)) for r in index.cooccurring(latent, n)]
+            return [Related(r.latent, r.cosine, text(r.latent)) for r in index.neighbours(latent, n)]
 
     def view_scale(self, latent: int) -> float:
         """The activation a full shade stands for on a latent's examples: its maximum."""
