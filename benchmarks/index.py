@@ -311,12 +311,24 @@ def main() -> None:
         help="scratch folder (default: a temporary one); a synthetic index there is reused",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default: torch's own); 1 on a shared, busy machine",
+    )
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
     print(f"this machine: {os.cpu_count()} CPUs, load average {load:.1f} at the start (other work slows it)")
+    print(
+        f"torch threads: {torch.get_num_threads()} (on a busy machine, OpenMP threads waiting for each other"
+    )
+    print("  cost more than they bring: --threads 1 measures the code, not the contention)")
     work = args.work or Path(tempfile.mkdtemp(prefix="saescope-bench-index-"))
     try:
         built = (work / "synthetic" / "index.json").exists()
