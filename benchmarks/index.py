@@ -235,6 +235,8 @@ def forward_only_rate(bound: object, tokens: int, batch_size: int) -> float:
 
 
 def report_build(sae_dir: Path, work: Path, tokens: int) -> None:
+    for name in ("from-text", "from-store", "acts"):  # scratch of an earlier run of this benchmark
+        shutil.rmtree(work / name, ignore_errors=True)
     bound = bind_sae(sae_dir, settings=None)
     print(f"\n[build] SmolLM2-135M on this CPU, SAE {sae_dir} ({bound.sae.d_sae} latents), {tokens:,} tokens")
     forward = forward_only_rate(bound, tokens, 8)
