@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -44,10 +45,7 @@ PROMPTS = [
     "Once upon a time, in a small village",
     "The results of the experiment show that",
 ]
-TEXT = (
-    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. "
-    "It is named after the engineer Gustave Eiffel, whose company designed and built the"
-)
+TEXT = "The Eiffel Tower is a wrought-iron lattice tower in Paris, named after the engineer Gustave"
 
 
 def random_sae(folder: Path) -> Path:
@@ -65,29 +63,42 @@ def random_sae(folder: Path) -> Path:
     return save_sae(sae, folder / "sae")
 
 
+class Rate(NamedTuple):
+    """Tokens per second of one generation."""
+
+    wall: float
+    """Per second of wall time (what a user sees on an idle machine)."""
+    cpu: float
+    """Per second of this process's CPU time (steady when other processes load the machine)."""
+
+
+def measured(tokens: int, fn: Callable[[], object]) -> Rate:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return Rate(tokens / (time.perf_counter() - wall), tokens / (time.process_time() - cpu))
+
+
 def generation_rate(
     bound: BoundSAE, rows: int, steering: Steering | None, new_tokens: int
-) -> Callable[[], float]:
-    """A function timing one generation of `rows` prompts (tokens per second)."""
+) -> Callable[[], Rate]:
+    """A function timing one generation of `rows` prompts through our loop."""
     batch = prompt_batch(bound, PROMPTS[:rows])
     patch = patch_for(bound, steering, batch)
     sampling = Sampling(max_new_tokens=new_tokens)
 
-    def once() -> float:
-        run = generate(bound.loaded_model, batch, sampling, patch)
-        assert run.tokens == rows * new_tokens, "a row stopped early: timing would be unfair"
-        return run.tokens / run.seconds
+    def run() -> None:
+        out = generate(bound.loaded_model, batch, sampling, patch)
+        assert out.tokens == rows * new_tokens, "a row stopped early: timing would be unfair"
 
-    return once
+    return lambda: measured(rows * new_tokens, run)
 
 
-def hf_rate(bound: BoundSAE, rows: int, new_tokens: int) -> Callable[[], float]:
+def hf_rate(bound: BoundSAE, rows: int, new_tokens: int) -> Callable[[], Rate]:
     """The same for `model.generate` (greedy, KV cache): the baseline of the loop itself."""
     batch = prompt_batch(bound, PROMPTS[:rows])
     pad = bound.loaded_model.tokenizer.pad_token_id
 
-    def once() -> float:
-        started = time.perf_counter()
+    def run() -> None:
         with torch.no_grad():
             bound.loaded_model.model.generate(
                 input_ids=batch.input_ids,
@@ -97,21 +108,23 @@ def hf_rate(bound: BoundSAE, rows: int, new_tokens: int) -> Callable[[], float]:
                 do_sample=False,
                 pad_token_id=pad,
             )
-        return rows * new_tokens / (time.perf_counter() - started)
 
-    return once
+    return lambda: measured(rows * new_tokens, run)
 
 
-def interleaved_medians(timers: dict[str, Callable[[], float]], runs: int) -> dict[str, float]:
-    """Median rate of each timer over `runs` rounds, every round running each once (after one
+def interleaved_medians(timers: dict[str, Callable[[], Rate]], runs: int) -> dict[str, Rate]:
+    """Median rates of each timer over `runs` rounds, every round running each once (after one
     warm-up round), so that load from other processes falls on all of them alike."""
     for timer in timers.values():
         timer()
-    rates: dict[str, list[float]] = {name: [] for name in timers}
+    rates: dict[str, list[Rate]] = {name: [] for name in timers}
     for _ in range(runs):
         for name, timer in timers.items():
             rates[name].append(timer())
-    return {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        name: Rate(statistics.median(r.wall for r in values), statistics.median(r.cpu for r in values))
+        for name, values in rates.items()
+    }
 
 
 def overhead(plain: float, steered: float) -> float:
@@ -126,7 +139,8 @@ def generation_figures(bound: BoundSAE, new_tokens: int, runs: int) -> None:
     print(
         f"\ngeneration, {new_tokens} new tokens per prompt, greedy, KV cache (median of {runs}, interleaved)"
     )
-    print(f"{'batch':>5} {'model.generate':>15} {'unsteered':>10} {'add':>16} {'clamp':>16}")
+    print("tokens/s of wall time | of CPU time; overhead vs unsteered in CPU time")
+    print(f"{'batch':>5} {'model.generate':>16} {'unsteered':>16} {'add':>24} {'clamp':>24}")
     for rows in (1, 8):
         timers = {
             "hf": hf_rate(bound, rows, new_tokens),
@@ -135,10 +149,11 @@ def generation_figures(bound: BoundSAE, new_tokens: int, runs: int) -> None:
             "clamp": generation_rate(bound, rows, clamp, new_tokens),
         }
         r = interleaved_medians(timers, runs)
+        cells = [f"{r[k].wall:6.1f} | {r[k].cpu:6.1f}" for k in ("hf", "plain", "add", "clamp")]
+        add_cost, clamp_cost = (overhead(r["plain"].cpu, r[k].cpu) for k in ("add", "clamp"))
         print(
-            f"{rows:>5} {r['hf']:>11.1f} t/s {r['plain']:>6.1f} t/s"
-            f" {r['add']:>6.1f} t/s ({overhead(r['plain'], r['add']):+4.1f}%)"
-            f" {r['clamp']:>6.1f} t/s ({overhead(r['plain'], r['clamp']):+4.1f}%)"
+            f"{rows:>5} {cells[0]:>16} {cells[1]:>16} {cells[2]:>15} ({add_cost:+5.1f}%)"
+            f" {cells[3]:>15} ({clamp_cost:+5.1f}%)"
         )
 
 
@@ -187,7 +202,10 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32, help="ablated copies per pass (effects)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         sae_dir = args.sae if (args.sae / "sae.safetensors").exists() else random_sae(Path(tmp))
         bound = bind_sae(sae_dir, settings=ModelSettings(device="cpu"))
