@@ -80,6 +80,12 @@ COMMANDS: dict[str, Command] = {
         C.IndexConfig, "saescope.index.build:build_index", "SAE → latent index of its held-out text"
     ),
     "query": Command(C.QueryConfig, "saescope.index.query:query", "ask a latent index about latents, texts"),
+    "interpret": Command(
+        C.InterpretConfig, "saescope.interpret.stage:interpret", "latent index → explanations, scored"
+    ),
+    "explanations": Command(
+        C.ExplanationsConfig, "saescope.interpret.listing:explanations", "list or search stored explanations"
+    ),
     "dashboard": Command(
         C.DashboardConfig, "saescope.dashboard:dashboard", "latent index → static HTML pages"
     ),

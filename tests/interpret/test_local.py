@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
-from saescope.interpret.clients import ChatClient, ChatRequest, make_client
+from saescope.interpret.clients import ChatClient, ChatRequest, ChatResponse, Message, make_client
 from saescope.interpret.clients.local import prompt_text
 from saescope.interpret.explainers import LLMExplainer
 
@@ -73,3 +74,53 @@ def test_garbage_from_a_local_model_is_a_recorded_failure(tiny_model_dir: Path) 
     assert not explanation.ok and explanation.text == ""
     assert explanation.error and "JSON" in explanation.error
     assert explanation.n_examples == 4 and explanation.model == str(tiny_model_dir)
+
+
+def test_a_final_assistant_message_is_continued(tiny_model_dir: Path, chat_model_dir: Path) -> None:
+    begun = ChatRequest(
+        "unused",
+        (Message("system", "Be brief."), Message("user", "Which token?"), Message("assistant", '{"a": "')),
+    )
+    plain = AutoTokenizer.from_pretrained(tiny_model_dir)
+    chat = AutoTokenizer.from_pretrained(chat_model_dir)
+    assert prompt_text(plain, begun) == (
+        'System: Be brief.\n\nUser: Which token?\n\nAssistant: {"a": "',
+        False,
+    )
+    assert prompt_text(chat, begun) == (
+        '<bos>system: Be brief.\n<bos>user: Which token?\n<bos>assistant: {"a": "',
+        True,
+    )
+
+
+class Continuing:
+    """Continues a begun answer the way a model kept to the format would."""
+
+    def __init__(self) -> None:
+        self.requests: list[ChatRequest] = []
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        self.requests.append(request)
+        return ChatResponse('the token \\"def\\"", "confidence": 0.7}\nAnything after.', 10, 5)
+
+    async def chat_many(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        return [await self.chat(r) for r in requests]
+
+
+def test_a_prefilled_explanation_is_read_from_the_whole_answer() -> None:
+    llm = Continuing()
+    explainer = LLMExplainer(llm, "m", n_examples=4, prefill=True)
+    explanation = asyncio.run(explainer.explain(token_latent(" def", n_train=10)))
+    assert explanation.ok and explanation.text == 'the token "def"' and explanation.confidence == 0.7
+    assert explanation.raw.startswith('{"explanation": "the token')
+    assert llm.requests[0].messages[-1] == Message("assistant", '{"explanation": "')
+    assert explainer.prompt_version.endswith("+prefill")
+    with pytest.raises(ValueError, match="prefill or chain_of_thought"):
+        LLMExplainer(llm, "m", prefill=True, chain_of_thought=True)
+
+
+def test_a_local_model_continues_a_prefilled_answer(tiny_model_dir: Path) -> None:
+    explainer = LLMExplainer(local_client(), str(tiny_model_dir), n_examples=4, max_tokens=6, prefill=True)
+    explanation = asyncio.run(explainer.explain(token_latent(" def", n_train=10)))
+    assert explanation.raw.startswith('{"explanation": "') and len(explanation.raw) > len('{"explanation": "')
+    assert explanation.ok or "JSON" in (explanation.error or "")  # random weights: usually unreadable

@@ -11,7 +11,9 @@ from .convert import ConvertConfig
 from .dashboard import DashboardConfig
 from .demo import DemoConfig
 from .eval import EvalConfig
+from .explanations import ExplanationsConfig
 from .index import IndexConfig
+from .interpret import InterpretConfig
 from .query import QueryConfig
 from .serve import ServeConfig
 from .steer import ContrastConfig, EffectsConfig, SteerConfig
@@ -28,7 +30,9 @@ __all__ = [
     "DemoConfig",
     "EffectsConfig",
     "EvalConfig",
+    "ExplanationsConfig",
     "IndexConfig",
+    "InterpretConfig",
     "ModelDType",
     "ModelSettings",
     "QueryConfig",

@@ -10,10 +10,21 @@
   with bootstrap intervals and chance baselines; `aggregate` over latents.
 - `pipeline`: `interpret_latents` runs it all over many records, concurrently and resumably.
 
-Nothing here reads the latent index or needs the `openai`/`anthropic` packages until a backend
-that uses them is built.
+Connected to a latent index:
+
+- `selection`: which latents (`--latents`, `--min-count`, `--sample`); `source`: `IndexRecords`
+  builds each latent's `LatentRecord` from the index (train and held-out firings kept apart).
+- `store`: explanations and scores stored in the index (`explanations.parquet`, `scores.parquet`),
+  appended per latent and compacted; `best`: the explanation shown per latent and its headline
+  score (`best_explanations`); `search`: offline full-text search (`search_explanations`).
+- `runner`: `interpret_index` skips what is stored and stores what is new; `stage`: the
+  `saescope interpret` command (`interpret`), summarised by `summary`; `listing`: the
+  `saescope explanations` command; `demo`: `demo_interpretation`, the demo's few latents.
+
+Nothing here needs the `openai`/`anthropic` packages until a backend that uses them is built.
 """
 
+from .best import HEADLINES, Interpretation
 from .clients import (
     LLM,
     BatchClient,
@@ -27,6 +38,7 @@ from .clients import (
     UsageMeter,
     make_client,
 )
+from .demo import DemoInterpretation, demo_interpretation
 from .explainers import (
     FEW_EXAMPLES,
     Explainer,
@@ -40,6 +52,7 @@ from .parsing import find_json, read_activations, read_explanation, read_labels
 from .pipeline import SHUFFLE, LatentResult, interpret_latents, shuffled_baselines
 from .prompts import PROMPT_VERSION
 from .records import Example, LatentRecord, TokenStat, active_mask, active_tokens, mark_active, mark_tokens
+from .runner import interpret_index
 from .sampling import held_out_mix, select_examples
 from .scorers import (
     Aggregate,
@@ -53,10 +66,17 @@ from .scorers import (
     beats_baseline,
     by_latent,
 )
+from .search import ExplanationSearch, SearchHit, search_explanations
+from .selection import Selection, select_latents
+from .source import IndexRecords, RecordSettings
+from .stage import interpret
 from .stats import Evidence
+from .store import ResultStore, best_explanations, compact, read_interpretations
+from .summary import InterpretResult, LatentReport
 
 __all__ = [
     "FEW_EXAMPLES",
+    "HEADLINES",
     "LLM",
     "PROMPT_VERSION",
     "SHUFFLE",
@@ -65,21 +85,31 @@ __all__ = [
     "ChatClient",
     "ChatRequest",
     "ChatResponse",
+    "DemoInterpretation",
     "DetectionScorer",
     "Evidence",
     "Example",
     "Explainer",
     "Explanation",
+    "ExplanationSearch",
     "FuzzingScorer",
+    "IndexRecords",
+    "InterpretResult",
+    "Interpretation",
     "LLMError",
     "LLMExplainer",
     "LatentRecord",
+    "LatentReport",
     "LatentResult",
     "Message",
+    "RecordSettings",
     "ResponseCache",
+    "ResultStore",
     "RetryPolicy",
     "Score",
     "Scorer",
+    "SearchHit",
+    "Selection",
     "SimulationScorer",
     "StatsExplainer",
     "StatsScorer",
@@ -89,18 +119,26 @@ __all__ = [
     "active_tokens",
     "aggregate",
     "beats_baseline",
+    "best_explanations",
     "by_latent",
+    "compact",
+    "demo_interpretation",
     "evidence_of",
     "find_json",
     "given_explanation",
     "held_out_mix",
+    "interpret",
+    "interpret_index",
     "interpret_latents",
     "make_client",
     "mark_active",
     "mark_tokens",
     "read_activations",
     "read_explanation",
+    "read_interpretations",
     "read_labels",
+    "search_explanations",
     "select_examples",
+    "select_latents",
     "shuffled_baselines",
 ]

@@ -6,7 +6,9 @@ An `Explainer` is anything with a `name` and an async `explain(record) -> Explan
   `mixed`) with active tokens marked `<<like this>>` — optionally each example's active tokens with
   activations, optionally asking it to reason first (chain of thought) — and reads the
   `{"explanation", "confidence"}` JSON at the end of its answer. An answer without that JSON is a
-  failure (`ok=False` with the reason), never a made-up explanation.
+  failure (`ok=False` with the reason), never a made-up explanation. With `prefill`, the answer
+  is begun for the model (`{"explanation": "`) and it continues from there — which keeps a small
+  local model to the format (backends that continue a final assistant message: local, Anthropic).
 - `StatsExplainer` needs no language model: it reports the tokens, n-grams and preceding tokens
   most over-represented where the latent fires (see `stats`), e.g.
   `fires on " def" (lift 42×, 120/130 firings), " class" (lift 30×, 8/130 firings); after "("
@@ -36,6 +38,9 @@ from .sampling import Strategy, select_examples
 from .stats import Evidence, all_evidence, combined, select_evidence
 
 logger = logging.getLogger(__name__)
+
+PREFILL = '{"explanation": "'
+"""How a prefilled answer begins."""
 
 FEW_EXAMPLES = 20
 """Below this many firings an explanation is flagged `few_examples`."""
@@ -119,7 +124,12 @@ class LLMExplainer:
         temperature: float = 0.0,
         seed: int = 0,
         few_threshold: int = FEW_EXAMPLES,
+        prefill: bool = False,
     ) -> None:
+        if prefill and chain_of_thought:
+            raise ValueError(
+                "a prefilled answer leaves no room for reasoning: choose prefill or chain_of_thought"
+            )
         self.client = client
         self.model = model
         self.n_examples = n_examples
@@ -132,14 +142,17 @@ class LLMExplainer:
         self.temperature = temperature
         self.seed = seed
         self.few_threshold = few_threshold
+        self.prefill = PREFILL if prefill else ""
 
     @property
     def prompt_version(self) -> str:
-        """`PROMPT_VERSION` with the variant: `+cot` for chain of thought, `+acts` with activation lists."""
+        """`PROMPT_VERSION` with the variant: `+cot` for chain of thought, `+acts` with activation
+        lists, `+prefill` with the answer begun."""
         return (
             PROMPT_VERSION
             + ("+cot" if self.chain_of_thought else "")
             + ("+acts" if self.show_activations else "")
+            + ("+prefill" if self.prefill else "")
         )
 
     def request(self, record: LatentRecord) -> tuple[ChatRequest, int]:
@@ -153,7 +166,8 @@ class LLMExplainer:
             chain_of_thought=self.chain_of_thought,
             top=top,
         )
-        messages = (Message("system", system), Message("user", user))
+        begun = (Message("assistant", self.prefill),) if self.prefill else ()
+        messages = (Message("system", system), Message("user", user), *begun)
         request = ChatRequest(
             self.model, messages, self.max_tokens, self.temperature, not self.chain_of_thought
         )
@@ -185,10 +199,11 @@ class LLMExplainer:
         response = await self.client.chat(request)
         if not response.ok:
             return result("", None, f"request failed: {response.error}", n, "")
-        parsed = read_explanation(response.text)
+        answer = self.prefill + response.text
+        parsed = read_explanation(answer)
         if parsed.error:
             logger.info("latent %d: unreadable explanation (%s)", record.latent, parsed.error)
-        return result(parsed.text, parsed.confidence, parsed.error, n, response.text)
+        return result(parsed.text, parsed.confidence, parsed.error, n, answer)
 
 
 def _quoted(text: str) -> str:
@@ -233,6 +248,10 @@ class StatsExplainer:
     """Explanations from token statistics: no language model, instant, deterministic."""
 
     name = "stats"
+    model = ""
+    """No language model."""
+    prompt_version = STATS_VERSION
+    """The method's version (what `Explanation.prompt_version` holds)."""
 
     def __init__(
         self,

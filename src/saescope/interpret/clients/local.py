@@ -4,9 +4,11 @@ The model named in each request (`ChatRequest.model`: the embedded default `smol
 folder, a `.gguf` file or a Hugging Face id in the local cache) is loaded once with
 `saescope.models.load_model` and kept. Prompts go through the tokenizer's chat template (a plain
 `Role: text` transcript when it has none); generation is greedy at temperature 0 and sampled
-otherwise. Loading and generating run in a worker thread, one generation at a time, so the event
-loop stays free. A timed-out request stops waiting, but the generation already running in its
-thread finishes before the next one starts.
+otherwise. A conversation ending in an assistant message is continued from it (a *prefill*, as
+Anthropic's API does: `{"explanation": "` keeps a small model to the JSON asked for); the answer
+is the continuation alone. Loading and generating run in a worker thread, one generation at a
+time, so the event loop stays free. A timed-out request stops waiting, but the generation
+already running in its thread finishes before the next one starts.
 
 This module knows nothing about caching, retries or prompts.
 """
@@ -27,17 +29,24 @@ DEFAULT_LOCAL_MODEL = "smollm2-135m"
 
 
 def plain_transcript(messages: list[dict[str, str]]) -> str:
-    """A prompt for a tokenizer without a chat template: `System: …`, `User: …`, then `Assistant:`."""
+    """A prompt for a tokenizer without a chat template: `System: …`, `User: …`, then `Assistant:`
+    (followed by the final assistant message's text when the conversation ends in one)."""
     turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    if messages and messages[-1]["role"] == "assistant":
+        return "\n\n".join(turns)
     return "\n\n".join([*turns, "Assistant:"])
 
 
 def prompt_text(tokenizer: Any, request: ChatRequest) -> tuple[str, bool]:
     """The prompt the model sees, and whether it came from the tokenizer's chat template (which then
-    holds the special tokens itself)."""
+    holds the special tokens itself). A final assistant message is left open, to be continued."""
     messages = [{"role": m.role, "content": m.content} for m in request.messages]
     if getattr(tokenizer, "chat_template", None):
-        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)), True
+        prefilled = bool(messages) and messages[-1]["role"] == "assistant"
+        text = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=not prefilled, continue_final_message=prefilled
+        )
+        return str(text), True
     return plain_transcript(messages), False
 
 

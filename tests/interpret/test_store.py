@@ -1,0 +1,177 @@
+"""Results stored with the index: round trips, newest-wins compaction, the best explanation, crashes."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from saescope.index.reader import Index, read_explanations
+from saescope.interpret.best import best_of, headline
+from saescope.interpret.explainers import Explanation
+from saescope.interpret.pipeline import LatentResult
+from saescope.interpret.scorers import Score
+from saescope.interpret.store import (
+    EXPLANATION_PARTS,
+    SCORE_PARTS,
+    ExplanationKey,
+    ResultStore,
+    best_explanations,
+    compact,
+    read_interpretations,
+    read_tables,
+)
+
+STATS = ExplanationKey("stats", "", "saescope-stats-v1")
+LLM = ExplanationKey("llm", "gpt-x", "saescope-interpret-v1")
+MODELS = {"detection": "gpt-x", "statistics": ""}
+
+
+def explanation(latent: int, key: ExplanationKey, text: str, confidence: float | None = 0.5) -> Explanation:
+    ok = bool(text)
+    error = None if ok else "no JSON object found in the answer"
+    return Explanation(latent, *key, text, confidence, ok, error, 12, latent == 7, '{"raw": 1}')
+
+
+def score(latent: int, scorer: str, metric: str, value: float, error: str | None = None) -> Score:
+    details = {"error": error} if error else {"n_shown": 40}
+    return Score(latent, scorer, metric, value, value - 0.1, value + 0.1, 0.5, 0.4, 0.6, 40, details)
+
+
+def result(latent: int, key: ExplanationKey, text: str, *scores: Score) -> LatentResult:
+    e = explanation(latent, key, text)
+    return LatentResult(latent, e, scores, None if e.ok else f"no explanation: {e.error}")
+
+
+def test_results_round_trip(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    nan = score(3, "detection", "auroc", math.nan, "no usable answer")
+    written = result(3, LLM, "the token 'def'", score(3, "detection", "accuracy", 0.8), nan)
+    store.write(written, LLM, MODELS)
+    assert store.pending_parts() == 2 and not (tmp_path / "explanations.parquet").exists()
+    (back,) = read_interpretations(tmp_path)  # readers see parts before any compaction
+    assert back.explanation == written.explanation
+    assert back.scores[0] == written.scores[0]
+    assert math.isnan(back.scores[1].value) and back.scores[1].details == {"error": "no usable answer"}
+    assert compact(tmp_path) == 2 and store.pending_parts() == 0
+    assert read_interpretations(tmp_path) == [back]
+    scores = pq.read_table(tmp_path / "scores.parquet").to_pylist()
+    assert [(r["scorer_model"], r["value"], r["error"]) for r in scores] == [
+        ("gpt-x", 0.8, None),
+        ("gpt-x", None, "no usable answer"),  # NaN is stored as null
+    ]
+
+
+def test_newest_row_wins_but_never_over_a_usable_one(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.write(result(1, STATS, "first"), STATS, MODELS)
+    store.write(result(1, STATS, "second"), STATS, MODELS)
+    store.write(result(2, STATS, "kept"), STATS, MODELS)
+    store.compact()
+    store.write(result(2, STATS, ""), STATS, MODELS)  # a later failure does not hide "kept"
+    store.write(result(3, STATS, ""), STATS, MODELS)
+    texts = {i.latent: (i.explanation.text, i.explanation.ok) for i in read_interpretations(tmp_path)}
+    assert texts == {1: ("second", True), 2: ("kept", True), 3: ("", False)}
+    store.compact()
+    assert {i.latent: i.explanation.text for i in read_interpretations(tmp_path)} == {
+        1: "second",
+        2: "kept",
+        3: "",
+    }
+
+
+def test_a_measured_score_is_not_replaced_by_a_failed_one(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.write(result(1, LLM, "x", score(1, "detection", "accuracy", 0.7)), LLM, MODELS)
+    store.write(
+        result(1, LLM, "x", score(1, "detection", "accuracy", math.nan, "no usable answer")), LLM, MODELS
+    )
+    store.compact()
+    (i,) = read_interpretations(tmp_path)
+    assert [s.value for s in i.scores] == [0.7]
+
+
+def test_the_best_explanation_is_marked_and_read_by_the_index(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    other = ExplanationKey("llm", "other", "saescope-interpret-v1")
+    store.write(result(5, STATS, "stats says", score(5, "statistics", "auroc", 0.99)), STATS, MODELS)
+    store.write(result(5, LLM, "llm says", score(5, "detection", "accuracy", 0.6)), LLM, MODELS)
+    store.write(result(5, other, "other says", score(5, "detection", "accuracy", 0.9)), other, MODELS)
+    store.write(result(6, STATS, ""), STATS, MODELS)  # only a failure: no best explanation
+    store.compact()
+    # detection accuracy is judged before statistics AUROC, whatever the values
+    best = best_explanations(tmp_path)
+    assert list(best) == [5] and best[5].explanation.text == "other says"
+    assert best[5].headline is not None and best[5].headline.value == 0.9
+    table = pq.read_table(tmp_path / "explanations.parquet").to_pylist()
+    assert [(r["latent"], r["explanation"]) for r in table if r["best"]] == [(5, "other says")]
+    assert read_explanations(tmp_path) == {5: "other says"}
+
+
+def test_best_of_breaks_ties_by_confidence_then_recency() -> None:
+    from datetime import datetime, timezone
+
+    from saescope.interpret.best import Interpretation
+
+    early, late = datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc)
+    a = Interpretation(explanation(1, STATS, "a", 0.9), (), early)
+    b = Interpretation(explanation(1, LLM, "b", 0.2), (), late)
+    c = Interpretation(explanation(1, LLM, "c", 0.2), (), early)
+    assert best_of([b, a, c]) == a  # no scores: confidence
+    assert best_of([c, b]) == b  # same confidence: the newer
+    assert best_of([Interpretation(explanation(1, LLM, ""), (), late)]) is None
+    assert headline(
+        [score(1, "statistics", "auroc", 0.7), score(1, "fuzzing", "accuracy", math.nan)]
+    ) == score(1, "statistics", "auroc", 0.7)
+
+
+def test_parts_of_a_killed_run_are_read_and_folded(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.write(result(1, STATS, "one", score(1, "statistics", "auroc", 0.8)), STATS, MODELS)
+    store.compact()
+    before = (tmp_path / "explanations.parquet").read_bytes()
+    # killed mid-latent: its scores were written, its explanation not; and a temporary file left over
+    store.write(
+        result(2, STATS, "two", score(2, "statistics", "auroc", 0.7)), STATS, MODELS, explanation=False
+    )
+    (tmp_path / EXPLANATION_PARTS / ".part-9.parquet.123-4.tmp").write_bytes(b"half a file")
+    tables = read_tables(tmp_path)
+    assert tables.explanations.column("latent").to_pylist() == [1]  # latent 2 is not done
+    assert sorted(tables.scores.column("latent").to_pylist()) == [1, 2]
+    assert (tmp_path / "explanations.parquet").read_bytes() == before  # readers never write
+    assert compact(tmp_path) == 1
+    assert not list((tmp_path / SCORE_PARTS).glob("part-*"))
+    assert compact(tmp_path) == 0  # nothing to fold: nothing rewritten
+
+
+def test_the_index_reader_still_reads_an_old_explanations_file(built_index: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pyarrow as pa
+
+    folder = Path(shutil.copytree(built_index, tmp_path / "index"))
+    pq.write_table(pa.table({"latent": [1, 2], "explanation": ["one", ""]}), folder / "explanations.parquet")
+    assert read_explanations(folder) == {1: "one"} == Index(folder).explanations()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_compactions_from_two_processes_lose_nothing(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    for latent in range(40):
+        store.write(result(latent, STATS, f"latent {latent}"), STATS, MODELS)
+    pid = os.fork()
+    if pid == 0:  # the child compacts while the parent writes and compacts too
+        try:
+            compact(tmp_path)
+        finally:
+            os._exit(0)
+    for latent in range(40, 60):
+        store.write(result(latent, STATS, f"latent {latent}"), STATS, MODELS)
+    compact(tmp_path)
+    os.waitpid(pid, 0)
+    compact(tmp_path)
+    assert sorted(i.latent for i in read_interpretations(tmp_path)) == list(range(60))
+    assert ResultStore(tmp_path).pending_parts() == 0
