@@ -15,9 +15,10 @@ log-probability is M. For every latent i active at a position p (BOS excluded, a
 Their Pearson correlation over all active pairs is reported (Scaling Monosemanticity found 0.8
 between attribution and ablation), and the pairs with the largest effect on M are listed.
 
-The ablations run batched: pairs sorted by position, each batch reuses the clean KV cache of the
-tokens before its earliest position (nothing before p changes), replicated over its rows, so it
-recomputes only the columns that can change.
+The ablations run batched: pairs sorted by position; each batch runs the tokens before its
+earliest position once, unedited (nothing before p changes), into a KV cache replicated over its
+rows, which then compute only the columns that can change — 2.5× faster than recomputing the
+whole text per row (benchmarks/steer.py).
 
 This module knows nothing about generation or steering controls.
 """
