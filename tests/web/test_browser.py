@@ -115,7 +115,18 @@ def test_latents_search_and_sort(watched: Watched, server: Running, shots: Path)
     assert rows.nth(0).locator("td").nth(0).inner_text() == "0"
     page.click("th[data-key=l]")
     assert rows.nth(0).locator("td").nth(0).inner_text() == str(D_SAE - 1)
-    page.fill("#search", "")
+    page.fill("#min-freq", "8")
+    frequencies = [
+        float(t.rstrip("%")) for t in page.locator("#latents tbody td:nth-child(2)").all_inner_texts()
+    ]
+    assert frequencies and min(frequencies) >= 8
+    page.fill("#max-freq", "9")
+    frequencies = [
+        float(t.rstrip("%")) for t in page.locator("#latents tbody td:nth-child(2)").all_inner_texts()
+    ]
+    assert all(8 <= f <= 9 for f in frequencies)
+    page.fill("#min-freq", "")
+    page.fill("#max-freq", "")
     shot(page, shots, "latents")
 
 

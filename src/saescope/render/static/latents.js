@@ -8,6 +8,8 @@
   var body = table.querySelector("tbody");
   var search = document.getElementById("search");
   var hideDead = document.getElementById("hide-dead");
+  var minFreq = document.getElementById("min-freq");
+  var maxFreq = document.getElementById("max-freq");
   var shown = document.getElementById("shown");
   var href = table.getAttribute("data-href");
   var rows = JSON.parse(document.getElementById("latent-rows").textContent);
@@ -42,8 +44,13 @@
     return tr;
   }
 
-  function matches(r, words) {
+  function percent(input, otherwise) {
+    return input.value === "" ? otherwise : Number(input.value) / 100;
+  }
+
+  function matches(r, words, low, high) {
     if (hideDead.checked && !(r.f > 0)) return false;
+    if (r.f < low || r.f > high) return false;
     if (!words.length) return true;
     var hay = (String(r.l) + " " + (r.e || "") + " " + (r.t || "")).toLowerCase();
     return words.every(function (w) { return hay.indexOf(w) >= 0; });
@@ -59,7 +66,8 @@
 
   function draw() {
     var words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
-    var found = rows.filter(function (r) { return matches(r, words); }).sort(compare);
+    var low = percent(minFreq, 0), high = percent(maxFreq, Infinity);
+    var found = rows.filter(function (r) { return matches(r, words, low, high); }).sort(compare);
     var fragment = document.createDocumentFragment();
     found.slice(0, SHOWN).forEach(function (r) { fragment.appendChild(row(r)); });
     body.replaceChildren(fragment);
@@ -82,6 +90,8 @@
   });
   search.addEventListener("input", draw);
   hideDead.addEventListener("change", draw);
+  minFreq.addEventListener("input", draw);
+  maxFreq.addEventListener("input", draw);
   var asked = new URLSearchParams(window.location.search).get("q");
   if (asked) search.value = asked;
   draw();
