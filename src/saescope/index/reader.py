@@ -320,7 +320,9 @@ class Index:
         which = np.searchsorted(starts, rows, side="right") - 1
         keys = []
         for f in np.unique(which):
-            column = pq.read_table(files[f][0], columns=["token"]).column("token").to_numpy()
+            column = (
+                pq.read_table(files[f][0], columns=["token"], use_threads=False).column("token").to_numpy()
+            )
             keys.append(column[rows[which == f] - starts[f]])
         return np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
 
