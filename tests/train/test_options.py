@@ -128,6 +128,8 @@ def test_the_python_api_refuses_unknown_and_foreign_hyperparameters() -> None:
         TrainConfig(acts=Path("acts"), arch_params={"l2_coefficient": 1.0})
     with pytest.raises(ConfigError, match="--l1-coefficient does not apply to --arch jumprelu"):
         TrainConfig(acts=Path("acts"), architecture="jumprelu", arch_params={"l1_coefficient": 1.0})
+    with pytest.raises(ConfigError, match="arch_params must map hyperparameter names to values, got 3"):
+        TrainConfig(acts=Path("acts"), arch_params=3)  # type: ignore[arg-type]
     given = {"l1_coefficient": 0.5}
     cfg = TrainConfig(acts=Path("acts"), architecture="relu", arch_params=given)
     given["l1_coefficient"] = 9.0  # the config keeps its own copy

@@ -13,7 +13,7 @@ from saescope.train.schedule import (
     default_peak_lr,
     default_warmup_steps,
     learning_rate,
-    width_rule_lr,
+    long_run_lr,
 )
 
 
@@ -59,25 +59,30 @@ def test_unknown_schedule_is_refused() -> None:
         learning_rate(20, peak=1.0, total_steps=50, warmup_steps=10, schedule="exp", min_ratio=0.1)
 
 
-def test_default_peak_lr_follows_the_inverse_square_root_of_the_width_in_long_runs() -> None:
-    long = 10**6  # steps: far past where the steps rule falls below the width rule
-    assert default_peak_lr(2**14, long) == pytest.approx(2e-4)
-    assert default_peak_lr(4 * 2**14, long) == pytest.approx(1e-4)
+def test_the_long_run_rule_follows_the_inverse_square_root_of_the_width() -> None:
+    assert long_run_lr(2**14) == pytest.approx(2e-4)
+    assert long_run_lr(4 * 2**14) == pytest.approx(1e-4)
 
 
-def test_default_peak_lr_of_short_runs_follows_the_steps_and_not_the_width() -> None:
-    # the measurements the rule was fitted on (see schedule.py): 4,608 latents, k 32, batch 4096
-    assert default_peak_lr(4608, 73) == pytest.approx(STEPS_LR * 73**-STEPS_EXPONENT)
-    assert default_peak_lr(1152, 73) == default_peak_lr(4608, 73)
-    assert default_peak_lr(4608, 73) / default_peak_lr(4608, 732) == pytest.approx(
-        10**STEPS_EXPONENT, rel=0.01
-    )
-    # the two rules meet: the default never jumps as the run grows longer
-    steps = sorted({round(1.05**i) for i in range(300)})  # 1 to 2.2M, 5% apart
+def test_default_peak_lr_matches_the_measured_best_rates() -> None:
+    # the sweeps the rule was fitted on (schedule.py): 4,608 latents, k 32, batch 4096
+    assert default_peak_lr(4608, 73) == pytest.approx(4.2e-3, rel=0.01)
+    assert default_peak_lr(4608, 732) == pytest.approx(2.7e-3, rel=0.02)
+    # no width effect was measured from 1,152 to 18,432 latents
+    assert default_peak_lr(1152, 73) == default_peak_lr(4608, 73) == default_peak_lr(18432, 73)
+    assert default_peak_lr(2**16, 10**6) == pytest.approx(3.4e-4, rel=0.02)  # Gao et al.: 1e-4
+
+
+def test_default_peak_lr_falls_with_steps_and_with_width_above_the_measured_ones() -> None:
+    steps = sorted({round(1.1**i) for i in range(150)})
     rates = [default_peak_lr(4608, s) for s in steps]
-    assert rates[-1] == pytest.approx(width_rule_lr(4608))
-    for (s0, r0), (s1, r1) in itertools.pairwise(zip(steps, rates)):
-        assert r1 <= r0 and math.log(r0 / r1) <= STEPS_EXPONENT * math.log(s1 / s0) + 1e-12
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    for s in (10, 1000, 10**6):
+        assert default_peak_lr(4 * 18432, s) == pytest.approx(default_peak_lr(18432, s) / 2)
+        assert default_peak_lr(16 * 18432, s) == pytest.approx(default_peak_lr(18432, s) / 4)
+        assert (
+            default_peak_lr(64, s) == default_peak_lr(4608, s) == pytest.approx(STEPS_LR * s**-STEPS_EXPONENT)
+        )
 
 
 @pytest.mark.parametrize(

@@ -82,9 +82,11 @@ class TrainConfig(CorpusSettings, ModelSettings):
     """Rows per optimisation step (across all ranks)."""
 
     lr: float | None = None
-    """Peak learning rate. Default: derived from the width n and the number of steps S, so that short
-    and long runs both get a good one: 2e-4·√(2^14/n) (Gao et al. 2024's rule for long runs)
-    × max(1, (S_LONG/S)^0.5)... """
+    """Peak learning rate. Default: derived from the run's steps S and width n, 1e-2 · S^(-1/5) ·
+    min(1, √(18432/n)) — fitted on learning-rate sweeps of 73 to 732 steps (see
+    saescope/train/schedule.py), where the best rate fell slowly with the steps and did not depend on
+    the width up to 18,432 latents; wider SAEs follow Gao et al. 2024's 1/√n. Their fixed
+    2e-4·√(2^14/n), made for runs of billions of tokens, is far too low for a short run."""
 
     optimizer: Literal["adam", "adamw"] = "adam"
     """Optimiser."""
@@ -207,6 +209,10 @@ class TrainConfig(CorpusSettings, ModelSettings):
         require(all(k > 0 for k in self.k), "--k must be positive")
         if cls.takes_k and not self.k:
             object.__setattr__(self, "k", (DEFAULT_K,))
+        require(
+            isinstance(self.arch_params, Mapping),
+            f"arch_params must map hyperparameter names to values, got {self.arch_params!r}",
+        )
         owners = {f.name: arch for arch, p in _architecture_params().items() for f in fields(p)}
         for name in self.arch_params:
             require(name in owners, f"unknown architecture option {name!r}; they are {', '.join(owners)}")

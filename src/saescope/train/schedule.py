@@ -1,20 +1,23 @@
-"""Learning-rate schedule and the defaults derived from a run's length and width.
+"""Learning-rate schedule, and the defaults derived from a run's length and width.
 
 `learning_rate`: linear warm-up, then constant, cosine or linear decay to a floor — a pure function
 of the step, so a resumed run needs nothing but the step number.
 
 Defaults (used when --lr / --warmup-steps are not given), so that a run of any budget trains well:
 
-- warm-up: 5% of the steps, at least 1 and at most 1000 (a fixed count, such as the 100 steps
-  once used here, is longer than a whole short run: 300k tokens at batch 4096 are 73 steps);
-- peak learning rate: the larger of two rules,
-    width rule  2e-4 · √(2^14 / latents)        Gao et al. 2024, fitted on runs of billions of tokens
-    steps rule  STEPS_LR · (steps)^(−STEPS_EXPONENT)   fitted here on short runs (see below)
-  A long run is limited by its width (Gao et al.'s rule); a short one must move far in few steps,
-  and there the best rate depends on the number of steps and hardly on the width. The steps rule
-  was fitted on learning-rate sweeps of TopK SAEs (k 32, batch 4096) on SmolLM2-135M's residual
-  stream, layer 15 (`benchmarks/defaults.py` prints them): the best rate was 4e-3 at 73 steps for
-  both 1,152 and 4,608 latents, and 1.3e-3 at 732 steps for 4,608 latents.
+- warm-up: 5 per cent of the steps, at least 1 and at most 1000. A fixed count is wrong at one end
+  or the other: the 100 steps once used here are longer than a whole short run (300k tokens at
+  batch 4096 are 73 steps), and negligible in a long one.
+- peak learning rate: STEPS_LR · steps^(−STEPS_EXPONENT) · min(1, √(WIDTH_FROM / latents)).
+  The long-run rule of Gao et al. 2024, 2e-4·√(2^14 / latents), was fitted on runs of billions of
+  tokens; a short run must move much further per step. Sweeps of TopK SAEs (k 32, batch 4096) on
+  SmolLM2-135M's residual stream at layer 15 (200k stored rows; `benchmarks/defaults.py` prints two
+  of them) put the best rate (the vertex of a parabola through the best three of a factor-2 sweep)
+  of 4,608 latents at 4.1e-3 after 73 steps, 5e-3 after 244 and 2.7e-3 after 732: a slow fall with
+  the number of steps, fitted by 1e-2 · steps^(−1/5). It did not depend on the width: 1,152, 4,608
+  and 18,432 latents all peaked at about 4e-3 after 73 steps (1,152 and 4,608 at 3.1e-3 and 2.7e-3
+  after 732), so the width factor is Gao et al.'s 1/√latents only beyond the widths measured. At
+  10^6 steps and 2^16 latents this gives 3.4e-4, against Gao et al.'s 1e-4.
 
 This module knows nothing about SAEs, data or optimisers.
 """
@@ -27,13 +30,16 @@ WARMUP_FRACTION = 0.05
 """Default warm-up as a fraction of the run's steps."""
 
 MAX_WARMUP_STEPS = 1000
-"""Longest default warm-up (sparsify's default warm-up length)."""
+"""Longest default warm-up."""
 
-STEPS_LR = 0.035
-"""Steps rule: the best peak learning rate of a one-step run, extrapolated (see module docstring)."""
+STEPS_LR = 1e-2
+"""The default peak learning rate is STEPS_LR · steps^(−STEPS_EXPONENT) up to WIDTH_FROM latents."""
 
-STEPS_EXPONENT = 0.5
-"""Steps rule: the best peak learning rate falls as steps^-STEPS_EXPONENT."""
+STEPS_EXPONENT = 0.2
+"""How fast the best peak learning rate falls with the number of steps (see the module docstring)."""
+
+WIDTH_FROM = 18432
+"""Widest SAE measured without a width effect; wider ones get √(WIDTH_FROM / latents) of the rate."""
 
 
 def learning_rate(
@@ -53,21 +59,18 @@ def learning_rate(
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def width_rule_lr(d_sae: int) -> float:
-    """2e-4 / sqrt(d_sae / 2^14): the learning-rate scaling of Gao et al. (2024), for long runs."""
-    return 2e-4 / math.sqrt(d_sae / 2**14)
-
-
-def steps_rule_lr(total_steps: int) -> float:
-    """STEPS_LR · total_steps^-STEPS_EXPONENT: the best rate of a short run (see module docstring)."""
-    return STEPS_LR * max(total_steps, 1) ** -STEPS_EXPONENT
-
-
 def default_peak_lr(d_sae: int, total_steps: int) -> float:
     """The default peak learning rate of an SAE of `d_sae` latents trained for `total_steps` steps."""
-    return max(width_rule_lr(d_sae), steps_rule_lr(total_steps))
+    steps_rule = STEPS_LR * max(total_steps, 1) ** -STEPS_EXPONENT
+    return steps_rule * min(1.0, math.sqrt(WIDTH_FROM / d_sae))
 
 
 def default_warmup_steps(total_steps: int) -> int:
-    """5% of the steps, at least 1, at most 1000."""
+    """5 per cent of the steps, at least 1, at most 1000."""
     return max(1, min(MAX_WARMUP_STEPS, round(WARMUP_FRACTION * total_steps)))
+
+
+def long_run_lr(d_sae: int) -> float:
+    """2e-4 · √(2^14 / d_sae): Gao et al. 2024's rule for runs of billions of tokens (the default
+    before it depended on the run's length; `benchmarks/defaults.py` compares against it)."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
