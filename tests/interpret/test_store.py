@@ -175,3 +175,16 @@ def test_compactions_from_two_processes_lose_nothing(tmp_path: Path) -> None:
     compact(tmp_path)
     assert sorted(i.latent for i in read_interpretations(tmp_path)) == list(range(60))
     assert ResultStore(tmp_path).pending_parts() == 0
+
+
+def test_fast_results_share_a_file_and_a_flush_writes_them(tmp_path: Path) -> None:
+    held = ResultStore(tmp_path, flush_after=3600)
+    for latent in range(5):
+        scored = result(latent, STATS, f"latent {latent}", score(latent, "statistics", "auroc", 0.6))
+        held.add(scored, STATS, MODELS)
+    assert held.pending_parts() == 0 and read_interpretations(tmp_path) == []
+    held.flush()
+    assert held.pending_parts() == 2 and len(read_interpretations(tmp_path)) == 5
+    at_once = ResultStore(tmp_path, flush_after=0)
+    at_once.add(result(9, STATS, "latent 9"), STATS, MODELS)
+    assert at_once.pending_parts() == 3 and len(read_interpretations(tmp_path)) == 6

@@ -5,8 +5,9 @@ prompt version): a latent whose explanation is stored and scored by every scorer
 reported as `stored` and costs nothing; one whose explanation is stored but lacks a scorer is
 only scored by the missing ones (its explanation reused); the others are explained and scored.
 Work goes in chunks of latents — records built from the index, then `pipeline.interpret_latents`
-— and each latent's result is written to the store the moment it exists, so a killed run loses
-at most the chunk in flight. Every stored explanation of the same explainer serves as a shuffled
+— and each latent's result goes to the store the moment it exists (written at once, or within
+two seconds when results come faster than that: `store.ResultStore`), so a killed run loses at
+most the latents in flight. Every stored explanation of the same explainer serves as a shuffled
 chance baseline. A problem with the language model as a whole (a rejected key, an unreachable
 endpoint: an `LLMError`) stops the run with the reason; what was stored stays.
 
@@ -73,7 +74,8 @@ class Plan(NamedTuple):
     kept: dict[int, LatentResult]
     """For the latents in `reuse`: their stored scores by the scorers not run again."""
     pool: dict[int, LatentResult]
-    """Every stored usable explanation of this explainer (chance baselines for the others)."""
+    """Every usable explanation of this explainer, the chance baselines of the others: those stored
+    before the run, joined by each new one as it comes."""
 
 
 def plan(store: ResultStore, latents: Sequence[int], key: ExplanationKey, scorers: Sequence[Scorer]) -> Plan:
@@ -131,7 +133,7 @@ class _Run:
 
     def finish(self, result: LatentResult, plan: Plan) -> None:
         """Store one latent's new result and report it (merged with its stored scores)."""
-        self.store.write(result, self.key, self.models, explanation=result.latent not in plan.reuse)
+        self.store.add(result, self.key, self.models, explanation=result.latent not in plan.reuse)
         kept = plan.kept.get(result.latent)
         if kept is not None:
             result = result._replace(scores=kept.scores + result.scores)
@@ -165,6 +167,7 @@ async def _chunk(
         on_result=lambda result: run.finish(result, the_plan),
         seed=seed,
     )
+    run.store.flush()
 
 
 async def interpret_index(

@@ -15,15 +15,20 @@ In the index folder (any engine that reads Parquet reads them without saescope):
                            nothing could be scored), `details` (JSON), `created`; a missing value
                            is null
     explanations/part-*.parquet, scores/part-*.parquet
-                           rows written since the last compaction, one file per latent
+                           rows written since the last compaction
     interpret/             the response cache, batch state, and the lock compaction holds
 
-Each latent's rows are written as soon as it is done — its scores first, then its explanation,
-each file atomically (`files.write_atomic`) — so a killed run loses at most the latents in
-flight, and a latent counts as done only once its explanation row exists. `compact` folds the
-parts into the two tables under a file lock (several runs may share an index), keeping for each
-key the newest row (a usable explanation over a failed one, a measured score over a failed one),
-marks each latent's best explanation, and only then deletes the parts it folded in. Readers never
+Results are written as they come, scores first, then explanations, each file atomically
+(`files.write_atomic`); a latent counts as done only once its explanation row exists. A result
+arriving `flush_after` seconds (2) or more after the last write is written at once, with any
+held since — so a slow latent (a language model) is on disk the moment it is done, while fast
+ones (statistics: several a second) share a file instead of paying a file and two fsyncs each.
+A killed run loses at most the latents in flight and those finished in the last two seconds.
+
+`compact` folds the parts into the two tables under a file lock (several runs may share an
+index), keeping for each key the newest row (a usable explanation over a failed one, a measured
+score over a failed one), marks each latent's best explanation, and only then deletes the parts
+it folded in. Readers never
 write: they merge the tables with any parts left by a running or killed run.
 
 This module knows nothing about language models, prompts or how results are computed.
@@ -354,8 +359,39 @@ def compact(index_dir: Path | str) -> int:
 class ResultStore:
     """Writes one index's results as they come (see the module docstring)."""
 
-    def __init__(self, index_dir: Path | str) -> None:
+    def __init__(self, index_dir: Path | str, flush_after: float = 2.0) -> None:
         self.index_dir = Path(index_dir)
+        self.flush_after = flush_after
+        self._scores: list[pa.Table] = []
+        self._explanations: list[pa.Table] = []
+        self._written = time.monotonic()
+
+    def add(
+        self,
+        result: LatentResult,
+        key: ExplanationKey,
+        scorer_models: Mapping[str, str],
+        explanation: bool = True,
+    ) -> None:
+        """Take one latent's result: its scores and (unless `explanation` is False: it was stored
+        before and only scored now) its explanation row; written at once when the last write is
+        `flush_after` seconds old, else held for the next write."""
+        created = now()
+        if result.scores:
+            self._scores.append(score_table(result.scores, key, scorer_models, created))
+        if explanation:
+            self._explanations.append(explanation_table(result, key, created))
+        if time.monotonic() - self._written >= self.flush_after:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is held: the scores, then the explanations."""
+        if self._scores:
+            write_part(self.index_dir / SCORE_PARTS, pa.concat_tables(self._scores))
+        if self._explanations:
+            write_part(self.index_dir / EXPLANATION_PARTS, pa.concat_tables(self._explanations))
+        self._scores, self._explanations = [], []
+        self._written = time.monotonic()
 
     def write(
         self,
@@ -364,16 +400,13 @@ class ResultStore:
         scorer_models: Mapping[str, str],
         explanation: bool = True,
     ) -> None:
-        """Store one latent's result: its scores, then (unless `explanation` is False: it was
-        stored before and only scored now) its explanation row."""
-        created = now()
-        if result.scores:
-            write_part(self.index_dir / SCORE_PARTS, score_table(result.scores, key, scorer_models, created))
-        if explanation:
-            write_part(self.index_dir / EXPLANATION_PARTS, explanation_table(result, key, created))
+        """Take one latent's result and write it now."""
+        self.add(result, key, scorer_models, explanation)
+        self.flush()
 
     def compact(self) -> int:
-        """Fold the parts into the tables (see `compact`)."""
+        """Write what is held, then fold the parts into the tables (see `compact`)."""
+        self.flush()
         return compact(self.index_dir)
 
     def pending_parts(self) -> int:

@@ -8,7 +8,7 @@ and resumes polling it instead of submitting the same requests again. Polling ba
 the cache, and the batch is then dropped from the state file. Batch tokens are metered at the
 backend's discount.
 
-The state file is rewritten atomically (a temporary file, then `os.replace`). A run killed in the
+The state file is rewritten atomically (`files.write_json`). A run killed in the
 instant between the provider accepting a batch and the state file being written will submit that
 batch again; nothing else is ever resubmitted.
 
@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ...files import write_json
 from .base import BatchBackend, BatchStatus, ChatRequest, ChatResponse
 from .cache import ResponseCache
 from .client import as_cache
@@ -39,21 +38,6 @@ from .usage import UsageMeter
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` through a temporary file and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class BatchClient:
@@ -108,7 +92,8 @@ class BatchClient:
         return state
 
     def _save_state(self) -> None:
-        write_json_atomic(self.state_path, self._load_state())
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.state_path, self._load_state())
 
     def pending_batches(self) -> list[dict[str, Any]]:
         """Batches submitted and not yet collected: `{"id", "keys", "submitted"}` each."""
