@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from saescope.index.reader import Index, read_explanations
+from saescope.index.reader import Index, read_explanation_details, read_explanations
 from saescope.interpret.best import best_of, headline
 from saescope.interpret.explainers import Explanation
 from saescope.interpret.pipeline import LatentResult
@@ -109,6 +109,18 @@ def test_the_best_explanation_is_marked_and_read_by_the_index(tmp_path: Path) ->
     table = pq.read_table(tmp_path / "explanations.parquet").to_pylist()
     assert [(r["latent"], r["explanation"]) for r in table if r["best"]] == [(5, "other says")]
     assert read_explanations(tmp_path) == {5: "other says"}
+    # what the dashboards read through the index, without this package's rules
+    assert [(r["latent"], r["headline"], r["headline_value"]) for r in table] == [
+        (5, "detection/accuracy", 0.6),
+        (5, "detection/accuracy", 0.9),
+        (5, "statistics/auroc", 0.99),
+        (6, None, None),
+    ]
+    (details,) = read_explanation_details(tmp_path).values()
+    assert (details["explanation"], details["explainer"], details["model"]) == ("other says", "llm", "other")
+    assert [(s["scorer"], s["metric"], s["value"]) for s in details["scores"]] == [
+        ("detection", "accuracy", 0.9)
+    ]
 
 
 def test_best_of_breaks_ties_by_confidence_then_recency() -> None:
@@ -188,3 +200,17 @@ def test_fast_results_share_a_file_and_a_flush_writes_them(tmp_path: Path) -> No
     at_once = ResultStore(tmp_path, flush_after=0)
     at_once.add(result(9, STATS, "latent 9"), STATS, MODELS)
     assert at_once.pending_parts() == 3 and len(read_interpretations(tmp_path)) == 6
+
+
+def test_details_put_the_headline_score_first(tmp_path: Path) -> None:
+    scores = (
+        score(2, "statistics", "auroc", 0.7),
+        score(2, "detection", "f1", 0.5),
+        score(2, "detection", "accuracy", 0.8),
+    )
+    ResultStore(tmp_path).write(result(2, LLM, "x", *scores), LLM, MODELS)
+    compact(tmp_path)
+    details = read_explanation_details(tmp_path)[2]
+    assert details["headline"] == "detection/accuracy" and details["headline_value"] == 0.8
+    order = [f"{s['scorer']}/{s['metric']}" for s in details["scores"]]
+    assert order[0] == "detection/accuracy" and len(order) == 3 and details["confidence"] == 0.5

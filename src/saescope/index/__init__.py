@@ -28,8 +28,9 @@ An index is a folder; any engine that reads Parquet reads it without saescope:
     logits.parquet          logit effects: `latent`, `side` (top/bottom), `rank`, `token_id`, `effect`
     map.parquet             2-D map of the decoder directions: `latent`, `x`, `y`, `cluster`
     token_counts.parquet    background token counts: `token_id`, `count`
-    explanations.parquet    written by `saescope interpret`: `latent`, `explanation`, `best` and
-    scores.parquet          more (schemas in `saescope.interpret.store`)
+    explanations.parquet    written by `saescope interpret`: `latent`, `explanation`, `best`, …
+    scores.parquet          and each explanation's scores (schemas in `saescope.interpret.store`);
+                            read by `read_explanations` and `read_explanation_details`
 
 While a build runs, `progress/`, `chunks/` and `parts/` hold its committed work (resumable); they
 are removed when `index.json` says complete.
@@ -39,7 +40,7 @@ knows nothing about training, capture, interpretation, steering or the web serve
 """
 
 from .layout import FORMAT, IndexHeader, LatentIndexError, read_header
-from .reader import Index, read_explanations
+from .reader import Index, read_explanation_details, read_explanations
 from .results import (
     Cooccurrence,
     Example,
@@ -66,6 +67,7 @@ __all__ = [
     "ProxyScore",
     "QuantileExamples",
     "TokenEffect",
+    "read_explanation_details",
     "read_explanations",
     "read_header",
     "read_latent_stats",

@@ -40,6 +40,7 @@ LOGITS = "logits.parquet"
 MAP = "map.parquet"
 TOKEN_COUNTS = "token_counts.parquet"
 EXPLANATIONS = "explanations.parquet"
+SCORES = "scores.parquet"
 
 
 class LatentIndexError(SaescopeError):
@@ -186,6 +187,7 @@ __all__ = [
     "MAP",
     "NEIGHBOURS",
     "POSTINGS_DIR",
+    "SCORES",
     "TOKENS_DIR",
     "TOKEN_COUNTS",
     "TOP",

@@ -43,6 +43,7 @@ from .layout import (
     LOGITS,
     MAP,
     NEIGHBOURS,
+    SCORES,
     TOKEN_COUNTS,
     TOKENS_DIR,
     TOP,
@@ -198,6 +199,11 @@ class Index:
     def explanations(self) -> dict[int, str]:
         """Latent → explanation, when auto-interpretation has written some ({} otherwise)."""
         return read_explanations(self.path)
+
+    def explanation_details(self) -> dict[int, dict[str, Any]]:
+        """Latent → its explanation with explainer, model, confidence and scores (see
+        `read_explanation_details`)."""
+        return read_explanation_details(self.path)
 
     # -------------------------------------------------------------------------------- postings
     def bucket(self, latent: int) -> SortedFile:
@@ -457,4 +463,27 @@ def read_explanations(index_dir: Path | str) -> dict[int, str]:
     }
 
 
-__all__ = ["Index", "read_explanations"]
+def read_explanation_details(index_dir: Path | str) -> dict[int, dict[str, Any]]:
+    """Latent → the columns of its `best` row of `explanations.parquet` (`explanation`, `explainer`,
+    `model`, `confidence`, `headline`, `headline_value`, …) with `scores`: that explanation's rows of
+    `scores.parquet` (`scorer`, `metric`, `value`, `ci_low`, `ci_high`, `baseline`, …), its headline
+    first. Schemas in `saescope.interpret.store`; {} when the index holds no explanations."""
+    folder = Path(index_dir)
+    path = folder / EXPLANATIONS
+    if not path.is_file() or "best" not in pq.read_schema(path).names:
+        return {}
+    found = {
+        int(r["latent"]): {**r, "scores": []}
+        for r in pq.read_table(path, filters=[("best", "=", True)]).to_pylist()
+    }
+    if (folder / SCORES).is_file():
+        for s in pq.read_table(folder / SCORES).to_pylist():
+            row = found.get(int(s["latent"]))
+            if row is not None and all(s[k] == row[k] for k in ("explainer", "model", "prompt_version")):
+                row["scores"].append(s)
+    for row in found.values():
+        row["scores"].sort(key=lambda s, head=row.get("headline"): f"{s['scorer']}/{s['metric']}" != head)
+    return found
+
+
+__all__ = ["Index", "read_explanation_details", "read_explanations"]

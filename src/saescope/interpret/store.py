@@ -7,7 +7,9 @@ In the index folder (any engine that reads Parquet reads them without saescope):
                            `error`, `n_examples` (windows the explainer read), `few_examples`
                            (fired fewer than 20 times), `raw` (the model's answer, or the
                            statistics as JSON), `created` (UTC), `best` (the one shown for the
-                           latent: `best.best_of`)
+                           latent: `best.best_of`), `headline` (`scorer/metric` of its headline
+                           score, `best.HEADLINES`) and `headline_value`; the last three are set
+                           by compaction, so that readers need none of this package's rules
     scores.parquet         one row per (latent, explainer, model, prompt_version, scorer,
                            scorer_model, metric): `value`, `ci_low`, `ci_high` (bootstrap 95%),
                            `baseline`, `baseline_ci_low`, `baseline_ci_high` (the same scorer on
@@ -54,13 +56,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..files import json_safe, write_atomic
-from ..index.layout import EXPLANATIONS
+from ..index.layout import EXPLANATIONS, SCORES
 from .best import Interpretation, best_of
 from .explainers import Explanation
 from .pipeline import LatentResult
 from .scorers import Score
 
-SCORES = "scores.parquet"
 EXPLANATION_PARTS = "explanations"
 SCORE_PARTS = "scores"
 WORK_DIR = "interpret"
@@ -85,6 +86,8 @@ EXPLANATION_SCHEMA = pa.schema(
         ("raw", pa.string()),
         ("created", TIMESTAMP),
         ("best", pa.bool_()),
+        ("headline", pa.string()),
+        ("headline_value", pa.float64()),
     ]
 )
 VALUES = ("value", "ci_low", "ci_high", "baseline", "baseline_ci_low", "baseline_ci_high")
@@ -131,9 +134,7 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def explanation_table(
-    result: LatentResult, key: ExplanationKey, created: datetime, best: bool | None = None
-) -> pa.Table:
+def explanation_table(result: LatentResult, key: ExplanationKey, created: datetime) -> pa.Table:
     """One latent's explanation row (a failure row when it has none)."""
     e = result.explanation
     if e is None:  # the explainer raised: nothing but the reason
@@ -149,7 +150,6 @@ def explanation_table(
         "few_examples": e.few_examples,
         "raw": e.raw,
         "created": created,
-        "best": best,
     }
     return pa.Table.from_pylist([row], schema=EXPLANATION_SCHEMA)
 
@@ -333,12 +333,20 @@ def best_explanations(index_dir: Path | str) -> dict[int, Interpretation]:
     return best_by_latent(read_interpretations(index_dir))
 
 
-def _with_best(tables: Tables) -> pa.Table:
-    chosen = {(i.latent, *key_of(i.explanation)) for i in best_by_latent(interpretations_of(tables)).values()}
+def _with_rankings(tables: Tables) -> pa.Table:
+    """The explanations table with `best`, `headline` and `headline_value` filled in."""
+    interpretations = interpretations_of(tables)  # in the table's order
+    chosen = {(i.latent, *key_of(i.explanation)) for i in best_by_latent(interpretations).values()}
+    heads = [i.headline for i in interpretations]
+    columns = {
+        "best": pa.array([(i.latent, *key_of(i.explanation)) in chosen for i in interpretations], pa.bool_()),
+        "headline": pa.array([None if h is None else f"{h.scorer}/{h.metric}" for h in heads], pa.string()),
+        "headline_value": pa.array([None if h is None else h.value for h in heads], pa.float64()),
+    }
     table = tables.explanations
-    keys = zip(*(table.column(k).to_pylist() for k in EXPLANATION_KEY))
-    flags = pa.array([k in chosen for k in keys], pa.bool_())
-    return table.set_column(table.schema.get_field_index("best"), "best", flags)
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, values)
+    return table
 
 
 def compact(index_dir: Path | str) -> int:
@@ -350,7 +358,7 @@ def compact(index_dir: Path | str) -> int:
         if not tables.parts:
             return 0
         write_atomic(index_dir / SCORES, [parquet_bytes(tables.scores)])
-        write_atomic(index_dir / EXPLANATIONS, [parquet_bytes(_with_best(tables))])
+        write_atomic(index_dir / EXPLANATIONS, [parquet_bytes(_with_rankings(tables))])
         for part in tables.parts:
             part.unlink(missing_ok=True)
         return len(tables.parts)
@@ -418,7 +426,6 @@ class ResultStore:
 
 __all__ = [
     "EXPLANATION_SCHEMA",
-    "SCORES",
     "SCORE_SCHEMA",
     "WORK_DIR",
     "ExplanationKey",
