@@ -16,7 +16,7 @@ from saescope.errors import SaescopeError
 from saescope.index.layout import LatentIndexError
 from saescope.index.reader import Index
 from saescope.render import highlight
-from web.builders import D_SAE, EXPLAINED, build_run
+from web.builders import D_SAE, DETECTION, EXPLAINED, build_run
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,19 @@ def test_pages_show_what_the_index_answers(run: Path, written: Path) -> None:
         assert f'<a href="{n.latent}.html">{n.latent}</a>' in html
 
 
-def test_explanations_are_shown_escaped(written: Path) -> None:
+def test_explanations_are_shown_with_their_scores_escaped(written: Path) -> None:
     page = (written / "latents" / "0.html").read_text(encoding="utf-8")
     assert "&lt;img src=x onerror=alert(&#39;explanation&#39;)&gt; tokens" in page
+    assert "explainer &lt;i&gt;model&lt;/i&gt; &amp; co" in page
+    row = re.search(r"<tr><td>detection accuracy</td>(.*?)</tr>", page, re.S)
+    assert row is not None and re.findall(r">([^<]+)</td>", row.group(1)) == ["0.800", "0.700–0.900", "0.500"]
+    assert "fuzzing" not in page  # a score that could not be measured is not shown
+    assert "few examples" in (written / "latents" / "2.html").read_text(encoding="utf-8")
+    assert "few examples" not in page
     rows = json.loads(script_texts((written / "index.html").read_text(encoding="utf-8"))["latent-rows"])
     assert [r["l"] for r in rows] == list(range(D_SAE))
     assert {r["l"]: r["e"] for r in rows if r["e"]} == EXPLAINED
+    assert {r["l"]: r["s"] for r in rows if r["s"] is not None} == DETECTION
 
 
 def test_two_processes_write_the_same_pages_as_one(run: Path, written: Path, tmp_path: Path) -> None:

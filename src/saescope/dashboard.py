@@ -6,12 +6,13 @@ The pages open from disk (`file://`) with no server and no network: CSS and scri
 them in `assets/`, the index page carries its rows as embedded JSON for sorting and searching,
 histograms are inline SVG. Each latent page shows its statistics and activation histogram, its
 logit effect, top examples with highlighted tokens, examples across its activation quantiles,
-its decoder neighbours and co-occurring latents, and its explanation once auto-interpretation
-has written one.
+its decoder neighbours and co-occurring latents, and its explanation with its scores once
+`saescope interpret` has stored one.
 
 This module also gathers what a page shows from the index (`latent_view`, `latent_rows`): the
 web server calls the same functions and renders with the same `saescope.render` functions. The
-index is read through its Python API (`saescope.index.Index`) only. Pages are written with the
+index is read through its Python API (`saescope.index.Index`) only, the explanations through the
+interpretation stage's reader (`saescope.interpret.store.best_explanations`). Pages are written with the
 durable writes of `saescope.files`, each complete or absent; a dashboard is rebuilt from scratch
 by rerunning.
 
@@ -21,6 +22,7 @@ This module knows nothing about HTTP, models or how the index is built.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -35,9 +37,11 @@ from tqdm.auto import tqdm
 from .config.dashboard import DashboardConfig
 from .errors import SaescopeError
 from .files import write_atomic
-from .index.layout import LatentIndexError
+from .index.layout import EXPLANATIONS, LatentIndexError
 from .index.reader import Index
 from .index.results import Example, QuantileExamples
+from .interpret.best import Interpretation
+from .interpret.store import best_explanations
 from .render import (
     STATIC,
     STATIC_INDEX_LINKS,
@@ -49,6 +53,7 @@ from .render import (
     LogitEffect,
     QuantileGroup,
     Related,
+    Scored,
     TokenExample,
     latent_page,
     latents_page,
@@ -126,13 +131,37 @@ def quantile_group(group: QuantileExamples, of: int, before: int) -> QuantileGro
     return QuantileGroup(label, tuple(example_view(e, before) for e in group.examples))
 
 
-def explanation_views(index: Index) -> dict[int, ExplanationView]:
-    """Latent → explanation, from the index (`Index.explanations`: texts only).
+def finite_or_none(value: float | None) -> float | None:
+    """A number, or None for a missing or NaN one."""
+    return value if value is not None and math.isfinite(value) else None
 
-    SEAM: auto-interpretation (`saescope.interpret`) produces an explainer, a model, a
-    confidence and scores with 95% intervals and a chance baseline per latent; once its stage
-    stores those in the index and the index offers a reader for them, fill `explainer`, `model`,
-    `confidence` and `scores` here — the pages already show them."""
+
+def explanation_view(chosen: Interpretation) -> ExplanationView:
+    """A stored explanation and its measured scores (headline first) as a render view."""
+    e = chosen.explanation
+    top = chosen.headline
+    measured = [s for s in chosen.scores if finite_or_none(s.value) is not None]
+    ordered = ([top] if top is not None else []) + [s for s in measured if s is not top]
+    scores = tuple(
+        Scored(
+            f"{s.scorer} {s.metric}",
+            s.value,
+            finite_or_none(s.ci_low),
+            finite_or_none(s.ci_high),
+            finite_or_none(s.baseline),
+        )
+        for s in ordered
+    )
+    return ExplanationView(e.text, e.explainer, e.model, finite_or_none(e.confidence), scores, e.few_examples)
+
+
+def explanation_views(index: Index) -> dict[int, ExplanationView]:
+    """Latent → the explanation shown for it: each latent's best stored explanation with its scores
+    (`saescope.interpret.store.best_explanations`), else, for an index whose explanations table has
+    texts only, those texts (`Index.explanations`)."""
+    chosen = best_explanations(index.path) if (index.path / EXPLANATIONS).is_file() else {}
+    if chosen:
+        return {latent: explanation_view(i) for latent, i in chosen.items()}
     return {latent: ExplanationView(text, "", "", None, ()) for latent, text in index.explanations().items()}
 
 

@@ -2,9 +2,9 @@
 model's text can reach a page.
 
 `build_run` writes RUN/sae (a random TopK SAE on the tiny Llama), RUN/index (the latent index of a
-small corpus whose documents hold `<script>`, `onerror=`, quotes, `&` and line breaks), an
-`explanations.parquet` in the index whose texts are hostile too (the file auto-interpretation
-writes: `latent`, `explanation`), and RUN/sae/eval.json from the eval stage.
+small corpus whose documents hold `<script>`, `onerror=`, quotes, `&` and line breaks),
+explanations with scores stored in the index through the interpretation stage's own writer (their
+texts and model name hostile too), and RUN/sae/eval.json from the eval stage.
 
 This module knows nothing about the code under test beyond the stages' public entry points.
 """
@@ -12,16 +12,17 @@ This module knows nothing about the code under test beyond the stages' public en
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from saescope.config import EvalConfig, IndexConfig
 from saescope.evals import evaluate
 from saescope.index.build import build_index
+from saescope.interpret import Explanation, LatentResult, Score
+from saescope.interpret.store import ResultStore, key_of
 from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
 from saescope.sae.formats import save_sae
 
@@ -43,6 +44,10 @@ EXPLAINED = {
     2: "quotes \" ' & ampersands",
 }
 """Explanations written into the index (latent → text)."""
+DETECTION = {0: 0.8, 1: 0.65, 2: 0.9}
+"""Their detection accuracies (the headline score)."""
+MODEL = "explainer <i>model</i> & co"
+"""The model that "wrote" them (hostile too: it is shown on pages)."""
 
 
 def topk_sae(model_dir: Path, d_sae: int = D_SAE, k: int = 4, seed: int = 0) -> SparseAutoencoder:
@@ -82,11 +87,20 @@ def write_corpus(path: Path, docs: int = 30, seed: int = 0) -> Path:
 
 
 def write_explanations(index: Path, explained: dict[int, str] = EXPLAINED) -> None:
-    """The `explanations.parquet` auto-interpretation writes into an index."""
-    table = pa.table(
-        {"latent": pa.array(list(explained), pa.int32()), "explanation": list(explained.values())}
-    )
-    pq.write_table(table, index / "explanations.parquet")
+    """Store explanations and scores in the index as `saescope interpret` does (`ResultStore`):
+    each with a detection accuracy (interval and chance baseline) and a fuzzing accuracy that
+    could not be measured (NaN); latent 2 fired on few tokens."""
+    store = ResultStore(index)
+    nan = math.nan
+    for latent, text in explained.items():
+        explanation = Explanation(latent, "llm", MODEL, "v1", text, 0.75, True, None, 12, latent == 2, "")
+        scores = (
+            Score(latent, "detection", "accuracy", DETECTION[latent], 0.7, 0.9, 0.5, 0.45, 0.55, 40, {}),
+            Score(latent, "fuzzing", "accuracy", nan, nan, nan, nan, nan, nan, 0, {"error": "no answer"}),
+        )
+        result = LatentResult(latent, explanation, scores, None)
+        store.write(result, key_of(explanation), {"detection": MODEL, "fuzzing": MODEL})
+    store.compact()
 
 
 def build_run(root: Path, model_dir: Path, tokens: int = 500) -> Path:

@@ -17,7 +17,7 @@ from saescope.config.serve import ServeConfig
 from saescope.index.reader import Index
 from saescope.steer import Intervention, Sampling, generate_steered, latent_effects
 
-from .builders import D_SAE, EXPLAINED
+from .builders import D_SAE, DETECTION, EXPLAINED
 from .conftest import LIMITS
 from .servers import Running, running
 
@@ -71,6 +71,8 @@ def test_latent_search(http: httpx.Client, server: Running) -> None:
     assert freqs == sorted(freqs, reverse=True)
     found = ok(http.get("/api/latents", params={"q": "ONERROR"}))
     assert [r["latent"] for r in found["rows"]] == [0] and found["rows"][0]["explanation"] == EXPLAINED[0]
+    by_score = ok(http.get("/api/latents", params={"sort": "score", "limit": 3}))["rows"]
+    assert [(r["latent"], r["score"]) for r in by_score] == sorted(DETECTION.items(), key=lambda kv: -kv[1])
     by_id = ok(http.get("/api/latents", params={"q": "17", "sort": "latent", "descending": False}))
     assert 17 in [r["latent"] for r in by_id["rows"]]
     token = next(t for r in everything["rows"] for t in r["top_tokens"])

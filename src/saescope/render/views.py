@@ -135,7 +135,9 @@ class ExplanationView(NamedTuple):
     confidence: float | None
     """The explainer's own confidence, when it gave one."""
     scores: tuple[Scored, ...]
-    """Its scores."""
+    """Its scores, the headline score (the one lists show and sort by) first."""
+    few_examples: bool = False
+    """The latent fired on few tokens: the explanation rests on little evidence."""
 
     @property
     def headline(self) -> Scored | None:
