@@ -1,105 +1,225 @@
 """`saescope demo`: the whole pipeline on the embedded model and the built-in corpus.
 
-capture (SmolLM2-135M, resid_post:15, built-in corpus) → train a TopK SAE (8× width) → evaluate
-it on held-out text. Each stage reuses what an earlier run already finished, so running the demo
-twice is cheap. Only calls the stage functions, exactly as the CLI would.
+capture (SmolLM2-135M, resid_post:15, built-in corpus) → train a TopK SAE (8× width) → evaluate it
+on held-out text → index its latents on more held-out text → explain a few latents (statistics and
+the embedded model) → write the static dashboard → steer one latent beside the unsteered completion
+and its controls. Each stage reuses what an earlier run finished (a store that is complete, a
+trained SAE, an evaluation with the same weights and settings, a complete index, stored
+explanations), so running the demo twice is cheap. Only calls the stage functions, as the CLI
+would; `--quick` runs every stage small (the test suite runs it).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .capture import CaptureResult, capture
-from .config import CaptureConfig, DemoConfig, EvalConfig, TrainConfig
+from .config import CaptureConfig, DashboardConfig, DemoConfig, EvalConfig, IndexConfig, TrainConfig
+from .dashboard import DashboardResult, dashboard
 from .errors import ConfigError
-from .evals import EvalResult, evaluate, format_table
+from .evals import EvalResult, evaluate
 from .files import read_json_object
+from .index import Index
+from .index.build import IndexResult, build_index
+from .index.query import render_examples
+from .interpret.demo import DemoInterpretation, demo_interpretation
+from .steer.experiment import SteerResult
+from .steer.showcase import demo_steering
 from .train import TrainedSAE, train
 
 log = logging.getLogger(__name__)
 
+MODEL, HOOKPOINT = "smollm2-135m", "resid_post:15"
+
+
+class DemoPlan(NamedTuple):
+    """The demo's settings once the defaults (full or quick) are filled in."""
+
+    out: Path
+    tokens: int
+    latents: int
+    k: int
+    epochs: float
+    eval_tokens: int
+    index_tokens: int
+    explain: int
+
+
+FULL = DemoPlan(Path("runs/demo"), 200_000, 4608, 32, 4.0, 4096, 30_000, 3)
+QUICK = DemoPlan(Path("runs/demo-quick"), 16_384, 1152, 16, 2.0, 512, 4096, 1)
+
+
+def plan_of(cfg: DemoConfig) -> DemoPlan:
+    """The quick or full defaults, with every setting `cfg` gives."""
+    base = QUICK if cfg.quick else FULL
+    given = {f: getattr(cfg, f) for f in DemoPlan._fields if getattr(cfg, f, None) is not None}
+    plan = base._replace(**given)
+    if plan.k > plan.latents:
+        raise ConfigError(f"--k {plan.k} is larger than the SAE width ({plan.latents} latents)")
+    return plan
+
 
 class DemoResult(NamedTuple):
-    store: Path
-    sae: TrainedSAE | None
-    sae_path: Path
+    """Everything the demo made."""
+
+    plan: DemoPlan
+    """The settings it ran with."""
+    store: CaptureResult
+    """The activation store."""
+    trained: TrainedSAE | None
+    """This run's training (None when an earlier run's SAE was reused)."""
+    sae: Path
+    """The SAE folder."""
     evaluation: EvalResult
+    """Its evaluation on held-out text."""
+    indexed: IndexResult
+    """Its latent index."""
+    interpretation: DemoInterpretation
+    """A few latents explained and scored."""
+    examples: dict[int, str]
+    """Each explained latent's top examples, rendered."""
+    dashboard: DashboardResult
+    """The static dashboard."""
+    steering: SteerResult
+    """One steered generation with its controls."""
+    seconds: float
+    """Wall time of this run."""
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "store": str(self.store),
-            "sae": str(self.sae_path),
-            "trained": self.sae._asdict() if self.sae is not None else None,
+            "plan": {**self.plan._asdict(), "out": str(self.plan.out)},
+            "store": self.store.to_json(),
+            "trained": self.trained._asdict() if self.trained is not None else None,
+            "sae": str(self.sae),
             "evaluation": self.evaluation.to_json(),
+            "index": self.indexed.to_json(),
+            "interpretation": self.interpretation.to_json(),
+            "dashboard": self.dashboard.to_json(),
+            "steering": self.steering.to_json(),
+            "seconds": self.seconds,
         }
 
     def render(self) -> str:
-        return self.summary()
-
-    def summary(self) -> str:
-        lines = [f"activation store: {self.store}", f"SAE: {self.sae_path}"]
-        if self.sae is not None:
-            lines.append(
-                f"  trained on {self.sae.tokens:,} tokens: FVU {self.sae.fvu:.4f}, L0 {self.sae.l0:.1f},"
-                f" dead {100 * self.sae.dead_fraction:.2f}% ({self.sae.tokens_per_second:,.0f} tok/s)"
-            )
-        lines += ["evaluation on held-out text:", format_table(self.evaluation)]
+        e = self.evaluation.evals[0].metrics
+        r, s, d = e["reconstruction"], e["sparsity"], e.get("downstream", {})
+        recovered = d.get("ce_loss_recovered_zero")
+        lines = [
+            f"saescope demo: {MODEL} @ {HOOKPOINT}, built-in corpus → {self.plan.out} ({self.seconds:.0f} s)",
+            "",
+            "[capture] " + self.store.render(),
+            "[train]   " + (self.trained_line()),
+            f"[eval]    {e['tokens']:,} held-out tokens: FVU {r['fvu']:.4f}, L0 {s['l0_mean']:.1f}, "
+            f"dead {100 * s['dead_fraction']:.1f}% (of these tokens)"
+            + (f", CE-loss recovered {recovered:.3f} (vs zero ablation)" if recovered is not None else ""),
+            "[index]   " + self.indexed.render(),
+            "",
+            self.interpretation.render(),
+        ]
+        for latent, text in self.examples.items():
+            lines += ["", f"latent {latent}, top examples:", text]
+        lines += ["", "[steer]", self.steering.render(), ""]
+        lines += [
+            "[dashboard] " + self.dashboard.render(),
+            f"browse latents, inspect texts and steer in the browser: saescope serve {self.plan.out}",
+        ]
         return "\n".join(lines)
 
+    def trained_line(self) -> str:
+        if self.trained is None:
+            return f"{self.sae} already held a trained SAE; reused it"
+        t = self.trained
+        return (
+            f"TopK SAE, {self.plan.latents:,} latents, k={self.plan.k}: FVU {t.fvu:.4f}, L0 {t.l0:.1f}, "
+            f"dead {100 * t.dead_fraction:.2f}% ({t.tokens:,} tokens, {t.tokens_per_second:,.0f} tok/s)"
+            f" → {self.sae}"
+        )
 
-def check_reusable(sae_dir: Path, cfg: DemoConfig) -> None:
+
+def check_reusable(sae_dir: Path, plan: DemoPlan) -> None:
     """Refuse to reuse a trained SAE of another width or k (it would be reported as this run's)."""
     if not (sae_dir / "sae.safetensors").exists():
         return
     saved = read_json_object(sae_dir / "cfg.json")
     there = (saved.get("architecture"), saved.get("d_sae"), saved.get("k"))
-    if there != ("topk", cfg.latents, cfg.k):
+    if there != ("topk", plan.latents, plan.k):
         raise ConfigError(
             f"{sae_dir} holds a {there[0]} SAE with {there[1]} latents and k={there[2]}, not "
-            f"--latents {cfg.latents} --k {cfg.k}; use another --out"
+            f"--latents {plan.latents} --k {plan.k}; use another --out"
         )
 
 
+def train_sae(plan: DemoPlan, acts: Path, sae_dir: Path) -> TrainedSAE | None:
+    """Train the demo's SAE (resuming an interrupted run), or None when one is already there."""
+    if (sae_dir / "sae.safetensors").exists():
+        log.info("[train] %s already holds a trained SAE; reusing it", sae_dir)
+        return None
+    log.info("[train] TopK SAE, %d latents, k=%d → %s", plan.latents, plan.k, sae_dir)
+    resume = (sae_dir / "checkpoints").is_dir() and any((sae_dir / "checkpoints").glob("step-*"))
+    result = train(
+        TrainConfig(
+            acts=acts,
+            out=sae_dir,
+            architecture="topk",
+            latents=(plan.latents,),
+            k=(plan.k,),
+            epochs=plan.epochs,
+            batch_size=2048,
+            # a latent is dead after a quarter of the run without firing (the 10M-token default is
+            # longer than the whole demo)
+            dead_tokens=max(int(plan.tokens * plan.epochs) // 4, 4096),
+            checkpoint_every=100,
+            resume=resume,
+        )
+    )
+    return result.saes[0]
+
+
+def top_examples(index_dir: Path, latents: list[int], n: int = 3) -> dict[int, str]:
+    """Each latent's `n` top examples, rendered as the query command shows them (no colour)."""
+    index = Index(index_dir)
+    return {
+        latent: render_examples("", index.top_examples(latent, n), colour=False).strip("\n")
+        for latent in latents
+    }
+
+
 def demo(cfg: DemoConfig) -> DemoResult:
-    acts, sae_dir = cfg.out / "acts", cfg.out / "sae"
-    check_reusable(sae_dir, cfg)
-    log.info("[1/3] capture: smollm2-135m × built-in corpus → %s", acts)
-    captured: CaptureResult = capture(
+    """Run (or finish) the whole demo pipeline; see the module docstring."""
+    started = time.perf_counter()
+    plan = plan_of(cfg)
+    acts, sae_dir, index_dir, board = (plan.out / p for p in ("acts", "sae", "index", "dashboard"))
+    check_reusable(sae_dir, plan)
+    log.info("[capture] %s × built-in corpus → %s", MODEL, acts)
+    store = capture(
         CaptureConfig(
-            model="smollm2-135m",
+            model=MODEL,
             dataset="builtin",
-            hookpoints=("resid_post:15",),
-            tokens=cfg.tokens,
+            hookpoints=(HOOKPOINT,),
+            tokens=plan.tokens,
             out=acts,
             context_len=256,
             batch_size=8,
         )
     )
-    log.info("      %s", "; ".join(f"{s.rows:,} rows of {s.hookpoint} in {s.path}" for s in captured.stores))
-    trained = None
-    if (sae_dir / "sae.safetensors").exists():
-        log.info("[2/3] train: %s already holds a trained SAE; reusing it", sae_dir)
-    else:
-        log.info("[2/3] train: TopK SAE, %d latents, k=%d → %s", cfg.latents, cfg.k, sae_dir)
-        resume = (sae_dir / "checkpoints").is_dir() and any((sae_dir / "checkpoints").glob("step-*"))
-        result = train(
-            TrainConfig(
-                acts=acts,
-                out=sae_dir,
-                architecture="topk",
-                latents=(cfg.latents,),
-                k=(cfg.k,),
-                epochs=cfg.epochs,
-                lr=cfg.lr,
-                batch_size=2048,
-                dead_tokens=max(cfg.tokens // 4, 4096),
-                checkpoint_every=100,
-                resume=resume,
-            )
-        )
-        trained = result.saes[0]
-    log.info("[3/3] eval: %d held-out tokens", cfg.eval_tokens)
-    evaluation = evaluate(EvalConfig(saes=(sae_dir,), tokens=cfg.eval_tokens, batch_size=8))
-    return DemoResult(acts, trained, sae_dir, evaluation)
+    trained = train_sae(plan, acts, sae_dir)
+    log.info("[eval] %d held-out tokens", plan.eval_tokens)
+    evaluation = evaluate(EvalConfig(saes=(sae_dir,), tokens=plan.eval_tokens, batch_size=8))
+    log.info("[index] %d held-out tokens → %s", plan.index_tokens, index_dir)
+    indexed = build_index(IndexConfig(saes=(sae_dir,), out=(index_dir,), tokens=plan.index_tokens))
+    log.info("[interpret] %d latents, by statistics and by %s", plan.explain, MODEL)
+    interpretation = demo_interpretation(index_dir, plan.explain)
+    examples = top_examples(index_dir, [r.latent for r in interpretation.stats])
+    log.info("[dashboard] → %s", board)
+    pages = dashboard(DashboardConfig(index=index_dir, out=board))
+    log.info("[steer] one latent, beside the unsteered completion and two controls")
+    steering = demo_steering(sae_dir, max_new_tokens=16 if cfg.quick else 24)
+    seconds = time.perf_counter() - started
+    return DemoResult(
+        plan, store, trained, sae_dir, evaluation, indexed, interpretation, examples, pages, steering, seconds
+    )
+
+
+__all__ = ["FULL", "QUICK", "DemoPlan", "DemoResult", "demo", "plan_of"]

@@ -13,31 +13,42 @@ from ..errors import require
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """`saescope demo`: the whole pipeline on the embedded model and the built-in corpus."""
+    """`saescope demo`: the whole pipeline on the embedded model and the built-in corpus — capture,
+    train, eval, index, interpret, dashboard, steer."""
 
-    out: Path = Path("runs/demo")
-    """Run folder."""
+    out: Path | None = None
+    """Run folder. Default: runs/demo (runs/demo-quick with --quick)."""
 
-    tokens: int = 200_000
-    """Activations to capture and train on."""
+    quick: bool = False
+    """A small run of every stage (about two minutes on two CPU cores): fewer tokens, a narrower
+    SAE; for trying the pipeline, not for reading its latents."""
 
-    latents: int = 4608
-    """SAE width (8 × d_model of SmolLM2-135M)."""
+    tokens: int | None = None
+    """Activations to capture and train on (default 200,000; 16,384 with --quick)."""
 
-    k: int = 32
-    """Active latents per token."""
+    latents: int | None = None
+    """SAE width (default 4,608 = 8 × d_model of SmolLM2-135M; 1,152 with --quick)."""
 
-    epochs: float = 4.0
-    """Passes of SAE training over the captured activations."""
+    k: int | None = None
+    """Active latents per token (default 32; 16 with --quick)."""
 
-    lr: float = 3e-3
-    """Peak learning rate. Higher than train's long-run default 2e-4/√(latents/2^14): the demo sees
-    under a million tokens (measured on its store: FVU 0.12 at 3e-3, 0.15 at 1e-3, 0.24 at the
-    default)."""
+    epochs: float | None = None
+    """Passes of SAE training over the captured activations (default 4; 2 with --quick)."""
 
-    eval_tokens: int = 8192
-    """Tokens for the downstream evaluation."""
+    eval_tokens: int | None = None
+    """Held-out tokens for the evaluation (default 4,096; 512 with --quick)."""
+
+    index_tokens: int | None = None
+    """Held-out tokens to index (default 30,000; 4,096 with --quick)."""
+
+    explain: int | None = None
+    """Latents to explain with the statistics explainer and the local model (default 3; 1 with --quick)."""
 
     def __post_init__(self) -> None:
-        require(self.tokens >= 4096, "--tokens must be at least 4096")
-        require(self.latents > 0 and self.k > 0 and self.k <= self.latents, "need 0 < k <= latents")
+        require(self.tokens is None or self.tokens >= 4096, "--tokens must be at least 4096")
+        for name in ("latents", "k", "eval_tokens", "index_tokens", "explain"):
+            value = getattr(self, name)
+            require(value is None or value > 0, f"--{name.replace('_', '-')} must be positive")
+        require(self.epochs is None or self.epochs > 0, "--epochs must be positive")
+        if self.latents is not None and self.k is not None:
+            require(self.k <= self.latents, f"--k {self.k} is larger than --latents {self.latents}")
