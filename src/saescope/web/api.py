@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import SaescopeError
 from ..files import json_safe
@@ -109,7 +110,7 @@ def inspect_plan(ctx: RunContext, body: InspectRequest) -> None:
 
 async def run_inspection(ctx: RunContext, body: InspectRequest) -> Inspection:
     """The inspection of a text (limits checked, then on the model worker)."""
-    inspect_plan(ctx, body)
+    await run_in_threadpool(inspect_plan, ctx, body)  # tokenizing: off the event loop
     if body.latent is not None:
         ctx.check_latent(body.latent)
     return await ctx.worker.call(ctx.inspect, body.text, body.latent)
@@ -119,7 +120,7 @@ async def run_effects(ctx: RunContext, body: EffectsRequest) -> EffectsResult:
     """Ablation effects and attributions of a text (limits checked; one heavy job at a time)."""
     if not body.text.strip():
         raise SaescopeError("the text is empty")
-    ctx.count_tokens(body.text, "max_effects_tokens", "the text")
+    await run_in_threadpool(ctx.count_tokens, body.text, "max_effects_tokens", "the text")
     explanations = {i: e.text for i, e in ctx.explanations.items()}
     limit = ctx.limits.max_effects_tokens + 2  # BOS and the target token
 
@@ -308,7 +309,7 @@ async def effects(body: EffectsRequest, ctx: RunContext = Ctx) -> dict[str, Any]
 @router.post("/steer")
 async def steer(body: SteerRequest, ctx: RunContext = Ctx) -> dict[str, Any]:
     """Unsteered, steered (and control) completions, when all are finished."""
-    plan = steer_plan(ctx, body)
+    plan = await run_in_threadpool(steer_plan, ctx, body)
     variants, release = await start_steering(ctx, plan)
     done: dict[str, Any] = {}
     try:
@@ -325,7 +326,7 @@ async def steer(body: SteerRequest, ctx: RunContext = Ctx) -> dict[str, Any]:
 async def steer_stream(body: SteerRequest, ctx: RunContext = Ctx) -> EventStream:
     """The same, streamed as server-sent events: `token` events (variant, row, step, text) as they
     are generated, then one `done` event. A client that disconnects frees the slot at once."""
-    plan = steer_plan(ctx, body)
+    plan = await run_in_threadpool(steer_plan, ctx, body)
     variants, release = await start_steering(ctx, plan)
 
     async def events() -> AsyncIterator[str]:
