@@ -12,7 +12,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from saescope.interpret.clients import ChatClient, ChatRequest, ChatResponse, Message, make_client
-from saescope.interpret.clients.local import prompt_text
+from saescope.interpret.clients.local import LocalBackend, preload, prompt_text
 from saescope.interpret.explainers import LLMExplainer
 
 from .fakes import token_latent
@@ -124,3 +124,12 @@ def test_a_local_model_continues_a_prefilled_answer(tiny_model_dir: Path) -> Non
     explanation = asyncio.run(explainer.explain(token_latent(" def", n_train=10)))
     assert explanation.raw.startswith('{"explanation": "') and len(explanation.raw) > len('{"explanation": "')
     assert explanation.ok or "JSON" in (explanation.error or "")  # random weights: usually unreadable
+
+
+def test_preloading_puts_the_model_in_memory_before_any_request(tiny_model_dir: Path) -> None:
+    client = local_client()
+    backend = client.backend
+    assert isinstance(backend, LocalBackend) and not backend._models
+    asyncio.run(preload(client, str(tiny_model_dir)))
+    assert str(tiny_model_dir) in backend._models
+    asyncio.run(preload(Continuing(), "anything"))  # no local backend: nothing to do

@@ -13,7 +13,9 @@ latent, with bounded sizes: 6 windows of 11 tokens shown (a prompt of about 350 
 most 48 tokens of answer. Scoring by the model (detection) is left out: a 135M-parameter model
 does not label excerpts in the asked format, and each label request costs as much as an
 explanation. A rerun finds everything stored (every answer in the response cache) and takes
-seconds.
+seconds. A 135M-parameter model is too small to explain most latents: it mostly repeats itself
+without closing the phrase it was given to finish, and such a latent says so (no JSON found) —
+read the statistics explanations, or pass a larger local `model`.
 
 This module knows nothing about the rest of the demo.
 """
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple
 
 from ..index.reader import Index
 from .clients import BatchClient, ChatClient, make_client
-from .clients.local import DEFAULT_LOCAL_MODEL
+from .clients.local import DEFAULT_LOCAL_MODEL, preload
 from .explainers import Explainer, LLMExplainer, StatsExplainer
 from .runner import interpret_index
 from .scorers import Scorer, StatsScorer
@@ -51,7 +53,7 @@ class DemoInterpretation(NamedTuple):
     index_dir: Path
     """The index the results are stored in."""
     model: str
-    """The local model that explained and scored."""
+    """The local model that explained."""
     stats: tuple[LatentReport, ...]
     """Each latent's statistics explanation and its scores."""
     llm: tuple[LatentReport, ...]
@@ -101,8 +103,10 @@ async def _explain_twice(
     scorers: Sequence[Scorer],
     store: ResultStore,
     client: ChatClient | BatchClient,
+    model: str,
 ) -> list[tuple[LatentReport, ...]]:
     try:
+        await preload(client, model)
         outcomes = [
             await interpret_index(records, latents, e, scorers, store, concurrency=1) for e in explainers
         ]
@@ -132,9 +136,8 @@ def demo_interpretation(
     ]
     scorers: list[Scorer] = [StatsScorer(per_bin=SETTINGS.per_bin, n_bins=SETTINGS.bins, seed=seed)]
     records = IndexRecords(index, SETTINGS._replace(seed=seed))
-    stats, llm = asyncio.run(
-        _explain_twice(records, chosen, explainers, scorers, ResultStore(index_dir), client)
-    )
+    store = ResultStore(index_dir)
+    stats, llm = asyncio.run(_explain_twice(records, chosen, explainers, scorers, store, client, model))
     return DemoInterpretation(
         Path(index_dir), model, stats, llm, Usage.of(client.usage), time.perf_counter() - started
     )

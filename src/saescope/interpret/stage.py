@@ -26,6 +26,7 @@ from ..errors import SaescopeError
 from ..index.reader import Index
 from .clients import LLM, RetryPolicy, make_client
 from .clients.coalesce import Coalescing
+from .clients.local import preload
 from .explainers import Explainer, LLMExplainer, StatsExplainer
 from .runner import explainer_key, interpret_index
 from .scorers import DetectionScorer, FuzzingScorer, Scorer, SimulationScorer, StatsScorer
@@ -115,6 +116,7 @@ async def _run(
     every latent is in flight at once, so that each round of requests is one batch."""
     batch = cfg.backend.endswith("-batch") and cfg.needs_llm
     try:
+        await preload(client, cfg.llm_model)
         outcome = await interpret_index(
             records,
             latents,

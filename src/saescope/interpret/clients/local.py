@@ -50,6 +50,14 @@ def prompt_text(tokenizer: Any, request: ChatRequest) -> tuple[str, bool]:
     return plain_transcript(messages), False
 
 
+async def preload(client: Any, model: str) -> None:
+    """Load `model` into `client`'s local backend, when it has one (loading is not generation: it
+    should not count against a request's timeout)."""
+    backend = getattr(client, "backend", None)
+    if isinstance(backend, LocalBackend):
+        await asyncio.to_thread(backend.load, model)
+
+
 class LocalBackend:
     """Chat completions from a local causal LM (transformers), in a worker thread."""
 
@@ -74,6 +82,10 @@ class LocalBackend:
                 logger.info("loading local model %s on %s", model, self.device)
                 self._models[model] = load_model(settings)
             return self._models[model]
+
+    def load(self, model: str) -> None:
+        """Load `model` now, so that the first request's timeout covers its generation only."""
+        self._loaded(model)
 
     def _prompt_ids(self, tokenizer: Any, request: ChatRequest) -> Any:
         text, templated = prompt_text(tokenizer, request)
