@@ -10,9 +10,11 @@ of the sweep, at both budgets.
 For each budget this trains, in the same run of this script and on the same store (TopK, 4608
 latents, k 32, batch 4096 unless told otherwise): the new defaults (no --lr, no --warmup-steps);
 the old defaults (--lr 2e-4·√(2^14/latents) --warmup-steps 100); and the sweep, each learning rate
-with the default warm-up. It prints each run's FVU on a fixed sample of 32,768 store rows (the
-criterion: one fixed set of rows, so the figures compare without batch noise) and the FVU of the
-last logged training window (what `saescope train` prints).
+with the default warm-up. It prints each run's FVU on a fixed sample of 32,768 store rows, pooled
+as `saescope eval` computes it (the criterion: one fixed set of rows, so the figures compare
+without batch noise), and the FVU of the last logged training window (what `saescope train`
+prints: the mean of each batch's FVU, which weights the rare high-variance batches less and so
+reads higher).
 
 The store: `runs/demo/acts` (200,000 rows of SmolLM2-135M resid_post:15 from `make demo`) or
 --acts. On 2 CPU cores the 300k budget takes about 8 minutes, the 3M one about an hour: run one

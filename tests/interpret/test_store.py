@@ -214,3 +214,19 @@ def test_details_put_the_headline_score_first(tmp_path: Path) -> None:
     assert details["headline"] == "detection/accuracy" and details["headline_value"] == 0.8
     order = [f"{s['scorer']}/{s['metric']}" for s in details["scores"]]
     assert order[0] == "detection/accuracy" and len(order) == 3 and details["confidence"] == 0.5
+
+
+def test_a_table_from_an_earlier_version_is_read_and_upgraded(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    ResultStore(tmp_path).write(result(1, STATS, "one", score(1, "statistics", "auroc", 0.8)), STATS, MODELS)
+    compact(tmp_path)
+    path = tmp_path / "explanations.parquet"
+    older = pq.read_table(path).drop_columns(["headline", "headline_value"])  # before they existed
+    pq.write_table(older.append_column("retired", pa.array(["x"])), path)
+    assert [i.explanation.text for i in read_interpretations(tmp_path)] == ["one"]
+    ResultStore(tmp_path).write(result(2, STATS, "two"), STATS, MODELS)
+    compact(tmp_path)
+    upgraded = pq.read_table(path)
+    assert "retired" not in upgraded.column_names
+    assert upgraded.column("headline").to_pylist() == ["statistics/auroc", None]

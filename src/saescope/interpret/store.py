@@ -228,8 +228,20 @@ class Tables(NamedTuple):
     """The part files folded in."""
 
 
+def conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns, in order: a column a file from an earlier version
+    lacks is null, one it has that is no longer used is dropped."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def _read(paths: Sequence[Path], schema: pa.Schema) -> pa.Table:
-    tables = [pq.read_table(p).select(schema.names).cast(schema) for p in paths]
+    tables = [conformed(pq.read_table(p), schema) for p in paths]
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     return table.append_column("_seq", pa.array(np.arange(table.num_rows)))
 

@@ -60,7 +60,9 @@ class TrainedSAE(NamedTuple):
     path: Path
     """Its folder (cfg.json, sae.safetensors, metrics.csv, training_curves.png)."""
     fvu: float
-    """Fraction of variance unexplained, averaged over the last logged window of training batches."""
+    """Fraction of variance unexplained of the last logged window: the mean of its training batches'
+    FVUs (`saescope eval` pools all tokens instead, which weights high-variance tokens more and
+    usually reads lower)."""
     l0: float
     """Mean active latents per token over that window."""
     dead_fraction: float
