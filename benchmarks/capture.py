@@ -1,14 +1,14 @@
-"""Capture throughput: `saescope capture` against the seed-000 way, measured in one run.
+"""Capture throughput: `saescope capture` against the usual way (whole forward, torch.save), in one run.
 
 CPU (default): SmolLM2-135M (the embedded model) at resid_post:15 on the built-in corpus.
   ours      : the capture loop of `saescope capture` (forward stopped after layer 15, sampled rows
               handed to the background store writer, shards on disk)
-  baseline  : seed 000 — `output_hidden_states=True` over the whole model, then `torch.save` of
-              the selected rows per batch
-GPU (--gpu): a random-init Llama-3-8B-shaped model in bf16 (ANCHORS.md), 16 × 1024 tokens per batch
+  baseline  : the Llama-3 "features from scratch" write-up's way — `output_hidden_states=True`
+              over the whole model, then `torch.save` of the selected rows per batch
+GPU (--gpu): a random-init Llama-3-8B-shaped model in bf16, 16 × 1024 tokens per batch
   forward_only : forward hook on layer 15 that stops the forward, activations copied to the host
-                 (the ANCHORS "hook_stop" rate: the ceiling for capture)
-  hidden_states: output_hidden_states=True, copied to the host (ANCHORS baseline)
+                 (the "hook_stop" rate: the ceiling for capture)
+  hidden_states: output_hidden_states=True, copied to the host (the baseline)
   ours         : the full capture loop writing the store to disk
 Prints rows (= tokens) per second and the ratios. Both sides read the same model inputs.
 """
@@ -63,7 +63,7 @@ def time_ours(cfg: CaptureConfig, loaded: LoadedModel) -> tuple[float, int]:
     return time.perf_counter() - t, writers[0].rows_committed
 
 
-def time_seed000(
+def time_baseline(
     cfg: CaptureConfig, loaded: LoadedModel, layer: int, rows_wanted: int, folder: Path
 ) -> tuple[float, int]:
     """output_hidden_states over the whole model, torch.save of the selected rows per batch."""
@@ -117,16 +117,16 @@ def cpu_main(args: argparse.Namespace) -> None:
     results = []
     for _ in range(args.repeats):
         t_ours, n_ours = time_ours(cfg, loaded)
-        t_base, n_base = time_seed000(cfg, loaded, 15, args.tokens, tmp / "seed000")
+        t_base, n_base = time_baseline(cfg, loaded, 15, args.tokens, tmp / "baseline")
         results.append((n_ours / t_ours, n_base / t_base))
         print(
-            f"  ours {n_ours / t_ours:8.0f} rows/s   seed-000 {n_base / t_base:8.0f} rows/s   "
+            f"  ours {n_ours / t_ours:8.0f} rows/s   baseline {n_base / t_base:8.0f} rows/s   "
             f"ratio {t_base / n_base * n_ours / t_ours:.2f}x",
             flush=True,
         )
     ratios = sorted(r[0] / r[1] for r in results)
     print(
-        f"\nCPU capture: ours / seed-000 = {ratios[len(ratios) // 2]:.2f}x median of {len(ratios)} "
+        f"\nCPU capture: ours / baseline = {ratios[len(ratios) // 2]:.2f}x median of {len(ratios)} "
         f"(range {ratios[0]:.2f}-{ratios[-1]:.2f}x; target >= 2x); median ours "
         f"{sorted(r[0] for r in results)[len(results) // 2]:.0f} rows/s"
     )

@@ -1,4 +1,6 @@
-"""How fast shuffled activation rows come out of the store, against seed 000's `.pt` files.
+"""How fast shuffled activation rows come out of the store, against `.pt` chunk files.
+
+The baseline is the loader of the Llama-3 "features from scratch" write-up (the "write-up" below).
 
 Writes a store of `--gb` GB of bf16 rows (d_model `--d-model`) to a temporary folder (or uses
 `--store PATH`), then measures rows/s and GB/s of `random` and `buffer` batches at batch sizes
@@ -6,7 +8,7 @@ Writes a store of `--gb` GB of bf16 rows (d_model `--d-model`) to a temporary fo
 (`posix_fadvise(DONTNEED)` on clean pages) — cold. In the same run it measures the baseline seed
 000 used: one `.pt` file per chunk of 4006 rows, each sampled row a `torch.load` of its file
 (measured on a small sample and extrapolated per row), and the rate SAE training consumes: a
-plain-torch TopK step of the demo SAE on this CPU, and the GPU target of ANCHORS.md (850k rows/s).
+plain-torch TopK step of the demo SAE on this CPU, and the GPU target of 850k rows/s.
 
     python benchmarks/store_read.py [--gb 2] [--d-model 2048] [--store PATH] [--device cuda]
 """
@@ -29,7 +31,7 @@ import torch
 
 from saescope.store import ActivationStore, DocRecord, StoreWriter
 
-GPU_TARGET_ROWS_PER_S = 850_000  # ANCHORS.md: TopK d=2048 n=65536 k=64 batch 8192 on one H100
+GPU_TARGET_ROWS_PER_S = 850_000  # target: TopK d=2048 n=65536 k=64 batch 8192 on one H100
 CONTEXT = 256
 
 
@@ -128,8 +130,8 @@ def rate(batches: Iterator[torch.Tensor], warmup: int, seconds: float, max_batch
     return n / (time.perf_counter() - start), count
 
 
-def seed000_rows_per_s(d_model: int, workdir: Path, files: int = 4, loads: int = 24) -> float:
-    """Seed 000's loader: each sampled row is a `torch.load` of its whole `.pt` chunk (4006 rows)."""
+def pt_chunk_rows_per_s(d_model: int, workdir: Path, files: int = 4, loads: int = 24) -> float:
+    """The write-up's loader: each sampled row is a `torch.load` of its whole `.pt` chunk (4006 rows)."""
     chunk = torch.randn(4006, d_model).to(torch.bfloat16)
     paths = []
     for i in range(files):
@@ -260,8 +262,8 @@ def main() -> None:
             for bs in sizes:
                 measure("warm", mode, bs, args.seconds, 10_000, warmup=2)
 
-        pt_rate = seed000_rows_per_s(store.d_model, tmp)
-        print(f"seed 000 baseline (torch.load of a 4006-row .pt per sampled row): {pt_rate:,.1f} rows/s")
+        pt_rate = pt_chunk_rows_per_s(store.d_model, tmp)
+        print(f"write-up baseline (torch.load of a 4006-row .pt per sampled row): {pt_rate:,.1f} rows/s")
         cpu_rate, how = cpu_training_rows_per_s()
         print(
             "CPU TopK SAE training, demo shape (d 576, 4608 latents, k 32, batch 4096; "
@@ -271,7 +273,7 @@ def main() -> None:
         best = max(r for label, mode, _bs, r, _g, _c in table if label == "warm" and mode == "random")
         print()
         print(
-            "| page cache | mode | batch | rows/s | GB/s | × seed 000 | "
+            "| page cache | mode | batch | rows/s | GB/s | × write-up | "
             f"× GPU target ({GPU_TARGET_ROWS_PER_S:,}) |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -280,7 +282,7 @@ def main() -> None:
                 f"| {label} | {mode} | {bs} | {r:,.0f} | {g:.2f} | {r / pt_rate:,.0f}× | "
                 f"{r / GPU_TARGET_ROWS_PER_S:.2f}× |"
             )
-        print(f"| warm | seed 000 .pt | 1 | {pt_rate:,.1f} | {pt_rate * row_bytes / 1e9:.4f} | 1× | – |")
+        print(f"| warm | write-up .pt | 1 | {pt_rate:,.1f} | {pt_rate * row_bytes / 1e9:.4f} | 1× | – |")
         print(
             f"| need | CPU demo training | 4096 | {cpu_rate:,.0f} | {cpu_rate * 576 * 2 / 1e9:.3f} | – | – |"
         )
@@ -289,7 +291,7 @@ def main() -> None:
             f"{GPU_TARGET_ROWS_PER_S * row_bytes / 1e9:.2f} | – | 1× |"
         )
         print(
-            f"\nbest warm random read: {best / pt_rate:,.0f}× seed 000's loader, "
+            f"\nbest warm random read: {best / pt_rate:,.0f}× the write-up's loader, "
             f"{best / cpu_rate:,.0f}× what CPU demo training consumes, "
             f"{best / GPU_TARGET_ROWS_PER_S:.2f}× the GPU target"
         )

@@ -5,7 +5,7 @@ CPU (default), at the demo's shape (d_in 576, 4608 latents, k 32, batch 4096):
      `torch` kernels (the CPU fast path) beside the plain-torch dense `reference`;
   2. quality on real activations: FVU and dead fraction after a fixed token budget for TopK with
      and without the aux-k loss (needs a store of real activations: --acts, e.g. runs/demo/acts).
-GPU (--gpu-loop): whole `saescope train` runs at the ANCHORS shape (d_in 2048, 65,536 latents, k 64,
+GPU (--gpu-loop): whole `saescope train` runs at the reference shape (d_in 2048, 65,536 latents, k 64,
   batch 8192) from a synthetic store, the Triton kernels beside the plain-torch reference.
 GPU (--gpu-quality --acts STORE): TopK trained by `saescope train` with the Triton kernels and with
   the plain-torch reference (both bf16 autocast) on the same real activations and token budget;
@@ -235,7 +235,7 @@ def window_rates(sae_folder: Path) -> list[float]:
 
 
 def gpu_loop(tmp: Path, steps: int) -> None:
-    """Whole `saescope train` runs at the ANCHORS shape on a synthetic 1 GiB store."""
+    """Whole `saescope train` runs at the reference shape on a synthetic 1 GiB store."""
     d, n, k, batch = 2048, 65536, 64, 8192
     store = synthetic_store(tmp / "gpu-loop-store", 32 * batch, d)
     print(
@@ -281,7 +281,7 @@ def main() -> None:
     p.add_argument("--aux-lr", type=float, default=3e-3)
     p.add_argument("--gpu-quality", action="store_true")
     p.add_argument("--gpu-tokens", type=int, default=400_000)
-    p.add_argument("--gpu-loop", action="store_true", help="whole-train throughput at the ANCHORS shape")
+    p.add_argument("--gpu-loop", action="store_true", help="whole-train throughput at the reference shape")
     p.add_argument("--gpu-loop-steps", type=int, default=300)
     p.add_argument("--skip-throughput", action="store_true")
     args = p.parse_args()

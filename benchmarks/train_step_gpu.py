@@ -3,7 +3,7 @@
 GPU mode (default): for each shape (d_in, latents, k, batch), full training steps on synthetic
 activations (randn) — forward, MSE loss, backward, optimizer — for
   naive  : the seed-style TopK SAE (dense encoder, torch.topk, scatter to dense, dense decoder
-           GEMM) under bf16 autocast with torch.optim.Adam: what /work/shared/ANCHORS.md calls
+           GEMM) under bf16 autocast with torch.optim.Adam: what our GPU target calls
            "seed-style bf16 autocast" (no decoder projection or renorm);
   triton : saescope's TopKSAE with kernel="triton" under bf16 autocast and FusedAdam with the
            decoder gradient projection and unit-norm renormalisation fused in;
@@ -38,7 +38,7 @@ from saescope.sae.init import initialize
 from saescope.sae.topk import TopKSAE
 
 DEV = "cuda"  # `--dry-run` runs the GPU code path on CPU tensors under the Triton interpreter
-PEAK_BF16 = 989e12  # H100 SXM dense bf16 (ANCHORS' MFU_enc denominator)
+PEAK_BF16 = 989e12  # H100 SXM dense bf16 (the MFU_enc denominator)
 GPU_SHAPES = [(2048, 65536, 64, 8192), (3072, 65536, 64, 8192), (4096, 131072, 64, 4096)]
 CPU_SHAPE = (576, 4608, 32, 4096)
 

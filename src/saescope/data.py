@@ -295,7 +295,8 @@ def iter_documents(settings: CorpusSettings) -> Iterator[Document]:
 # sentences
 
 # A sentence ends at . ! or ? (plus closing quotes or brackets) when whitespace and an upper-case
-# letter, digit or opening quote follow: a dependency-free stand-in for NLTK's Punkt (seed 001).
+# letter, digit or opening quote follow: a dependency-free stand-in for NLTK's Punkt (which
+# llama3_interpretability_sae uses).
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*(?=\s+["'“‘(\[]?[A-Z0-9])""")
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 _ABBREVIATIONS = frozenset(
@@ -364,8 +365,8 @@ def _spans_by_offsets(
 
 def spans_by_decoding(token_ids: Sequence[int], substring: str, tokenizer: Any) -> list[tuple[int, int]]:
     """Token spans `[start, end)` of the occurrences of `substring`, by binary search on decoded
-    prefixes — seed 004's `find_string_in_tokens`, extended to every occurrence. The fallback for
-    tokenizers without an offset mapping.
+    prefixes — the `find_string_in_tokens` of "Do I Know This Entity?"'s code, extended to every
+    occurrence. The fallback for tokenizers without an offset mapping.
     """
     ids = list(token_ids)
 

@@ -3,8 +3,8 @@
 `collect_activations` registers one forward hook (or forward pre-hook, for `:input` hookpoints) per
 hookpoint and hands back a collector whose `run(**model_inputs)` returns each hookpoint's
 activation. With `stop_early`, the forward pass is aborted as soon as every hookpoint has fired,
-so nothing after the last hooked layer is computed (ANCHORS.md: 2.2× the rate of
-`output_hidden_states=True` for Llama-3-8B at layer 16; delphi and seed 004 do the same).
+so nothing after the last hooked layer is computed (benchmarks/capture.py: 2.2× the rate of
+`output_hidden_states=True` for Llama-3-8B at layer 16; delphi and "Do I Know This Entity?" do the same).
 
 `patch_activations` replaces a hookpoint's activation with `fn(activation)` in every forward pass
 run inside it — splicing an SAE in for evaluation, or steering. The hook transforms whatever

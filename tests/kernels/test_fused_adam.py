@@ -36,7 +36,7 @@ def fill_grads(params: list[torch.Tensor], seed: int) -> None:
 
 
 def project_and_renorm_helpers(W_dec: torch.Tensor) -> None:
-    """The SAE base class's own helpers, inlined: seed 001's gradient projection."""
+    """The SAE base class's own helpers, inlined: the unit-norm decoder's gradient projection."""
     assert W_dec.grad is not None
     parallel = (W_dec.grad * W_dec).sum(1, keepdim=True) / (W_dec * W_dec).sum(1, keepdim=True).clamp_min(
         1e-12

@@ -1,4 +1,4 @@
-"""Conversions reproduce the source library's own encode/decode (DESIGN.md, "Formats").
+"""Conversions reproduce the source library's own encode/decode (each library's own save format).
 
 SAELens and sparsify SAEs are built and saved with the real libraries (random weights), imported
 with saescope and compared on random inputs; saescope SAEs are exported and loaded back with the

@@ -75,7 +75,7 @@ class CorpusSettings:
 
     unit: Literal["window", "sentence"] = "window"
     """`window`: documents packed into fixed-length token windows (a separator between documents);
-    `sentence`: each sentence is its own model input (seed 001)."""
+    `sentence`: each sentence is its own model input (as llama3_interpretability_sae does)."""
 
     context_len: int = 256
     """Tokens per model input (window length; sentences are truncated to it)."""
@@ -88,10 +88,12 @@ class CorpusSettings:
     token's and would dominate SAE training."""
 
     sample_fraction: float = 1.0
-    """Fraction of the positions of each input to store, drawn at random (seed 000 kept 0.1)."""
+    """Fraction of the positions of each input to store, drawn at random (the Llama-3 "features
+    from scratch" write-up kept 0.1)."""
 
     substring: str | None = None
-    """Only store the positions of this substring in each text (seed 004's entity tokens)."""
+    """Only store the positions of this substring in each text (the entity tokens of "Do I Know
+    This Entity?")."""
 
     substring_field: str | None = None
     """Record field holding each text's own substring (for prompt sets in `.jsonl`/`.parquet`)."""

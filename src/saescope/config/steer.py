@@ -244,8 +244,8 @@ class EffectsConfig(ModelSettings):
 class ContrastConfig(ModelSettings):
     """`saescope contrast`: the latents that separate two sets of texts.
 
-    Ranked by seed 004's separation score P(a>0 | positive) − P(a>0 | negative), with the mean
-    difference and a t-statistic."""
+    Ranked by the separation score of Ferrando et al. ("Do I Know This Entity?"),
+    P(a>0 | positive) − P(a>0 | negative), with the mean difference and a t-statistic."""
 
     sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE"})
     """The SAE folder (e.g. runs/demo/sae)."""
@@ -259,7 +259,8 @@ class ContrastConfig(ModelSettings):
 
     positions: ContrastPositions = "last"
     """Positions compared: each text's last token, all its tokens (BOS excluded), or the last token
-    of each occurrence of --substring (or of each record's --substring-field) as in seed 004."""
+    of each occurrence of --substring (or of each record's --substring-field), as Ferrando et al.
+    do for entity names."""
 
     substring: str | None = None
     """The text whose last token is compared (with --positions substring)."""

@@ -482,7 +482,8 @@ def read_explanation_details(index_dir: Path | str) -> dict[int, dict[str, Any]]
             if row is not None and all(s[k] == row[k] for k in ("explainer", "model", "prompt_version")):
                 row["scores"].append(s)
     for row in found.values():
-        row["scores"].sort(key=lambda s, head=row.get("headline"): f"{s['scorer']}/{s['metric']}" != head)
+        head = row.get("headline")
+        row["scores"].sort(key=lambda s: f"{s['scorer']}/{s['metric']}" != head)
     return found
 
 

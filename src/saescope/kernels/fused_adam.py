@@ -1,7 +1,8 @@
 """`FusedAdam`: Adam/AdamW whose step is one pass per parameter, unit-norm decoder included.
 
 A TopK SAE step ends with three passes over the decoder besides Adam itself: remove from each
-row's gradient its component along the row (seed 001), update, rescale each row to unit norm.
+row's gradient its component along the row (as llama3_interpretability_sae), update, rescale
+each row to unit norm.
 `FusedAdam(params, decoder=W_dec)` does all of that in the update's single pass over the decoder
 (`triton_adam.adam_rows`) and updates every other parameter in one elementwise pass
 (`triton_adam.adam_flat`). Off CUDA, or where Triton cannot run, the same update runs in plain

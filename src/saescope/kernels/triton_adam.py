@@ -3,10 +3,10 @@
 - `adam_flat`: elementwise update of a dense tensor (any layout whose storage is dense: the
   latent-major W_enc too), reading p, g, m, v once and writing p, m, v once.
 - `adam_rows`: the same update for a decoder matrix [n, d], one program per row, fused with the
-  two per-row steps of a unit-norm decoder (seed 001; OpenAI's TopK SAE): before the update the
-  gradient's component along the row is removed, after it the row is rescaled to unit norm. Three
-  passes over the matrix become one. Rows longer than `block_d` take three sweeps of the row inside
-  the program (sums, update, rescale) instead of holding it in registers.
+  two per-row steps of a unit-norm decoder (llama3_interpretability_sae; OpenAI's TopK SAE):
+  before the update the gradient's component along the row is removed, after it the row is
+  rescaled to unit norm. Three passes over the matrix become one. Rows longer than `block_d` take
+  three sweeps of the row inside the program (sums, update, rescale) instead of holding it in registers.
 
 The math is `torch.optim.Adam`'s (AdamW's with `decoupled=True`): bias-corrected moments,
 denominator sqrt(v)/sqrt(1 − β2^t) + eps. The scalars that depend on the step count are computed by

@@ -21,7 +21,8 @@ One file per concept:
   explanations;
 - `experiment`: `saescope steer` (steered beside unsteered and controls);
 - `effects`: `saescope effects` (ablation effects, attribution, their correlation);
-- `contrast`: `saescope contrast` (seed 004's separation score between two sets of texts);
+- `contrast`: `saescope contrast` (the separation score of "Do I Know This Entity?"
+  between two sets of texts);
 - `texts`: reading and tokenizing the texts users give; `showcase`: the demo's steering run.
 
 The stage functions the command line runs are `experiment.steer`, `effects.effects` and

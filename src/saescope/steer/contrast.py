@@ -1,6 +1,6 @@
 """`saescope contrast`: the latents that tell two sets of texts apart.
 
-Seed 004 ("Do I Know This Entity?", Ferrando et al.) found known- and unknown-entity latents by
+"Do I Know This Entity?" (Ferrando et al.) found known- and unknown-entity latents by
 their separation score: the fraction of positive texts on which a latent fires minus the fraction
 of negative ones, P(a > 0 | positive) − P(a > 0 | negative), read at the entity's last token.
 Here, at the chosen positions of every text (its last token, all its tokens but BOS, or the last
@@ -11,7 +11,7 @@ token of each occurrence of a substring), for every latent:
 - Welch's t = mean difference / sqrt(var₊/n₊ + var₋/n₋).
 
 Latents that fire on more than `max_density` of generic text (latent index, eval output, or
-held-out tokens: `saescope.steer.stats`) are left out, as seed 004 does: they fire everywhere and
+held-out tokens: `saescope.steer.stats`) are left out, as Ferrando et al. do: they fire everywhere and
 separate nothing specific. The best `top` latents of each direction are listed, each with its
 explanation when the index has one.
 

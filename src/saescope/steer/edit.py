@@ -3,7 +3,8 @@
 With f the latents of x and f' the edited latents, the new activation is
 
     x' = x + decode(f') − decode(f)          (default: the SAE's error x − decode(f) is kept)
-    x' = decode(f')                          (`splice=True`: seed 001's way, the error is lost)
+    x' = decode(f')                          (`splice=True`: llama3_interpretability_sae's way;
+                                              the error is lost)
 
 and since decode is linear in the latents, x + decode(f') − decode(f) = x + Σ_i (f'_i − f_i)·d_i
 over the edited latents i (b_dec cancels). So an `add` needs no encoding at all, and an ablation

@@ -3,7 +3,8 @@
 Modes, for a latent i with activation f = f_i(x) and decoder direction d_i (`saescope.steer.edit`
 turns them into a change of the activation):
 
-- `add`:    f → f + value        (seed 001's "add to a latent": the activation moves by value·d_i;
+- `add`:    f → f + value        ("add to a latent" of llama3_interpretability_sae:
+                                   the activation moves by value·d_i;
                                    `relative=True` reads value as a multiple of the maximum)
 - `clamp`:  f → value            (Scaling Monosemanticity's Golden Gate demo clamped to 10× the
                                    latent's maximum; `relative=True` reads value as that multiple)

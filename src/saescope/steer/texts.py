@@ -3,7 +3,7 @@
 Files: a `.jsonl` or `.parquet` file, or a folder, is read as a corpus (`data.iter_documents`: one
 text per record, or per `.txt` file in a folder; `text_field` names the record field and
 `substring_field` a per-record substring); any other file (`.txt` included) holds one text per
-line, empty lines skipped — seed 001's prompt files.
+line, empty lines skipped — as llama3_interpretability_sae's prompt files.
 
 Tokenizing: with `chat`, a text becomes the user turn of the model's chat template, ending with
 the assistant's turn opening (instruct models); otherwise it is plain text, after BOS when

@@ -3,7 +3,7 @@
 Welford's update generalised to batches and merges (Chan, Golub & LeVeque 1979): each batch is
 reduced to (count, mean, sum of squared deviations) in float64 and combined with the running
 state, so statistics of several ranks, or of a capture resumed several times, merge exactly as
-if the rows had been seen in one pass. Seed 001 used Welford's mean to initialise `b_pre`;
+if the rows had been seen in one pass. llama3_interpretability_sae used Welford's mean to initialise `b_pre`;
 training normalisation reads `mean_squared_norm` (E‖x‖², OpenAI's unit-mean-squared-norm scaling).
 Variances are population variances (divided by the count).
 

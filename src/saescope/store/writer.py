@@ -370,21 +370,10 @@ class StoreWriter:
         self._raise_if_failed()
         if self._closed:
             raise ValueError("add() after close()")
-        if activations.ndim != 2 or activations.shape[1] != self.d_model:
-            shape = tuple(activations.shape)
-            raise StoreError(f"activations of shape {shape} do not fit this store (d_model {self.d_model})")
-        doc = _ids(doc_ids, np.int64, "doc_ids")
-        tok = _ids(token_ids, np.int32, "token_ids")
-        pos = _ids(positions, np.int32, "positions")
+        doc, tok, pos = self._checked_ids(activations, token_ids, doc_ids, positions)
         n = activations.shape[0]
-        if not len(doc) == len(tok) == len(pos) == n:
-            raise ValueError(
-                f"{n} activation rows but {len(tok)} token_ids, {len(doc)} doc_ids, {len(pos)} positions"
-            )
         if n == 0:
             return 0
-        if np.any(doc[1:] < doc[:-1]):
-            raise ValueError("rows must arrive grouped by doc in increasing doc_id order")
         start = int(np.searchsorted(doc, self._resume_doc, side="left"))
         end = min(n, start + max(0, self.target_rows - self._accepted))
         if start >= end:
@@ -393,19 +382,7 @@ class StoreWriter:
             raise ValueError(f"doc {doc[start]} arrived after doc {self._open_doc}: doc ids must increase")
 
         segments, flush_first = self._plan(doc, start, end)
-        records = {int(r.doc_id): r for r in docs}
-        starts = [a for a, _b, _c in segments]
-        seg_docs: list[list[DocRecord]] = [[] for _ in segments]
-        firsts = np.concatenate(
-            [[start], np.flatnonzero(doc[start + 1 : end] != doc[start : end - 1]) + start + 1]
-        )
-        for i in firsts:
-            d = int(doc[i])
-            if d == self._open_doc:
-                continue  # continues a doc whose record came with an earlier call
-            if d not in records:
-                raise ValueError(f"no DocRecord given for doc {d}")
-            seg_docs[int(np.searchsorted(starts, i, side="right")) - 1].append(records[d])
+        seg_docs = self._docs_per_segment(doc, start, end, segments, docs)
 
         nbytes = (end - start) * self.d_model * self.dtype.itemsize
         self._acquire(nbytes)
@@ -447,6 +424,53 @@ class StoreWriter:
         self._accepted += end - start
         self._open_doc = int(doc[end - 1])
         return end - start
+
+    def _checked_ids(
+        self,
+        activations: Tensor,
+        token_ids: Tensor | np.ndarray | Sequence[int],
+        doc_ids: Tensor | np.ndarray | Sequence[int],
+        positions: Tensor | np.ndarray | Sequence[int],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`(doc_ids, token_ids, positions)` as arrays, after checking they fit `activations`."""
+        if activations.ndim != 2 or activations.shape[1] != self.d_model:
+            shape = tuple(activations.shape)
+            raise StoreError(f"activations of shape {shape} do not fit this store (d_model {self.d_model})")
+        doc = _ids(doc_ids, np.int64, "doc_ids")
+        tok = _ids(token_ids, np.int32, "token_ids")
+        pos = _ids(positions, np.int32, "positions")
+        n = activations.shape[0]
+        if not len(doc) == len(tok) == len(pos) == n:
+            raise ValueError(
+                f"{n} activation rows but {len(tok)} token_ids, {len(doc)} doc_ids, {len(pos)} positions"
+            )
+        if np.any(doc[1:] < doc[:-1]):
+            raise ValueError("rows must arrive grouped by doc in increasing doc_id order")
+        return doc, tok, pos
+
+    def _docs_per_segment(
+        self,
+        doc: np.ndarray,
+        start: int,
+        end: int,
+        segments: list[tuple[int, int, bool]],
+        docs: Sequence[DocRecord],
+    ) -> list[list[DocRecord]]:
+        """For each segment, the records of the docs whose rows start in it."""
+        records = {int(r.doc_id): r for r in docs}
+        starts = [a for a, _b, _c in segments]
+        seg_docs: list[list[DocRecord]] = [[] for _ in segments]
+        firsts = np.concatenate(
+            [[start], np.flatnonzero(doc[start + 1 : end] != doc[start : end - 1]) + start + 1]
+        )
+        for i in firsts:
+            d = int(doc[i])
+            if d == self._open_doc:
+                continue  # continues a doc whose record came with an earlier call
+            if d not in records:
+                raise ValueError(f"no DocRecord given for doc {d}")
+            seg_docs[int(np.searchsorted(starts, i, side="right")) - 1].append(records[d])
+        return seg_docs
 
     def _plan(self, doc: np.ndarray, start: int, end: int) -> tuple[list[tuple[int, int, bool]], bool]:
         """Split rows [start, end) into segments; a segment with `cut` ends a shard.
