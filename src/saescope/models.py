@@ -250,7 +250,7 @@ def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
 
 
 def _alias_hint(spec: str) -> str:
-    """"; did you mean smollm2-135m?" for a near miss of an alias, else ""."""
+    """ "; did you mean smollm2-135m?" for a near miss of an alias, else ""."""
     import difflib
 
     close = difflib.get_close_matches(spec.lower(), [SMOLLM2_ALIAS], n=1, cutoff=0.75)
