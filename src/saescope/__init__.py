@@ -26,20 +26,37 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 _EXPORTS = {
-    # stages (public name: the module and the function's own name)
+    # stages, in pipeline order (public name: the module and the function's own name)
     "capture_activations": "saescope.capture:capture",
+    "verify_store": "saescope.store.verify",
     "train_saes": "saescope.train:train",
     "evaluate": "saescope.evals",
     "convert_sae": "saescope.convert:convert",
+    "build_index": "saescope.index.build",
+    "query_index": "saescope.index.query:query",
+    "interpret_latents": "saescope.interpret.stage:interpret",
+    "write_dashboard": "saescope.dashboard:dashboard",
+    "steer_generation": "saescope.steer.experiment:steer",
+    "measure_effects": "saescope.steer.effects:effects",
+    "contrast_texts": "saescope.steer.contrast:contrast",
+    "serve_run": "saescope.web.serve:serve",
     "run_demo": "saescope.demo:demo",
-    "verify_store": "saescope.store.verify",
     # configs
     "CaptureConfig": "saescope.config",
+    "VerifyConfig": "saescope.config",
     "TrainConfig": "saescope.config",
     "EvalConfig": "saescope.config",
     "ConvertConfig": "saescope.config",
+    "IndexConfig": "saescope.config",
+    "QueryConfig": "saescope.config",
+    "InterpretConfig": "saescope.config",
+    "ExplanationsConfig": "saescope.config",
+    "DashboardConfig": "saescope.config",
+    "SteerConfig": "saescope.config",
+    "EffectsConfig": "saescope.config",
+    "ContrastConfig": "saescope.config",
+    "ServeConfig": "saescope.config",
     "DemoConfig": "saescope.config",
-    "VerifyConfig": "saescope.config",
     "ModelSettings": "saescope.config",
     "CorpusSettings": "saescope.config",
     # models, SAEs, hooks
@@ -48,6 +65,7 @@ _EXPORTS = {
     "load_sae": "saescope.sae.formats",
     "save_sae": "saescope.sae.formats",
     "bind_sae": "saescope.bound",
+    "encode_text": "saescope.bound",
     "heldout_corpus": "saescope.bound",
     "BoundSAE": "saescope.bound",
     "resolve_hookpoints": "saescope.hookpoints",
@@ -55,6 +73,14 @@ _EXPORTS = {
     "patch_activations": "saescope.hooks",
     "iter_positions": "saescope.positions",
     "ActivationStore": "saescope.store",
+    # what the later stages hand a notebook: an index to query, edits to generate with
+    "Index": "saescope.index.reader",
+    "Intervention": "saescope.steer.interventions",
+    "Sampling": "saescope.steer.generate",
+    "generate_steered": "saescope.steer.steering",
+    "latent_effects": "saescope.steer.effects",
+    "contrast_latents": "saescope.steer.contrast",
+    "best_explanations": "saescope.interpret.store",
     "SaescopeError": "saescope.errors",
 }
 
