@@ -9,12 +9,17 @@ logit effect, top examples with highlighted tokens, examples across its activati
 its decoder neighbours and co-occurring latents, and its explanation with its scores once
 `saescope interpret` has stored one.
 
-This module also gathers what a page shows from the index (`latent_view`, `latent_rows`): the
-web server calls the same functions and renders with the same `saescope.render` functions. The
-index is read through its Python API (`saescope.index.Index`) only, the explanations through the
-interpretation stage's reader (`saescope.interpret.store.best_explanations`). Pages are written with the
-durable writes of `saescope.files`, each complete or absent; a dashboard is rebuilt from scratch
-by rerunning.
+This module also gathers what a page shows from the index (`latent_view` for one latent, as the
+web server asks; `latent_views` for many, as a dashboard does: each index table read once for a
+few buckets of latents, not ~11 queries a page) and renders it with the same `saescope.render`
+functions as the server. The index is read through its Python API (`saescope.index.Index`) only,
+the explanations through the interpretation stage's reader
+(`saescope.interpret.store.best_explanations`).
+
+A dashboard is built whole in a hidden folder beside `--out`, by one process per core, its pages
+written plainly and synced to disk once; it then replaces the previous dashboard in one rename
+(`swap_in`): an interrupted build never replaces a complete dashboard, and rerunning rebuilds it
+from scratch.
 
 This module knows nothing about HTTP, models or how the index is built.
 """
@@ -25,10 +30,12 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from itertools import groupby
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .config.dashboard import DashboardConfig
 from .errors import SaescopeError
-from .files import write_atomic
+from .files import fsync_dir, write_atomic
 from .index.layout import EXPLANATIONS, LatentIndexError
 from .index.reader import Index
 from .index.results import Example, QuantileExamples
@@ -63,8 +70,8 @@ log = logging.getLogger(__name__)
 
 ASSETS = ("saescope.css", "latents.js")
 """Files of `saescope.render`'s static folder a dashboard needs."""
-CHUNK = 64
-"""Latents per unit of work handed to a page-writing process."""
+CHUNK = 256
+"""Latents per unit of work handed to a page-writing process (whole postings buckets)."""
 
 
 class PageSettings(NamedTuple):
@@ -209,33 +216,121 @@ def logits_of(index: Index, latent: int, n: int) -> tuple[tuple[LogitEffect, ...
     return up, down
 
 
+class Answers(NamedTuple):
+    """What the index answers about one latent, before it becomes a view."""
+
+    stats: LatentStatsView
+    top: list[Example]
+    quantiles: list[QuantileExamples]
+    neighbours: tuple[Related, ...]
+    cooccurring: tuple[Related, ...]
+    logits: tuple[tuple[LogitEffect, ...], tuple[LogitEffect, ...]]
+
+
+def view_of(
+    latent: int, d_sae: int, answers: Answers, before: int, explanations: Mapping[int, ExplanationView]
+) -> LatentView:
+    """A latent's page view from the index's answers (`before`: context tokens before an example's)."""
+    a = answers
+    return LatentView(
+        latent=latent,
+        d_sae=d_sae,
+        stats=a.stats,
+        top=tuple(example_view(e, before) for e in a.top),
+        quantiles=tuple(quantile_group(g, len(a.quantiles), before) for g in a.quantiles),
+        neighbours=a.neighbours,
+        cooccurring=a.cooccurring,
+        logits_up=a.logits[0],
+        logits_down=a.logits[1],
+        explanation=explanations.get(latent),
+    )
+
+
 def latent_view(
     index: Index, latent: int, settings: PageSettings, explanations: Mapping[int, ExplanationView]
 ) -> LatentView:
-    """Everything one latent's page shows, from the index."""
+    """Everything one latent's page shows, from the index (one latent's queries; `latent_views`
+    asks for many latents at once)."""
     latent = index.check_latent(latent)
     s = settings
     stats = stats_view(index.latent_stats(latent))
     fires = not stats.dead
-    top = index.top_examples(latent, s.top, s.before, s.after) if fires and s.top else []
-    groups = (
+    answers = Answers(
+        stats,
+        index.top_examples(latent, s.top, s.before, s.after) if fires and s.top else [],
         index.quantile_examples(latent, s.quantiles, s.per_quantile, 0, s.before, s.after)
         if fires and s.quantiles
-        else []
+        else [],
+        neighbours_of(index, latent, s.related, explanations),
+        cooccurring_of(index, latent, s.related, explanations) if fires else (),
+        logits_of(index, latent, s.logits),
     )
-    up, down = logits_of(index, latent, s.logits)
-    return LatentView(
-        latent=latent,
-        d_sae=index.d_sae,
-        stats=stats,
-        top=tuple(example_view(e, s.before) for e in top),
-        quantiles=tuple(quantile_group(g, len(groups), s.before) for g in groups),
-        neighbours=neighbours_of(index, latent, s.related, explanations),
-        cooccurring=cooccurring_of(index, latent, s.related, explanations) if fires else (),
-        logits_up=up,
-        logits_down=down,
-        explanation=explanations.get(latent),
-    )
+    return view_of(latent, index.d_sae, answers, s.before, explanations)
+
+
+def _asked(ask: Callable[[list[int], int], dict[int, Any]], latents: list[int], n: int) -> dict[int, Any]:
+    """`ask(latents, n)`, or {} when nothing is asked or the index lacks that table."""
+    if n <= 0 or not latents:
+        return {}
+    try:
+        return ask(latents, n)
+    except LatentIndexError:
+        return {}
+
+
+def examples_many(
+    index: Index, latents: list[int], s: PageSettings
+) -> tuple[dict[int, list[Example]], dict[int, list[QuantileExamples]]]:
+    """(top, quantile) examples of `latents`, asked one postings bucket at a time (a bucket's
+    postings are read once for both, and only one bucket's are held)."""
+    top: dict[int, list[Example]] = {}
+    groups: dict[int, list[QuantileExamples]] = {}
+    for _, bucket in groupby(latents, key=lambda k: k // index.header.bucket_latents):
+        part = list(bucket)
+        if s.top:
+            top.update(index.top_examples_many(part, s.top, s.before, s.after))
+        if s.quantiles:
+            groups.update(
+                index.quantile_examples_many(part, s.quantiles, s.per_quantile, 0, s.before, s.after)
+            )
+    return top, groups
+
+
+def latent_views(
+    index: Index, latents: Sequence[int], settings: PageSettings, explanations: Mapping[int, ExplanationView]
+) -> list[LatentView]:
+    """`latent_view` of each of `latents` (sorted, without repeats), each index table read once for
+    all of them (`Index.*_many`): what a dashboard asks, a few buckets of latents at a time."""
+    s = settings
+    chosen = sorted(set(index.checked(latents)))
+    stats = {k: stats_view(row) for k, row in zip(chosen, index.stats().take(chosen).to_pylist())}
+    live = [k for k in chosen if not stats[k].dead]
+    top, groups = examples_many(index, live, s)
+    near = _asked(index.neighbours_many, chosen, s.related)
+    often = _asked(index.cooccurring_many, live, s.related)
+    logits = _asked(index.logit_effects_many, chosen, s.logits)
+
+    def related(found: Iterable[Any], value: str) -> tuple[Related, ...]:
+        return tuple(Related(r.latent, getattr(r, value), _text(explanations, r.latent)) for r in found)
+
+    views = []
+    for k in chosen:
+        effects = logits.get(k)
+        answers = Answers(
+            stats[k],
+            top.get(k, []),
+            groups.get(k, []),
+            related(near.get(k, ()), "cosine"),
+            related(often.get(k, ()), "jaccard"),
+            (
+                tuple(LogitEffect(t.token, t.effect) for t in effects.top),
+                tuple(LogitEffect(t.token, t.effect) for t in effects.bottom),
+            )
+            if effects is not None
+            else ((), ()),
+        )
+        views.append(view_of(k, index.d_sae, answers, s.before, explanations))
+    return views
 
 
 def top_tokens(examples: Iterable[TokenExample], n: int = 8) -> tuple[str, ...]:
@@ -322,62 +417,119 @@ def settings_of(cfg: DashboardConfig) -> PageSettings:
 
 
 def render_pages(
-    index: Index, latents: Sequence[int], settings: PageSettings, folder: Path
+    index: Index,
+    latents: Sequence[int],
+    settings: PageSettings,
+    folder: Path,
+    explanations: Mapping[int, ExplanationView],
 ) -> list[LatentRow]:
-    """Write the pages of `latents` into `folder/latents` (one process); returns their rows."""
-    explanations = explanation_views(index)
+    """Write the pages of `latents` into `folder/latents` (one process, the index asked for all of
+    them at once: `latent_views`); returns their rows. Plain writes: the folder is a staging folder
+    that becomes visible whole (`swap_in`), so each page needs no fsync of its own."""
     rows = []
-    for latent in latents:
-        view = latent_view(index, latent, settings, explanations)
-        write_atomic(folder / "latents" / f"{latent}.html", latent_page(view))
+    for view in latent_views(index, latents, settings, explanations):
+        (folder / "latents" / f"{view.latent}.html").write_bytes(latent_page(view).encode("utf-8"))
         rows.append(latent_row(view))
     return rows
 
 
-_worker_index: Index | None = None
-"""The index a page-writing process opened once (`_open_index`), reused by every chunk it writes."""
+class _Worker(NamedTuple):
+    reader: Index
+    explanations: dict[int, ExplanationView]
+
+
+_worker: _Worker | None = None
+"""The index and explanations a page-writing process read once (`_open_index`), for every unit."""
 
 
 def _open_index(path: Path) -> None:
-    global _worker_index
-    _worker_index = Index(path)
+    global _worker
+    index = Index(path)
+    _worker = _Worker(index, explanation_views(index))
 
 
-def _render_chunk(latents: Sequence[int], settings: PageSettings, folder: Path) -> list[LatentRow]:
-    assert _worker_index is not None
-    return render_pages(_worker_index, latents, settings, folder)
+def _render_unit(latents: Sequence[int], settings: PageSettings, folder: Path) -> list[LatentRow]:
+    assert _worker is not None
+    return render_pages(_worker.reader, latents, settings, folder, _worker.explanations)
 
 
-def chunks(latents: Sequence[int], n: int) -> list[Sequence[int]]:
-    """`latents` cut into runs of `n` (the last may be shorter)."""
-    return [latents[i : i + n] for i in range(0, len(latents), n)]
+def units(latents: Sequence[int], bucket_latents: int) -> list[list[int]]:
+    """Sorted `latents` cut into units of work of about `CHUNK` latents made of whole postings
+    buckets (a unit reads each of its buckets once)."""
+    span = bucket_latents * max(1, CHUNK // bucket_latents)
+    return [list(part) for _, part in groupby(sorted(latents), key=lambda k: k // span)]
 
 
 def write_pages(
     index: Index, latents: Sequence[int], settings: PageSettings, folder: Path, workers: int = 1
 ) -> list[LatentRow]:
     """Write one page per latent into `folder/latents`, in `workers` processes (each opens the
-    index once: its queries are serialised per connection, so one process uses about one core);
-    returns the rows in latent order."""
+    index once and writes whole units of latents); returns the rows in latent order."""
     (folder / "latents").mkdir(parents=True, exist_ok=True)
-    parts = chunks(latents, CHUNK)
+    parts = units(latents, index.header.bucket_latents)
     bar = tqdm(total=len(latents), desc="dashboard", unit="page", dynamic_ncols=True)
     rows: list[LatentRow] = []
     if workers <= 1 or len(parts) == 1:
+        explanations = explanation_views(index)
         for part in parts:
-            rows += render_pages(index, part, settings, folder)
+            rows += render_pages(index, part, settings, folder, explanations)
             bar.update(len(part))
         bar.close()
         return rows
     # spawn, not fork: the parent's DuckDB connection holds threads a fork would copy mid-flight
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, context, initializer=_open_index, initargs=(index.path,)) as pool:
-        futures = [pool.submit(_render_chunk, part, settings, folder) for part in parts]
-        for future in futures:
+        futures = [pool.submit(_render_unit, part, settings, folder) for part in parts]
+        for part, future in zip(parts, futures):
             rows += future.result()
-            bar.update(CHUNK)
+            bar.update(len(part))
     bar.close()
     return rows
+
+
+# ----- the folder: built aside, swapped in whole --------------------------------------------
+def check_replaceable(folder: Path) -> None:
+    """Refuse an `--out` that is a file, or a folder holding something other than a dashboard
+    (it is replaced whole)."""
+    if folder.exists() and not folder.is_dir():
+        raise SaescopeError(f"--out {folder} is a file, not a folder")
+    dashboard_like = (folder / "index.html").is_file() or (folder / "latents").is_dir()
+    if folder.is_dir() and any(folder.iterdir()) and not dashboard_like:
+        raise SaescopeError(
+            f"--out {folder} holds files that are not a dashboard (it would be replaced): "
+            "choose a new or empty folder"
+        )
+
+
+def staging_of(folder: Path) -> Path:
+    """The hidden folder beside `folder` that a dashboard is built in."""
+    return folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+
+
+def swap_in(staging: Path, folder: Path) -> None:
+    """Make a finished staging folder the dashboard at `folder`. Its files reach the disk first —
+    one `sync` for thousands of pages where an fsync each cost ~6 ms a page —, then it takes
+    `folder`'s name; a previous dashboard there is moved aside first and removed last, so a crash
+    leaves the complete old one or the complete new one (at worst under its hidden name)."""
+    if hasattr(os, "sync"):
+        os.sync()
+    old = folder.with_name(f".{folder.name}.{os.getpid()}.old.tmp")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    fsync_dir(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build(cfg: DashboardConfig, index: Index, latents: Sequence[int], folder: Path) -> int:
+    """Write the whole dashboard into `folder` (a fresh staging folder); returns the pages written."""
+    copy_assets(folder)
+    rows = write_pages(index, latents, settings_of(cfg), folder, workers_of(cfg))
+    header = index.header
+    title = f"{len(rows):,} latents of {Path(header.sae).name}"
+    subtitle = f"{header.model} · {header.hookpoint} · {header.tokens:,} indexed tokens"
+    write_atomic(folder / "index.html", latents_page(rows, title, subtitle, STATIC_INDEX_LINKS))
+    return len(rows)
 
 
 def dashboard(cfg: DashboardConfig) -> DashboardResult:
@@ -388,14 +540,16 @@ def dashboard(cfg: DashboardConfig) -> DashboardResult:
     folder = out_folder(cfg)
     if folder.resolve() == Path(cfg.index).resolve():
         raise SaescopeError("--out must not be the index folder itself")
-    folder.mkdir(parents=True, exist_ok=True)
-    copy_assets(folder)
-    rows = write_pages(index, latents, settings_of(cfg), folder, workers_of(cfg))
-    header = index.header
-    title = f"{len(rows):,} latents of {Path(header.sae).name}"
-    subtitle = f"{header.model} · {header.hookpoint} · {header.tokens:,} indexed tokens"
-    write_atomic(folder / "index.html", latents_page(rows, title, subtitle, STATIC_INDEX_LINKS))
-    return DashboardResult(folder, len(rows), time.perf_counter() - started)
+    check_replaceable(folder)
+    staging = staging_of(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        pages = build(cfg, index, latents, staging)
+        swap_in(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return DashboardResult(folder, pages, time.perf_counter() - started)
 
 
 __all__ = [
@@ -406,6 +560,7 @@ __all__ = [
     "explanation_views",
     "latent_row",
     "latent_view",
+    "latent_views",
     "quantile_group",
     "stats_view",
     "top_tokens",

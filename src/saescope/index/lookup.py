@@ -57,6 +57,10 @@ class SortedFile:
             fits &= (self.lows[1] <= second[1]) & (self.highs[1] >= second[0])
         return np.flatnonzero(fits)
 
+    def groups_between(self, low: int, high: int) -> np.ndarray:
+        """Row groups that can hold rows whose first key lies in the closed range [low, high]."""
+        return np.flatnonzero((self.lows[0] <= high) & (self.highs[0] >= low))
+
     def read(self, groups: Sequence[int] | np.ndarray, columns: Sequence[str]) -> pa.Table:
         """Those row groups' `columns` (an empty table when there are none)."""
         if not len(groups):

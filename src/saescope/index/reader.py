@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import bulk
 from .layout import (
     COOCCURRENCE,
     DOCS_DIR,
@@ -64,9 +65,12 @@ from .results import (
     TokenEffect,
 )
 from .units import AGGREGATIONS, UNITS, Units, load_units, ranked_units
+from .windows import quantile_centres, spans, top_centres, window_examples
 
 POSTINGS_CACHE = 8
 """Latents whose postings stay in memory (a dashboard asks several things of one latent)."""
+TOKENIZER_LOCK = threading.Lock()
+"""Held while any `Index` loads its tokenizer (see `Index.tokenizer`)."""
 
 
 def check_unit(unit: str, agg: str) -> None:
@@ -97,7 +101,8 @@ class Index:
         self._units: dict[str, Units] = {}
         self._buckets: dict[int, SortedFile] = {}
         self._docs: DocsLookup | None = None
-        self._top: SortedFile | None = None
+        self._sorted: dict[str, SortedFile] = {}
+        self._bulk_bucket: tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]] | None = None
 
     def __repr__(self) -> str:
         h = self.header
@@ -142,13 +147,24 @@ class Index:
             raise LatentIndexError(f"{self.path} has no {what} ({name} is missing)")
         return path
 
+    def sorted_file(self, name: str, what: str, keys: Sequence[str]) -> SortedFile:
+        """A table of the index sorted by `keys`, its footer read once (`what` names it in the error)."""
+        if name not in self._sorted:
+            self._sorted[name] = SortedFile(self.file(name, what), keys)
+        return self._sorted[name]
+
     # ------------------------------------------------------------------------------- tokenizer
     @property
     def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded on first use. Loaded under a lock shared by every `Index`:
+        transformers' lazy imports race when several threads load a tokenizer at once (ImportError
+        and crashes were seen in the web server)."""
         if self._tokenizer is None:
-            from ..models import load_tokenizer
+            with TOKENIZER_LOCK:
+                if self._tokenizer is None:
+                    from ..models import load_tokenizer
 
-            self._tokenizer = load_tokenizer(self.header.model)
+                    self._tokenizer = load_tokenizer(self.header.model)
         return self._tokenizer
 
     def decode(self, token_ids: Sequence[int]) -> list[str]:
@@ -254,37 +270,23 @@ class Index:
         """Examples around token keys `centres` ((key, activation) pairs), with `before` and `after`
         tokens of context."""
         docs = self.doc_tokens([k // self.stride for k, _ in centres])
-        spans = []
-        for key, _ in centres:
-            doc, position = divmod(int(key), self.stride)
-            spans.append(
-                (doc, position, max(0, position - before), min(len(docs[doc]), position + after + 1))
-            )
-        base = [doc * self.stride for doc, *_ in spans]
-        keys, values = self.postings_in(latent, [(b + lo, b + hi) for b, (_, _, lo, hi) in zip(base, spans)])
-        examples = []
-        for (doc, position, lo, hi), b, (_, activation) in zip(spans, base, centres):
-            a, z = np.searchsorted(keys, [b + lo, b + hi])
-            acts = np.zeros(hi - lo, dtype=np.float32)
-            acts[keys[a:z] - b - lo] = values[a:z]
-            tokens = self.decode(docs[doc][lo:hi].tolist())
-            examples.append(Example(doc, position, float(activation), tokens, acts.tolist()))
-        return examples
+        windows = spans(centres, {doc: len(ids) for doc, ids in docs.items()}, self.stride, before, after)
+        ranges = [(w.doc * self.stride + w.lo, w.doc * self.stride + w.hi) for w in windows]
+        keys, values = self.postings_in(latent, ranges)
+        decoded = {doc: self.decode(ids.tolist()) for doc, ids in docs.items()}
+        return window_examples(centres, windows, decoded, keys, values, self.stride)
 
     def top_examples(self, latent: int, n: int = 20, before: int = 12, after: int = 4) -> list[Example]:
         """The latent's `n` largest activations with their context (ties: earlier token first)."""
         latent = self.check_latent(latent)
         kept = int(self.header.settings.get("top_examples", 0))
         if 0 < n <= kept:
-            if self._top is None:
-                self._top = SortedFile(self.file(TOP, "top examples"), ["latent", "rank"])
-            table = self._top.read(self._top.groups(latent), ["latent", "rank", "token", "activation"])
+            top = self.sorted_file(TOP, "top examples", ["latent", "rank"])
+            table = top.read(top.groups(latent), ["latent", "rank", "token", "activation"])
             rows = table.filter(pc.equal(table.column("latent"), latent)).sort_by("rank").slice(0, n)
             centres = list(zip(rows.column("token").to_pylist(), rows.column("activation").to_pylist()))
         else:
-            keys, values = self.postings(latent)
-            order = np.lexsort((keys, -values))[:n]
-            centres = list(zip(keys[order].tolist(), values[order].tolist()))
+            centres = top_centres(*self.postings(latent), n)
         return self.windows(latent, centres, before, after)
 
     def quantile_examples(
@@ -298,18 +300,58 @@ class Index:
     ) -> list[QuantileExamples]:
         """`per_quantile` random examples from each of `quantiles` equal-count bins of the latent's
         activations (fewer bins when it fires fewer times)."""
-        keys, values = self.postings(latent)
-        order = np.lexsort((keys, values))
-        rng = np.random.default_rng([seed, int(latent)])
-        bins = np.array_split(order, min(quantiles, len(order))) if len(order) else []
-        out = []
-        for q, rows in enumerate(bins):
-            picked = rng.choice(rows, size=min(per_quantile, len(rows)), replace=False)
-            picked = picked[np.lexsort((keys[picked], -values[picked]))]
-            centres = list(zip(keys[picked].tolist(), values[picked].tolist()))
-            examples = self.windows(latent, centres, before, after)
-            out.append(QuantileExamples(q, float(values[rows[0]]), float(values[rows[-1]]), examples))
-        return out
+        drawn = quantile_centres(*self.postings(latent), latent, quantiles, per_quantile, seed)
+        return [
+            QuantileExamples(g.quantile, g.low, g.high, self.windows(latent, g.centres, before, after))
+            for g in drawn
+        ]
+
+    # ------------------------------------------------------------------------- many latents at once
+    def bulk_bucket(self, bucket: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Every latent's postings in one bucket (latent → keys, activations), read whole; the last
+        bucket read stays in memory (one bucket at most)."""
+        cached = self._bulk_bucket
+        if cached is None or cached[0] != bucket:
+            cached = (bucket, bulk.bucket_postings(self, bucket))
+            self._bulk_bucket = cached
+        return cached[1]
+
+    def checked(self, latents: Sequence[int]) -> list[int]:
+        """`latents` as ints, each checked (`check_latent`), in their order without repeats."""
+        return list(dict.fromkeys(self.check_latent(k) for k in latents))
+
+    def top_examples_many(
+        self, latents: Sequence[int], n: int = 20, before: int = 12, after: int = 4
+    ) -> dict[int, list[Example]]:
+        """`top_examples` of each of `latents`, each table, bucket and document read once for all
+        (see `bulk`); ask a bucket's latents or a few buckets' at a time to bound memory."""
+        return bulk.top_examples(self, self.checked(latents), n, before, after)
+
+    def quantile_examples_many(
+        self,
+        latents: Sequence[int],
+        quantiles: int = 10,
+        per_quantile: int = 3,
+        seed: int = 0,
+        before: int = 12,
+        after: int = 4,
+    ) -> dict[int, list[QuantileExamples]]:
+        """`quantile_examples` of each of `latents`, read as `top_examples_many` does."""
+        return bulk.quantile_examples(
+            self, self.checked(latents), quantiles, per_quantile, seed, (before, after)
+        )
+
+    def cooccurring_many(self, latents: Sequence[int], n: int = 20) -> dict[int, list[Cooccurrence]]:
+        """`cooccurring` of each of `latents`, the table read once for all."""
+        return bulk.cooccurring(self, self.checked(latents), n)
+
+    def neighbours_many(self, latents: Sequence[int], n: int = 20) -> dict[int, list[Neighbour]]:
+        """`neighbours` of each of `latents`, the table read once for all."""
+        return bulk.neighbours(self, self.checked(latents), n)
+
+    def logit_effects_many(self, latents: Sequence[int], n: int = 10) -> dict[int, LogitEffects]:
+        """`logit_effects` of each of `latents`, the table read once for all."""
+        return bulk.logit_effects(self, self.checked(latents), n)
 
     def token_files(self) -> list[tuple[Path, int]]:
         """The tokens tables and their row counts (from their Parquet footers)."""
