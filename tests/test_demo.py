@@ -1,15 +1,26 @@
 """`saescope demo --quick`: every stage of the pipeline on the embedded SmolLM2-135M, run twice
-(the second run reuses what the first made)."""
+(the second run reuses what the first made); then the run is browsed as a new user would: the
+static dashboard from disk, and `saescope serve` as a real process in Debian's chromium — overview,
+the explained latent's page, a steering run. The screenshots go to $SAESCOPE_SCREENSHOTS when set
+(the README's come from here), else to a temporary folder."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from saescope import cli
+
+CHROMIUM = "/usr/bin/chromium"
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -52,3 +63,74 @@ def test_the_quick_demo_runs_every_stage_and_reuses_what_it_made(
     assert cli.main([*argv, "--k", "8"]) == 2
     err = capsys.readouterr().err
     assert "saescope demo: error: " in err and "k=16" in err and "--k 8" in err
+
+    latent = again["interpretation"]["stats"][0]["latent"]
+    shots = Path(os.environ.get("SAESCOPE_SCREENSHOTS") or tmp_path / "screenshots")
+    browse(out, latent, shots)
+
+
+@contextmanager
+def served(run: Path) -> Iterator[str]:
+    """`saescope serve RUN --port 0` as its own process; yields the address it prints."""
+    command = [sys.executable, "-m", "saescope", "serve", str(run), "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # printed once the socket listens
+        assert line.startswith("saescope serving on http://127.0.0.1:"), (
+            process.stderr.read() if process.stderr else ""
+        )
+        yield line.split()[-1]
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def shot(page: Any, folder: Path, name: str) -> None:
+    """Save a screenshot and check it is not blank (several colours, none covering 98% of it)."""
+    import io
+
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = page.screenshot(full_page=False)
+    (folder / f"{name}.png").write_bytes(data)
+    colours = Image.open(io.BytesIO(data)).convert("RGB").resize((320, 225)).getcolors(320 * 225) or []
+    assert len(colours) > 20 and max(n for n, _ in colours) < 0.98 * 320 * 225, f"{name} is blank"
+
+
+def browse(run: Path, latent: int, shots: Path) -> None:
+    """What the demo's closing lines tell a new user to open, opened in chromium."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (dev extra)")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no chromium at {CHROMIUM} (make test installs it)")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p, served(run) as url:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        page.goto((run / "dashboard" / "index.html").as_uri())
+        assert page.locator("#latents tbody tr").count() > 100
+        shot(page, shots, "demo-dashboard")
+
+        page.goto(url + "/")
+        assert page.get_by_role("heading", name="Evaluation", exact=True).is_visible()
+        shot(page, shots, "demo-overview")
+
+        page.goto(f"{url}/latents/{latent}")
+        assert page.locator("#top-examples li.example").count() > 0
+        assert page.locator(".explanation .text").first.inner_text().strip()  # the stored explanation
+        shot(page, shots, "demo-latent")
+
+        page.goto(f"{url}/steer?latent={latent}")
+        page.fill("#prompts", "def read_config(path):")
+        page.fill("#max-new-tokens", "12")
+        page.click("#steer-run")
+        page.wait_for_function(
+            "() => document.getElementById('steer-status').textContent.startsWith('done')", timeout=180_000
+        )
+        assert page.locator(".completion").count() == 4  # unsteered, steered and two controls
+        shot(page, shots, "demo-steering")
+        browser.close()
+    assert errors == []

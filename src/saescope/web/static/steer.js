@@ -35,7 +35,7 @@
     mode.className = "mode";
     row.appendChild(mode);
     var value = element("input");
-    value.type = "text"; value.value = "8"; value.className = "value"; value.size = 6;
+    value.type = "text"; value.value = "3x"; value.className = "value"; value.size = 6;
     row.appendChild(value);
     row.appendChild(element("span", label || "", "muted"));
     var remove = element("button", "remove", "secondary");
