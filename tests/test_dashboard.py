@@ -121,3 +121,32 @@ def test_the_command_prints_one_json_document(
     assert cli.main([*args, "--latents", "999"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and "out of range" in captured.err
+
+
+def test_an_interrupted_build_leaves_the_previous_dashboard_whole(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "dash"
+    dashboard(DashboardConfig(index=run / "index", out=out, workers=1, latents=(0, 1, 2)))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    written = 0
+
+    def failing_page(view: object) -> str:
+        nonlocal written
+        written += 1
+        if written > 2:
+            raise KeyboardInterrupt
+        return "half"
+
+    monkeypatch.setattr("saescope.dashboard.latent_page", failing_page)
+    with pytest.raises(KeyboardInterrupt):
+        dashboard(DashboardConfig(index=run / "index", out=out, workers=1))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dash"]  # no staging folder left behind
+
+
+def test_an_out_folder_that_is_not_a_dashboard_is_refused(run: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SaescopeError, match="not a dashboard"):
+        dashboard(DashboardConfig(index=run / "index", out=tmp_path, latents=(0,)))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
