@@ -1,9 +1,10 @@
-"""`saescope serve` as a command: the address on stdout, Ctrl-C stops it, bad settings are one line,
-and no other command needs the web extra."""
+"""`saescope serve` as a command: the address logged on stderr (with --json, stdout holds one JSON
+document only), Ctrl-C stops it, bad settings are one line, and no other command needs the web extra."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import signal
 import subprocess
 import sys
@@ -22,12 +23,24 @@ def start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_serve_prints_its_address_and_stops_on_ctrl_c(run: Path) -> None:
-    process = start(str(run), "--port", "0", "--token", "abcdefgh-123", "--device", "cpu")
+def address_lines(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """The two address lines the server logs on stderr (without their time stamps)."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    while len(lines) < 2:
+        line = process.stderr.readline()
+        assert line, "the server stopped before logging its address"
+        if "saescope serving on" in line or "log in at" in line:
+            lines.append(line.strip().split(" ", 1)[1])
+    return lines[0], lines[1]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_serve_logs_its_address_and_stops_on_ctrl_c(run: Path, as_json: bool) -> None:
+    flags = ["--json"] if as_json else []
+    process = start(str(run), "--port", "0", "--token", "abcdefgh-123", "--device", "cpu", *flags)
     try:
-        assert process.stdout is not None
-        first = process.stdout.readline().strip()
-        login = process.stdout.readline().strip()
+        first, login = address_lines(process)
         assert first.startswith("saescope serving on http://127.0.0.1:")
         url = first.rsplit(" ", 1)[1]
         assert login == f"log in at {url}/?token=abcdefgh-123"
@@ -44,7 +57,10 @@ def test_serve_prints_its_address_and_stops_on_ctrl_c(run: Path) -> None:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert out.strip().endswith("s") and "stopped serving" in out
+    if as_json:
+        assert json.loads(out)["url"] == url  # the whole of stdout is one JSON document
+    else:
+        assert out.startswith(f"stopped serving {url} after") and out.count("\n") == 1
 
 
 def test_beyond_loopback_without_a_token_is_refused(run: Path) -> None:

@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import groupby
 from typing import Any, NamedTuple
 
 from ..bound import BoundSAE, TextCodes, bind_sae, encode_text
@@ -33,7 +34,8 @@ from ..dashboard import (
 )
 from ..errors import SaescopeError
 from ..index.layout import LatentIndexError
-from ..index.reader import Index
+from ..index.reader import TOKENIZER_LOCK, Index
+from ..index.results import Example
 from ..render import ExplanationView, LatentRow, LatentView, QuantileGroup, Related, TokenExample
 from ..steer import LatentStats, latent_stats
 from ..steer.texts import encode
@@ -136,14 +138,12 @@ class RunContext:
     def start(self) -> None:
         """Background work at server start: load the model, build the list of latents.
 
-        The index's tokenizer is loaded here, before any request, on one thread: loading it lazily
-        from several request threads at once races in transformers' lazy imports (ImportError, and
-        crashes were seen)."""
+        Tokenizers load under `saescope.index.reader.TOKENIZER_LOCK` (transformers' lazy imports
+        race when several threads load one at once); the model worker's thread loads transformers
+        on its own, so it is imported here first, on one thread."""
         if self.index is not None:
-            _ = self.index.tokenizer
             self._readers = IndexReaders(self.index, default_readers())
-        else:
-            from transformers import AutoTokenizer  # noqa: F401  (the same race, for the worker)
+        from transformers import AutoTokenizer  # noqa: F401  (before the worker's thread starts)
 
         if self.parts.sae is not None:
             self.worker.warm()
@@ -257,14 +257,14 @@ class RunContext:
             self._rows_ready.set()
 
     def _rows_from_index(self, index: Index) -> list[LatentRow]:
-        stats = index.stats().to_pylist()
+        views = {int(row["latent"]): stats_view(row) for row in index.stats().to_pylist()}
+        live = [latent for latent, view in views.items() if not view.dead]
+        top: dict[int, list[Example]] = {}
+        for _, bucket in groupby(live, key=lambda k: k // index.header.bucket_latents):
+            top.update(index.top_examples_many(list(bucket), 10, 0, 0))  # each bucket read once
         rows = []
-        for row in stats:
-            view = stats_view(row)
-            latent = int(row["latent"])
-            tokens: tuple[str, ...] = ()
-            if not view.dead:
-                tokens = top_tokens(example_view(e, 0) for e in index.top_examples(latent, 10, 0, 0))
+        for latent, view in views.items():
+            tokens = top_tokens(example_view(e, 0) for e in top.get(latent, []))
             rows.append(self._row(latent, view.frequency, view.max, tokens))
         return rows
 
@@ -297,7 +297,7 @@ class RunContext:
     def tokenizer(self) -> Any:
         """The model's tokenizer, for counting tokens against the limits (its own instance: the
         worker's is never shared with request threads)."""
-        with self._tokenizer_lock:
+        with self._tokenizer_lock, TOKENIZER_LOCK:
             if self._tokenizer is None:
                 from ..models import load_tokenizer
 

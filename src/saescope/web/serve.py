@@ -1,8 +1,11 @@
 """`saescope serve RUN`: the browser UI and its JSON API under uvicorn, until Ctrl-C.
 
-Prints the address on stdout when the server is up (with a login address carrying the token when
-one is set). The web extra (FastAPI, uvicorn) is imported only here, so every other command works
-without it; without it this command says in one line how to install it.
+Logs the address when the server is up (with a login address carrying the token when one is
+set): like every log line it goes to stderr, so that stdout carries only the result — with
+`--json`, exactly one JSON document, as the CLI promises (`saescope.cli.report`).
+
+The web extra (FastAPI, uvicorn) is imported only here, so every other command works without it;
+without it this command says in one line how to install it.
 
 This module knows nothing about the routes.
 """
@@ -50,10 +53,10 @@ def url_of(host: str, port: int) -> str:
 
 
 def announce(url: str, token: str | None) -> None:
-    """Print the address (and the login address) on stdout, at once."""
-    print(f"saescope serving on {url}", flush=True)
+    """Log the address (and the login address) at once."""
+    log.info("saescope serving on %s", url)
     if token is not None:
-        print(f"log in at {url}/?token={token}", flush=True)
+        log.info("log in at %s/?token=%s", url, token)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
