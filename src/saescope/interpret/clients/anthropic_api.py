@@ -20,7 +20,7 @@ from typing import Any
 
 from .base import BatchStatus, ChatRequest, ChatResponse
 from .errors import RequestFailedError
-from .sdk import as_dict, import_sdk, read_api_key, translate_error
+from .sdk import SDKClient, as_dict, import_sdk, read_api_key
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 
@@ -54,7 +54,7 @@ def parse_message(body: Mapping[str, Any]) -> ChatResponse:
     )
 
 
-class _AnthropicBase:
+class _AnthropicBase(SDKClient):
     name = "anthropic"
 
     def __init__(
@@ -69,16 +69,6 @@ class _AnthropicBase:
         self.api_key_env = api_key_env
         self._secret = read_api_key(api_key_env, "anthropic")
         self._client = self._sdk.AsyncAnthropic(api_key=self._secret, base_url=self.base_url, max_retries=0)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
-
-    def _translate(self, exc: BaseException) -> Exception:
-        return translate_error(exc, self._sdk, self.base_url, self.api_key_env, self._secret)
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        await self._client.close()
 
 
 class AnthropicBackend(_AnthropicBase):

@@ -20,7 +20,7 @@ from typing import Any
 
 from .base import BatchStatus, ChatRequest, ChatResponse
 from .errors import RequestFailedError
-from .sdk import NO_KEY, as_dict, import_sdk, read_api_key, translate_error
+from .sdk import NO_KEY, SDKClient, as_dict, import_sdk, read_api_key
 
 OPENAI_URL = "https://api.openai.com/v1"
 CHAT_PATH = "/v1/chat/completions"
@@ -56,7 +56,7 @@ def parse_completion(body: Mapping[str, Any]) -> ChatResponse:
     return ChatResponse(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
-class _OpenAIBase:
+class _OpenAIBase(SDKClient):
     name = "openai"
 
     def __init__(self, base_url: str | None = None, api_key_env: str | None = "OPENAI_API_KEY") -> None:
@@ -67,16 +67,6 @@ class _OpenAIBase:
         self._client = self._sdk.AsyncOpenAI(
             api_key=self._secret or NO_KEY, base_url=self.base_url, max_retries=0
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
-
-    def _translate(self, exc: BaseException) -> Exception:
-        return translate_error(exc, self._sdk, self.base_url, self.api_key_env, self._secret)
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        await self._client.close()
 
 
 class OpenAIBackend(_OpenAIBase):

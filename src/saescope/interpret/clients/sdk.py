@@ -99,3 +99,25 @@ def as_dict(obj: Any) -> dict[str, Any]:
         raise RequestFailedError(f"malformed response: expected a JSON object, got {type(obj).__name__}")
     out: dict[str, Any] = dump()
     return out
+
+
+class SDKClient:
+    """What the OpenAI and Anthropic backends share: one SDK client (its own retries off: ours
+    apply), the endpoint and the name of the key's variable (never the key) in `repr`, the SDK's
+    errors translated to ours, and closing."""
+
+    _sdk: ModuleType
+    _client: Any
+    _secret: str | None
+    base_url: str
+    api_key_env: str | None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+
+    def _translate(self, exc: BaseException) -> Exception:
+        return translate_error(exc, self._sdk, self.base_url, self.api_key_env, self._secret)
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        await self._client.close()
