@@ -71,16 +71,16 @@ def test_the_quick_demo_runs_every_stage_and_reuses_what_it_made(
 
 @contextmanager
 def served(run: Path) -> Iterator[str]:
-    """`saescope serve RUN --port 0` as its own process; yields the address it prints."""
+    """`saescope serve RUN --port 0` as its own process; yields the address it logs (on stderr)."""
     command = [sys.executable, "-m", "saescope", "serve", str(run), "--port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # printed once the socket listens
-        assert line.startswith("saescope serving on http://127.0.0.1:"), (
-            process.stderr.read() if process.stderr else ""
-        )
-        yield line.split()[-1]
+        assert process.stderr is not None
+        seen = []
+        while not (seen and "saescope serving on http://127.0.0.1:" in seen[-1]):  # once it listens
+            seen.append(process.stderr.readline())
+            assert seen[-1], "".join(seen)
+        yield seen[-1].split()[-1]
     finally:
         process.terminate()
         process.wait(30)
