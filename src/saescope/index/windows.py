@@ -81,13 +81,26 @@ def top_centres(keys: np.ndarray, values: np.ndarray, n: int) -> list[tuple[int,
     return list(zip(keys[order].tolist(), values[order].tolist()))
 
 
+def by_activation(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The order of a posting list (`keys` ascending) by activation, ties by key: `np.lexsort((keys,
+    values))`. Activations stored as float16 (the index's default) are sorted by their 16-bit
+    patterns, made to order as the numbers do, with numpy's stable radix sort — ~8x faster on a
+    heavy latent's millions of postings; stability keeps ties in key order, as the keys ascend."""
+    half = values.astype(np.float16)
+    if not np.array_equal(half, values):  # stored as float32: the general sort
+        return np.lexsort((keys, values))
+    bits = half.view(np.uint16)
+    sortable = np.where(bits & 0x8000, ~bits, bits | 0x8000)  # negatives reversed, below positives
+    return np.argsort(sortable, kind="stable")
+
+
 def quantile_centres(
     keys: np.ndarray, values: np.ndarray, latent: int, quantiles: int, per_quantile: int, seed: int
 ) -> list[QuantileCentres]:
     """`per_quantile` centres drawn at random from each of `quantiles` equal-count bins of a posting
-    list (fewer bins when it has fewer postings), largest activation first within a bin; the draw
-    depends on (`seed`, `latent`) only."""
-    order = np.lexsort((keys, values))
+    list (`keys` ascending; fewer bins when it has fewer postings), largest activation first within
+    a bin; the draw depends on (`seed`, `latent`) only."""
+    order = by_activation(keys, values)
     rng = np.random.default_rng([seed, int(latent)])
     bins = np.array_split(order, min(quantiles, len(order))) if len(order) else []
     out = []
