@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,16 +72,20 @@ def test_the_quick_demo_runs_every_stage_and_reuses_what_it_made(
 
 @contextmanager
 def served(run: Path) -> Iterator[str]:
-    """`saescope serve RUN --port 0` as its own process; yields the address it logs (on stderr)."""
+    """`saescope serve RUN --port 0` as its own process; yields the address it logs on stderr."""
     command = [sys.executable, "-m", "saescope", "serve", str(run), "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    said: list[str] = []
     try:
-        assert process.stderr is not None
-        seen = []
-        while not (seen and "saescope serving on http://127.0.0.1:" in seen[-1]):  # once it listens
-            seen.append(process.stderr.readline())
-            assert seen[-1], "".join(seen)
-        yield seen[-1].split()[-1]
+        for line in process.stderr:  # logged once the socket listens
+            said.append(line)
+            if "saescope serving on http://127.0.0.1:" in line:
+                break
+        else:
+            pytest.fail("saescope serve did not start: " + "".join(said[-20:]))
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
+        yield line.split()[-1]
     finally:
         process.terminate()
         process.wait(30)
