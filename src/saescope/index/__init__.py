@@ -5,7 +5,9 @@
     index = Index("runs/demo/index"); index.top_examples(12, 20)
 
 Built by `build_index` (`saescope index`, `build.py`) from text through the model or from an
-activation store with no model forward; read by `Index` (`reader.py`) through DuckDB, embedded.
+activation store with no model forward; read by `Index` (`reader.py`) through DuckDB, embedded,
+and through point reads of sorted Parquet files (`lookup.py`; for many latents at once, `bulk.py`;
+examples cut and drawn in `windows.py`).
 An index is a folder; any engine that reads Parquet reads it without saescope:
 
     index.json              format "saescope.index/1"; `sae` (its folder), `sae_sha256` (weights

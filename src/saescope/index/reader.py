@@ -14,9 +14,11 @@ matches, the relation tables) run as SQL through DuckDB, embedded in the process
 files the package docstring lists. Point reads (top examples, a latent's postings inside the
 context windows, documents by id) read only the row groups that can hold them (`lookup`): a
 latent's postings are one bucket file, sorted, in small row groups. Tokens are decoded one at a
-time with the model's tokenizer (`models.load_tokenizer`, no weights): nothing here loads or runs
-the model. An `Index` may be shared between threads (queries are serialised on its connection,
-reads of one file on that file).
+time with the model's tokenizer (`models.load_tokenizer`, no weights, loaded under one lock for
+every `Index`): nothing here loads or runs the model. The `*_many` methods (`top_examples_many`,
+`cooccurring_many`, …) answer for many latents at once, each table read once for all (`bulk`):
+what a dashboard or a list of every latent asks. An `Index` may be shared between threads (queries
+are serialised on its connection, reads of one file on that file).
 
 This module knows nothing about how the index was built.
 """
