@@ -443,12 +443,16 @@ def plot_sparsity(path: Path, freq: Tensor, l0: Tensor) -> None:
     axes[0].set_title(f"latent density; {dead} never fired in {len(l0):,} tokens")
     axes[0].set_xlabel("log10 firing frequency")
     axes[0].set_ylabel("latents")
-    axes[1].hist(l0.numpy(), bins=50, color="tab:green")
+    axes[0].grid(alpha=0.3)
     axes[1].set_title("active latents per token (L0)")
-    axes[1].set_xlabel("L0")
-    axes[1].set_ylabel("tokens")
-    for ax in axes:
-        ax.grid(alpha=0.3)
+    if len(l0) and float(l0.min()) == float(l0.max()):  # TopK: a histogram would be one bar
+        axes[1].text(0.5, 0.5, f"L0 = {float(l0[0]):g} on every token", ha="center", va="center")
+        axes[1].set_axis_off()
+    else:
+        axes[1].hist(l0.numpy(), bins=50, color="tab:green")
+        axes[1].set_xlabel("L0")
+        axes[1].set_ylabel("tokens")
+        axes[1].grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path / "eval_density.png", dpi=110)
     plt.close(fig)
