@@ -197,6 +197,28 @@ def test_os_errors_and_interrupts_become_one_line(
     assert capsys.readouterr().err.strip() == "saescope capture: interrupted"
 
 
+def test_with_json_what_a_stage_prints_goes_to_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Done:
+        def to_json(self) -> dict[str, int]:
+            return {"rows": 3}
+
+        def render(self) -> str:
+            return "3 rows"
+
+    def chatty(cfg: C.CaptureConfig) -> Done:
+        print("a library talking on stdout")
+        return Done()
+
+    monkeypatch.setattr(saescope.capture, "capture", chatty)
+    assert cli.main(["capture", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"rows": 3} and "a library talking on stdout" in err
+    assert cli.main(["capture"]) == 0  # without --json stdout is the user's terminal, as it was
+    assert capsys.readouterr().out == "a library talking on stdout\n3 rows\n"
+
+
 @pytest.mark.parametrize(
     ("argv", "prog", "fragment"),
     [

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import errno
 import importlib
@@ -398,6 +399,15 @@ def stage_function(command: Command) -> Callable[[Any], Any]:
     return function
 
 
+def run_stage(stage: Callable[[Any], Any], cfg: Any, as_json: bool) -> Any:
+    """Run a stage; with `--json`, whatever it (or a library under it) prints goes to stderr, so
+    stdout carries the one JSON document and nothing else."""
+    if not as_json:
+        return stage(cfg)
+    with contextlib.redirect_stdout(sys.stderr):
+        return stage(cfg)
+
+
 def report(result: Any, as_json: bool) -> None:
     """Print a stage's result: its JSON document, or its readable rendering."""
     from .distributed import is_main_process
@@ -441,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         defaults = config_file_values(command.config, args.config) if args.config else None
         cfg = build_config(command.config, args, defaults)
-        report(stage_function(command)(cfg), args.json)
+        report(run_stage(stage_function(command), cfg, args.json), args.json)
         return 0
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
