@@ -19,6 +19,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,11 +90,18 @@ def in_process(fn: Callable[[int], Any], n: int) -> list[float]:
 def start_server(run: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "saescope", "serve", str(run), "--port", "0"],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
-    url = process.stdout.readline().strip().rsplit(" ", 1)[1]
+    assert process.stderr is not None
+    for line in process.stderr:  # the address is logged on stderr once the socket listens
+        if "saescope serving on " in line:
+            url = line.strip().rsplit(" ", 1)[1]
+            break
+    else:
+        raise SystemExit("saescope serve exited before listening")
+    threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # until the model is loaded and the list of latents built
         try:
