@@ -100,7 +100,7 @@ class IndexResult(NamedTuple):
         for s in self.indexes:
             per = s.postings_bytes / max(s.nonzeros, 1)
             lines.append(
-                f"indexed {s.tokens:,} tokens of {s.sae} in {s.path}: {s.nonzeros:,} nonzeros "
+                f"indexed {s.tokens:,} tokens of {shown(s.sae)} in {s.path}: {s.nonzeros:,} nonzeros "
                 f"({per:.2f} bytes each), {s.dead:,} dead and {s.dense:,} dense of {s.d_sae:,} latents"
             )
         return "\n".join(lines)
@@ -132,6 +132,14 @@ def out_folders(cfg: IndexConfig) -> list[Path]:
 
 def settings_record(cfg: IndexConfig) -> dict[str, Any]:
     return {k: v for k, v in to_jsonable(cfg).items() if k not in NON_IDENTITY}
+
+
+def shown(path: str) -> str:
+    """`path` relative to the working folder when it lies inside it (index.json keeps it absolute)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def sae_config(path: Path, sae: SparseAutoencoder) -> dict[str, Any]:
