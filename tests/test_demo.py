@@ -65,6 +65,12 @@ def test_the_quick_demo_runs_every_stage_and_reuses_what_it_made(
     err = capsys.readouterr().err
     assert "saescope demo: error: " in err and "k=16" in err and "--k 8" in err
 
+    # the steered latent moves its token's probability more than a random latent of the same
+    # frequency and a random direction of the same norm (the demo's SAE, in CI too)
+    steering = again["steering"]
+    controls = [c["effect"] for c in steering["controls"].values()]
+    assert len(controls) == 2 and all(steering["effect"]["steered_effect"] > c for c in controls), steering
+
     latent = again["interpretation"]["stats"][0]["latent"]
     shots = Path(os.environ.get("SAESCOPE_SCREENSHOTS") or tmp_path / "screenshots")
     browse(out, latent, shots)
