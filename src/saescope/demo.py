@@ -12,6 +12,8 @@ would; `--quick` runs every stage small (the test suite runs it).
 from __future__ import annotations
 
 import logging
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -123,7 +125,8 @@ class DemoResult(NamedTuple):
         lines += ["", "[steer]", self.steering.render(), ""]
         lines += [
             "[dashboard] " + self.dashboard.render(),
-            f"browse latents, inspect texts and steer in the browser: saescope serve {self.plan.out}",
+            f"browse latents, inspect texts and steer in the browser: {saescope_command()} serve "
+            f"{self.plan.out}, then open http://127.0.0.1:8000",
         ]
         return "\n".join(lines)
 
@@ -136,6 +139,19 @@ class DemoResult(NamedTuple):
             f"dead {100 * t.dead_fraction:.2f}% ({t.tokens:,} tokens, {t.tokens_per_second:,.0f} tok/s)"
             f" → {self.sae}"
         )
+
+
+def saescope_command() -> str:
+    """How to run saescope from the user's shell: `saescope` when that is this installation, else
+    the path of this environment's script (`make demo` does not activate the .venv it made)."""
+    script = Path(sys.executable).parent / "saescope"
+    found = shutil.which("saescope")
+    if not script.exists() or (found is not None and Path(found).resolve() == script.resolve()):
+        return "saescope"
+    try:
+        return str(script.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def check_reusable(sae_dir: Path, plan: DemoPlan) -> None:
