@@ -381,8 +381,9 @@ class StoreWriter:
         if self._open_doc is not None and doc[start] < self._open_doc:
             raise ValueError(f"doc {doc[start]} arrived after doc {self._open_doc}: doc ids must increase")
 
-        segments, flush_first = self._plan(doc, start, end)
-        seg_docs = self._docs_per_segment(doc, start, end, segments, docs)
+        bounds = np.flatnonzero(doc[start + 1 : end] != doc[start : end - 1]) + start + 1  # doc starts
+        segments, flush_first = self._plan(doc, start, end, bounds)
+        seg_docs = self._docs_per_segment(doc, np.concatenate([[start], bounds]), segments, docs)
 
         nbytes = (end - start) * self.d_model * self.dtype.itemsize
         self._acquire(nbytes)
@@ -451,18 +452,15 @@ class StoreWriter:
     def _docs_per_segment(
         self,
         doc: np.ndarray,
-        start: int,
-        end: int,
+        firsts: np.ndarray,
         segments: list[tuple[int, int, bool]],
         docs: Sequence[DocRecord],
     ) -> list[list[DocRecord]]:
-        """For each segment, the records of the docs whose rows start in it."""
+        """For each segment, the records of the docs whose rows start in it (`firsts`: the first
+        row of each doc among the rows kept)."""
         records = {int(r.doc_id): r for r in docs}
         starts = [a for a, _b, _c in segments]
         seg_docs: list[list[DocRecord]] = [[] for _ in segments]
-        firsts = np.concatenate(
-            [[start], np.flatnonzero(doc[start + 1 : end] != doc[start : end - 1]) + start + 1]
-        )
         for i in firsts:
             d = int(doc[i])
             if d == self._open_doc:
@@ -472,14 +470,16 @@ class StoreWriter:
             seg_docs[int(np.searchsorted(starts, i, side="right")) - 1].append(records[d])
         return seg_docs
 
-    def _plan(self, doc: np.ndarray, start: int, end: int) -> tuple[list[tuple[int, int, bool]], bool]:
-        """Split rows [start, end) into segments; a segment with `cut` ends a shard.
+    def _plan(
+        self, doc: np.ndarray, start: int, end: int, bounds: np.ndarray
+    ) -> tuple[list[tuple[int, int, bool]], bool]:
+        """Split rows [start, end) into segments (`bounds`: the rows after `start` where a new doc
+        begins); a segment with `cut` ends a shard.
 
         A shard is cut at the first doc boundary once it holds `shard_rows` rows, so a doc never
         spans two shards and a shard exceeds `shard_rows` by less than one doc. The boolean says
         whether the shard already open must be cut before these rows (their first doc is new).
         """
-        bounds = np.flatnonzero(doc[start + 1 : end] != doc[start : end - 1]) + start + 1
         flush_first = False
         open_rows = self._open_rows
         if open_rows >= self.shard_rows and self._open_doc is not None and doc[start] != self._open_doc:
