@@ -3,7 +3,9 @@
 `tiny_tokenizer()` is a byte-level BPE (every byte is a token, plus a few merges so that some
 tokens span several characters) with `<bos>`, `<eos>` and `<pad>`; built with the `tokenizers`
 library, nothing downloaded. `tiny_llama()` and `tiny_gpt2()` are random-init causal LMs over that
-vocabulary; `save_tiny_model()` writes a Llama + tokenizer folder that `load_model` accepts.
+vocabulary; `save_tiny_model()` writes a Llama + tokenizer folder that `load_model` accepts;
+`random_topk_sae()` is a TopK SAE on such a model whose latents fire on every token;
+`torchrun_two_ranks()` runs a saescope command as two CPU ranks.
 
 This module knows nothing about saescope's stages; other tests build on it.
 """
@@ -11,12 +13,17 @@ This module knows nothing about saescope's stages; other tests build on it.
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
 
 SPECIAL_TOKENS = ("<bos>", "<eos>", "<pad>")
 # Pairs merged in this order ("Ġ" is the byte-level space): common English pieces, so that tokens
@@ -114,3 +121,42 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def random_topk_sae(
+    model_dir: Path, d_sae: int, k: int, seed: int = 0, scale: float = 8.0, d_in: int = 32
+) -> SparseAutoencoder:
+    """A TopK SAE on the tiny model's `resid_post:1`: random unit decoder rows, the encoder their
+    transpose times `scale`, so that several latents fire on every token."""
+    cfg = SAEConfig(
+        architecture="topk",
+        d_in=d_in,
+        d_sae=d_sae,
+        k=k,
+        model=str(model_dir),
+        hookpoint="resid_post:1",
+        hookpoint_alias="resid_post:1",
+    )
+    sae = get_architecture("topk")(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randn(d_sae, d_in, generator=gen)
+    rows /= rows.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        sae.W_dec.copy_(rows)
+        sae.W_enc.copy_(scale * rows.t())
+        sae.b_enc.copy_(0.01 * torch.randn(d_sae, generator=gen))
+        sae.b_dec.copy_(0.01 * torch.randn(d_in, generator=gen))
+    return sae.eval()
+
+
+def torchrun_two_ranks(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`torchrun --standalone --nproc_per_node 2 -m saescope ARGS` on the CPU, finished and
+    checked: exit 0 and no traceback."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [*command, "-m", "saescope", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc

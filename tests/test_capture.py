@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM
 import saescope.capture
 import saescope.positions
 import saescope.store.writer
-from builders import save_tiny_model, tiny_tokenizer
+from builders import save_tiny_model, tiny_tokenizer, torchrun_two_ranks
 from saescope import cli
 from saescope.capture import CaptureResult, capture
 from saescope.config import CaptureConfig, to_jsonable
@@ -501,22 +501,7 @@ def test_torchrun_two_ranks_write_one_store(
     tmp_path: Path, tiny_model_dir: Path, corpus: Path, reference_model: Any
 ) -> None:
     out = tmp_path / "acts"
-    cfg = settings(tiny_model_dir, corpus, out, tokens=1000)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "saescope",
-        *cli_args(cfg),
-    ]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = torchrun_two_ranks(cli_args(settings(tiny_model_dir, corpus, out, tokens=1000)), tmp_path)
     # rank 0 reports the whole store, once
     assert proc.stdout.splitlines() == [f"stored 1,000 rows of resid_post:1 (d_model 32) in {out}"]
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 
+from builders import torchrun_two_ranks
 from saescope.capture import capture
 from saescope.config import CaptureConfig
 from saescope.index import LatentIndexError, read_header
@@ -228,22 +229,7 @@ def test_two_torchrun_ranks_build_what_one_process_builds(
     world: dict[str, Path], built: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "index"
-    args = cli_args(world["sae"], out, world["corpus"], batch_size=1)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "saescope",
-        *args,
-    ]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+    proc = torchrun_two_ranks(cli_args(world["sae"], out, world["corpus"], batch_size=1), tmp_path)
     assert len(proc.stdout.splitlines()) == 1  # rank 0 reports, once
     assert read_header(out).world_size == 2
     assert_same_index(out, built)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
+from builders import random_topk_sae
 from saescope.bound import BoundSAE, bind_sae
-from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
+from saescope.sae import SparseAutoencoder
 from saescope.sae.formats import save_sae
 
 HOOKPOINT = "resid_post:1"
@@ -26,25 +25,7 @@ def topk_sae(
     model_dir: Path, d_sae: int = 64, k: int = 6, seed: int = 0, scale: float = 8.0
 ) -> SparseAutoencoder:
     """A TopK SAE on the tiny model's `resid_post:1` with random unit decoder rows."""
-    cfg = SAEConfig(
-        architecture="topk",
-        d_in=D_MODEL,
-        d_sae=d_sae,
-        k=k,
-        model=str(model_dir),
-        hookpoint=HOOKPOINT,
-        hookpoint_alias=HOOKPOINT,
-    )
-    sae = get_architecture("topk")(cfg)
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.randn(d_sae, D_MODEL, generator=gen)
-    rows /= rows.norm(dim=1, keepdim=True)
-    with torch.no_grad():
-        sae.W_dec.copy_(rows)
-        sae.W_enc.copy_(scale * rows.t())
-        sae.b_enc.copy_(0.01 * torch.randn(d_sae, generator=gen))
-        sae.b_dec.copy_(0.01 * torch.randn(D_MODEL, generator=gen))
-    return sae.eval()
+    return random_topk_sae(model_dir, d_sae, k, seed, scale)
 
 
 def bind(sae: SparseAutoencoder, folder: Path) -> BoundSAE:

@@ -16,14 +16,13 @@ import math
 import random
 from pathlib import Path
 
-import torch
-
+from builders import random_topk_sae
 from saescope.config import EvalConfig, IndexConfig
 from saescope.evals import evaluate
 from saescope.index.build import build_index
 from saescope.interpret import Explanation, LatentResult, Score
 from saescope.interpret.store import ResultStore, key_of
-from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
+from saescope.sae import SparseAutoencoder
 from saescope.sae.formats import save_sae
 
 HOOKPOINT = "resid_post:1"
@@ -53,25 +52,7 @@ MODEL = "explainer <i>model</i> & co"
 def topk_sae(model_dir: Path, d_sae: int = D_SAE, k: int = 4, seed: int = 0) -> SparseAutoencoder:
     """A TopK SAE on the tiny model's `resid_post:1`: random unit decoder rows, the encoder their
     scaled transpose, so that several latents fire on every token."""
-    cfg = SAEConfig(
-        architecture="topk",
-        d_in=D_MODEL,
-        d_sae=d_sae,
-        k=k,
-        model=str(model_dir),
-        hookpoint=HOOKPOINT,
-        hookpoint_alias=HOOKPOINT,
-    )
-    sae = get_architecture("topk")(cfg)
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.randn(d_sae, D_MODEL, generator=gen)
-    rows /= rows.norm(dim=1, keepdim=True)
-    with torch.no_grad():
-        sae.W_dec.copy_(rows)
-        sae.W_enc.copy_(8.0 * rows.t())
-        sae.b_enc.copy_(0.01 * torch.randn(d_sae, generator=gen))
-        sae.b_dec.copy_(0.01 * torch.randn(D_MODEL, generator=gen))
-    return sae.eval()
+    return random_topk_sae(model_dir, d_sae, k, seed)
 
 
 def write_corpus(path: Path, docs: int = 30, seed: int = 0) -> Path:
