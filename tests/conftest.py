@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from transformers import GPT2LMHeadModel, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from builders import save_tiny_model, tiny_gpt2, tiny_llama, tiny_tokenizer
+from tests.builders import save_tiny_model, tiny_gpt2, tiny_llama, tiny_tokenizer
 
 
 @pytest.fixture

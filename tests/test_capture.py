@@ -27,13 +27,13 @@ from transformers import AutoModelForCausalLM
 import saescope.capture
 import saescope.positions
 import saescope.store.writer
-from builders import save_tiny_model, tiny_tokenizer, torchrun_two_ranks
 from saescope import cli
 from saescope.capture import CaptureResult, capture
 from saescope.config import CaptureConfig, to_jsonable
 from saescope.errors import SaescopeError, StoreError
 from saescope.files import file_sha256
 from saescope.store import ActivationStore, Batch, read_manifest
+from tests.builders import save_tiny_model, tiny_tokenizer, torchrun_two_ranks
 
 # words that the tiny tokenizer's merges cover in part ("Ġthe", "Ġcat", "ĠParis", …)
 WORDS = ["the", "cat", "is", "on", "a", "mat", "Paris", "far", "away", "river", "stone", "light"]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from render.html_checks import script_texts, unsafe_markup
 from saescope import cli
 from saescope.config.dashboard import DashboardConfig
 from saescope.dashboard import PageSettings, dashboard, example_view, explanation_views, latent_view
@@ -16,7 +15,8 @@ from saescope.errors import SaescopeError
 from saescope.index.layout import LatentIndexError
 from saescope.index.reader import Index
 from saescope.render import highlight
-from web.builders import D_SAE, DETECTION, EXPLAINED, build_run
+from tests.render.html_checks import script_texts, unsafe_markup
+from tests.web.builders import D_SAE, DETECTION, EXPLAINED, build_run
 
 
 @pytest.fixture(scope="module")

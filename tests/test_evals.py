@@ -20,8 +20,6 @@ from torch import Tensor
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import saescope.evals
-from builders import one_thread
-from sae.builders import make_sae
 from saescope import cli
 from saescope.config import ConvertConfig, CorpusSettings, EvalConfig
 from saescope.convert import convert
@@ -31,6 +29,8 @@ from saescope.evals import evaluate
 from saescope.sae import SparseAutoencoder
 from saescope.sae.formats import save_sae
 from saescope.sae.relu import ReLUSAE
+from tests.builders import one_thread
+from tests.sae.builders import make_sae
 
 D = 32  # the tiny Llama's width
 TOKENS = 150

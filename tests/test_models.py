@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from builders import tiny_llama
 from saescope.config import ModelSettings
 from saescope.errors import SaescopeError
 from saescope.hookpoints import Hookpoint, hookpoint_order, num_layers, resolve_hookpoints
 from saescope.models import cache_root, load_model, resolve_device, resolve_dtype, smollm2_gguf_path
+from tests.builders import tiny_llama
 
 # --------------------------------------------------------------------------- device / dtype
 

@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders import random_topk_sae
 from saescope.config import IndexConfig
 from saescope.index.build import IndexResult, build_index
 from saescope.sae import SparseAutoencoder
 from saescope.sae.formats import save_sae
+from tests.builders import random_topk_sae
 
 HOOKPOINT = "resid_post:1"
 D_MODEL = 32  # the tiny Llama's width

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import one_thread
+from tests.builders import one_thread
 
 from .builders import build, save, topk_sae, write_corpus
 from .reference import Reference, reference

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import AutoTokenizer
 
-from builders import torchrun_two_ranks
 from saescope.capture import capture
 from saescope.config import CaptureConfig
 from saescope.index import LatentIndexError, read_header
 from saescope.index.finalize import remove_temp_files
 from saescope.index.sentences import ends_sentence
 from saescope.store.docs import DocsTable
+from tests.builders import torchrun_two_ranks
 
 from .builders import all_postings, build, dense_of, settings, table_of, write_corpus
 from .reference import Reference

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from builders import one_thread
-from index.builders import build, save, topk_sae, write_corpus
+from tests.builders import one_thread
+from tests.index.builders import build, save, topk_sae, write_corpus
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,10 @@ from typing import Any, NamedTuple, TypeVar, overload
 import torch
 from torch import Tensor
 
-from builders import one_thread
 from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
 from saescope.sae.base import fvu
 from saescope.sae.init import initialize
+from tests.builders import one_thread
 
 ARCHITECTURES = ("topk", "batchtopk", "relu", "jumprelu")
 

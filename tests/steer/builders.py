@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builders import random_topk_sae
 from saescope.bound import BoundSAE, bind_sae
 from saescope.sae import SparseAutoencoder
 from saescope.sae.formats import save_sae
+from tests.builders import random_topk_sae
 
 HOOKPOINT = "resid_post:1"
 D_MODEL = 32  # the tiny Llama's width

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from builders import one_thread, tiny_gpt2, tiny_tokenizer
 from saescope.bound import BoundSAE
+from tests.builders import one_thread, tiny_gpt2, tiny_tokenizer
 
 from .builders import bind, topk_sae
 

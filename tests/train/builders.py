@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from sae.builders import sparse_dataset
 from saescope.store import DocRecord, StoreWriter
+from tests.sae.builders import sparse_dataset
 
 D = 32
 SCALE = 7.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import one_thread
+from tests.builders import one_thread
 
 from .builders import write_store
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae.builders import make_sae, random_inputs
 from saescope.errors import CheckpointError
 from saescope.train.checkpoint import (
     FORMAT,
@@ -21,6 +20,7 @@ from saescope.train.checkpoint import (
     unflatten_state,
 )
 from saescope.train.optim import SAEOptimizer
+from tests.sae.builders import make_sae, random_inputs
 
 
 def stepped_optimizer(seed: int = 0) -> tuple[torch.nn.Module, SAEOptimizer]:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from sae.builders import ARCHITECTURES, make_sae, sparse_dataset
 from saescope.sae import SparseAutoencoder
 from saescope.train.losses import AuxK, SAEObjective
+from tests.sae.builders import ARCHITECTURES, make_sae, sparse_dataset
 
 AUX = AuxK(k=4, coefficient=0.5)
 L1 = 0.3

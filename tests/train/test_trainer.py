@@ -20,8 +20,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from builders import one_thread
-from sae.builders import ARCHITECTURES
 from saescope import cli
 from saescope.config import TrainConfig
 from saescope.errors import ConfigError
@@ -30,6 +28,8 @@ from saescope.store import ActivationStore
 from saescope.train import trainer
 from saescope.train.checkpoint import latest_checkpoint, load_checkpoint
 from saescope.train.schedule import default_peak_lr
+from tests.builders import one_thread
+from tests.sae.builders import ARCHITECTURES
 
 from .builders import write_store
 

@@ -16,7 +16,6 @@ import math
 import random
 from pathlib import Path
 
-from builders import random_topk_sae
 from saescope.config import EvalConfig, IndexConfig
 from saescope.evals import evaluate
 from saescope.index.build import build_index
@@ -24,6 +23,7 @@ from saescope.interpret import Explanation, LatentResult, Score
 from saescope.interpret.store import ResultStore, key_of
 from saescope.sae import SparseAutoencoder
 from saescope.sae.formats import save_sae
+from tests.builders import random_topk_sae
 
 HOOKPOINT = "resid_post:1"
 D_MODEL = 32  # the tiny Llama's width

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from render.html_checks import script_texts, unsafe_markup
 from saescope.bound import BoundSAE, bind_sae, encode_text
 from saescope.config.serve import ServeConfig
 from saescope.index.reader import Index
 from saescope.steer import Intervention, Sampling, generate_steered, latent_effects
+from tests.render.html_checks import script_texts, unsafe_markup
 
 from .builders import D_SAE, DETECTION, EXPLAINED
 from .conftest import LIMITS

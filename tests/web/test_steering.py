@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from builders import one_thread
 from saescope.bound import BoundSAE, bind_sae
 from saescope.errors import SaescopeError
 from saescope.steer import Intervention, Sampling, generate_steered, latent_stats, make_steering
@@ -17,6 +16,7 @@ from saescope.steer.generate import generate
 from saescope.steer.steering import patch_for, prompt_batch
 from saescope.web.steering import SteerPlan, close_variants, start_variants, stream_events
 from saescope.web.worker import ModelWorker
+from tests.builders import one_thread
 
 PROMPTS = ("The cat is", "Paris <b>&</b>")
 EDITS = (Intervention(3, "add", 6.0), Intervention(7, "clamp", 2.0, where="prompt"))
