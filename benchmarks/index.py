@@ -43,7 +43,7 @@ from saescope.errors import SaescopeError
 from saescope.hooks import collect_activations
 from saescope.index.build import build_index
 from saescope.index.finalize import compact, finish
-from saescope.index.layout import IndexHeader, write_header
+from saescope.index.format import IndexHeader, write_header
 from saescope.index.postings import as_stored
 from saescope.index.reader import Index
 from saescope.index.sources import CodeBatch, Codes, first_tokens

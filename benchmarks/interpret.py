@@ -40,14 +40,14 @@ from saescope.index.build import build_index
 from saescope.index.reader import Index
 from saescope.interpret.clients import ChatClient, ChatRequest, ChatResponse, UsageMeter, make_client
 from saescope.interpret.clients.local import prompt_text
+from saescope.interpret.command import make_explainer, record_settings
 from saescope.interpret.explainers import LLMExplainer, StatsExplainer
 from saescope.interpret.prompts import EXPLAIN_SYSTEM, SIMULATE_SYSTEM
-from saescope.interpret.runner import interpret_index
+from saescope.interpret.resumable import interpret_index
 from saescope.interpret.scorers import DetectionScorer, FuzzingScorer, Scorer, SimulationScorer, StatsScorer
 from saescope.interpret.selection import select_latents
 from saescope.interpret.source import IndexRecords
-from saescope.interpret.stage import make_explainer, record_settings
-from saescope.interpret.store import ResultStore
+from saescope.interpret.tables import ResultStore
 from saescope.sae import SAEConfig, get_architecture
 from saescope.sae.formats import save_sae
 from saescope.sae.init import initialize

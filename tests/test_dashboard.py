@@ -12,7 +12,7 @@ from saescope import cli
 from saescope.config.dashboard import DashboardConfig
 from saescope.dashboard import PageSettings, dashboard, example_view, explanation_views, latent_view
 from saescope.errors import SaescopeError
-from saescope.index.layout import LatentIndexError
+from saescope.index.format import LatentIndexError
 from saescope.index.reader import Index
 from saescope.render import highlight
 from tests.render.html_checks import script_texts, unsafe_markup

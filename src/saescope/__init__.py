@@ -34,7 +34,7 @@ _EXPORTS = {
     "convert_sae": "saescope.convert:convert",
     "build_index": "saescope.index.build",
     "query_index": "saescope.index.query:query",
-    "interpret_latents": "saescope.interpret.stage:interpret",
+    "interpret_latents": "saescope.interpret.command:interpret_latents",
     "write_dashboard": "saescope.dashboard:dashboard",
     "steer_generation": "saescope.steer.experiment:steer",
     "measure_effects": "saescope.steer.effects:effects",
@@ -80,7 +80,7 @@ _EXPORTS = {
     "generate_steered": "saescope.steer.steering",
     "latent_effects": "saescope.steer.effects",
     "contrast_latents": "saescope.steer.contrast",
-    "best_explanations": "saescope.interpret.store",
+    "best_explanations": "saescope.interpret.tables",
     "SaescopeError": "saescope.errors",
 }
 

@@ -82,7 +82,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "query": Command(C.QueryConfig, "saescope.index.query:query", "ask a latent index about latents, texts"),
     "interpret": Command(
-        C.InterpretConfig, "saescope.interpret.stage:interpret", "latent index → explanations, scored"
+        C.InterpretConfig,
+        "saescope.interpret.command:interpret_latents",
+        "latent index → explanations, scored",
     ),
     "explanations": Command(
         C.ExplanationsConfig, "saescope.interpret.listing:explanations", "list or search stored explanations"

@@ -14,7 +14,7 @@ web server asks; `latent_views` for many, as a dashboard does: each index table 
 few buckets of latents, not ~11 queries a page) and renders it with the same `saescope.render`
 functions as the server. The index is read through its Python API (`saescope.index.Index`) only,
 the explanations through the interpretation stage's reader
-(`saescope.interpret.store.best_explanations`).
+(`saescope.interpret.tables.best_explanations`).
 
 A dashboard is built whole in a hidden folder beside `--out`, by one process per core, its pages
 written plainly and synced to disk once; it then replaces the previous dashboard in one rename
@@ -44,11 +44,11 @@ from tqdm.auto import tqdm
 from .config.dashboard import DashboardConfig
 from .errors import SaescopeError
 from .files import fsync_dir, write_atomic
-from .index.layout import EXPLANATIONS, LatentIndexError
+from .index.format import EXPLANATIONS, LatentIndexError
 from .index.reader import Index
 from .index.results import Example, QuantileExamples
 from .interpret.best import Interpretation
-from .interpret.store import best_explanations
+from .interpret.tables import best_explanations
 from .render import (
     STATIC,
     STATIC_INDEX_LINKS,
@@ -164,7 +164,7 @@ def explanation_view(chosen: Interpretation) -> ExplanationView:
 
 def explanation_views(index: Index) -> dict[int, ExplanationView]:
     """Latent → the explanation shown for it: each latent's best stored explanation with its scores
-    (`saescope.interpret.store.best_explanations`), else, for an index whose explanations table has
+    (`saescope.interpret.tables.best_explanations`), else, for an index whose explanations table has
     texts only, those texts (`Index.explanations`)."""
     chosen = best_explanations(index.path) if (index.path / EXPLANATIONS).is_file() else {}
     if chosen:
@@ -253,7 +253,7 @@ def latent_view(
     asks for many latents at once)."""
     latent = index.check_latent(latent)
     s = settings
-    stats = stats_view(index.latent_stats(latent))
+    stats = stats_view(index.stats_of(latent))
     fires = not stats.dead
     answers = Answers(
         stats,

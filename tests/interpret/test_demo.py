@@ -9,7 +9,7 @@ import pytest
 
 from saescope.index.reader import Index
 from saescope.interpret.demo import FREQUENCY, demo_interpretation, demo_latents
-from saescope.interpret.store import read_interpretations
+from saescope.interpret.tables import read_interpretations
 
 
 def test_demo_latents_are_neither_rare_nor_dense_and_seeded(built_index: Path) -> None:

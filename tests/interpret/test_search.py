@@ -9,10 +9,10 @@ import pytest
 
 from saescope.errors import SaescopeError
 from saescope.interpret.best import Interpretation
+from saescope.interpret.concurrent import LatentResult
 from saescope.interpret.explainers import Explanation
-from saescope.interpret.pipeline import LatentResult
 from saescope.interpret.search import ExplanationSearch, match_expression, search_explanations
-from saescope.interpret.store import ExplanationKey, ResultStore
+from saescope.interpret.tables import ExplanationKey, ResultStore
 
 WHEN = datetime(2024, 1, 1, tzinfo=timezone.utc)
 

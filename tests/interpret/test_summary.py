@@ -7,8 +7,8 @@ from pathlib import Path
 
 from saescope.interpret.clients.base import ChatResponse
 from saescope.interpret.clients.usage import UsageMeter
+from saescope.interpret.concurrent import LatentResult
 from saescope.interpret.explainers import Explanation
-from saescope.interpret.pipeline import LatentResult
 from saescope.interpret.scorers import Score
 from saescope.interpret.selection import Skipped
 from saescope.interpret.summary import InterpretResult, LatentReport, Usage, overall

@@ -13,7 +13,7 @@ from saescope.bound import BoundSAE
 from saescope.errors import SaescopeError
 from saescope.hooks import collect_activations
 from saescope.steer.contrast import contrast_latents
-from saescope.steer.stats import LatentStats
+from saescope.steer.frequencies import FiringStats
 from saescope.steer.texts import Text
 
 POSITIVE = ["The cat is on the mat", "a cat sat on a hat", "the cat, the cat", "Is the cat on it?", "cat"]
@@ -29,10 +29,10 @@ def dense_at(bound: BoundSAE, text: str, mode: str) -> Tensor:
         return bound.sae.encode_dense(act[-1:] if mode == "last" else act[1:]).double()
 
 
-def stats(d_sae: int, dense: tuple[int, ...] = ()) -> LatentStats:
+def stats(d_sae: int, dense: tuple[int, ...] = ()) -> FiringStats:
     freq = torch.full((d_sae,), 0.01, dtype=torch.float64)
     freq[list(dense)] = 0.5
-    return LatentStats(freq, None, "made up for the test")
+    return FiringStats(freq, None, "made up for the test")
 
 
 @pytest.mark.parametrize("mode", ["last", "all"])

@@ -15,18 +15,18 @@ from saescope import cli
 from saescope.bound import BoundSAE
 from saescope.steer.controls import NEIGHBOURS, control_interventions, control_latent
 from saescope.steer.experiment import SteerOptions, run_steering
+from saescope.steer.frequencies import FiringStats
 from saescope.steer.generate import Sampling
 from saescope.steer.interventions import Intervention
-from saescope.steer.stats import LatentStats
 
 from .builders import bind, topk_sae
 
 PROMPTS = ["The cat is on", "Paris", "It is the mat and the"]
 
 
-def uniform_stats(d_sae: int) -> LatentStats:
+def uniform_stats(d_sae: int) -> FiringStats:
     freq = torch.linspace(0.001, 0.2, d_sae, dtype=torch.float64)
-    return LatentStats(freq, torch.ones(d_sae, dtype=torch.float64), "made up for the test")
+    return FiringStats(freq, torch.ones(d_sae, dtype=torch.float64), "made up for the test")
 
 
 @pytest.fixture(scope="module")

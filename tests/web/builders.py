@@ -20,7 +20,7 @@ from saescope.config import EvalConfig, IndexConfig
 from saescope.evals import evaluate
 from saescope.index.build import build_index
 from saescope.interpret import Explanation, LatentResult, Score
-from saescope.interpret.store import ResultStore, key_of
+from saescope.interpret.tables import ResultStore, key_of
 from saescope.sae import SparseAutoencoder
 from saescope.sae.formats import save_sae
 from tests.builders import random_topk_sae

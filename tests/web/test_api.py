@@ -85,7 +85,7 @@ def test_latent_search(http: httpx.Client, server: Running) -> None:
 
 def test_a_latent_as_json(http: httpx.Client, index: Index) -> None:
     got = ok(http.get("/api/latents/5"))
-    assert got["latent"] == 5 and got["stats"]["fires"] == index.latent_stats(5)["count"]
+    assert got["latent"] == 5 and got["stats"]["fires"] == index.stats_of(5)["count"]
     top = index.top_examples(5, 20)
     assert [e["tokens"] for e in got["top"]] == [e.tokens for e in top]
     assert [n["latent"] for n in got["neighbours"]] == [n.latent for n in index.neighbours(5, 10)]

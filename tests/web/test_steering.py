@@ -10,7 +10,7 @@ import pytest
 
 from saescope.bound import BoundSAE, bind_sae
 from saescope.errors import SaescopeError
-from saescope.steer import Intervention, Sampling, generate_steered, latent_stats, make_steering
+from saescope.steer import Intervention, Sampling, firing_stats, generate_steered, make_steering
 from saescope.steer.controls import control_interventions, random_direction
 from saescope.steer.generate import generate
 from saescope.steer.steering import patch_for, prompt_batch
@@ -43,7 +43,7 @@ def streamed(bound: BoundSAE, plan: SteerPlan, stats: Any) -> tuple[list[dict[st
 
 
 def test_streamed_variants_equal_the_steering_package(bound: BoundSAE, run: Path) -> None:
-    stats = latent_stats(bound, run / "index")
+    stats = firing_stats(bound, run / "index")
     plan = SteerPlan(PROMPTS, EDITS, SAMPLING, controls=True, chat=False)
     with one_thread():
         events, _ = streamed(bound, plan, stats)

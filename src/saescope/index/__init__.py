@@ -22,7 +22,7 @@ An index is a folder; any engine that reads Parquet reads it without saescope:
                             `token_id` int32, `sentence` (key of its sentence's first token)
     docs/part-*.parquet     the model inputs: `doc_id`, `token_ids`, `text`, `source`
                             (`saescope.store.docs`, the activation store's docs table)
-    latents.parquet         per-latent statistics (`stats.py`): `latent`, `count`, `frequency`,
+    latents.parquet         per-latent statistics (`latent_table.py`): `latent`, `count`, `frequency`,
                             `max`, `mean` (when active), `q10`…`q99`, `histogram`, `dead`, `dense`
     top.parquet             each latent's top activations: `latent`, `rank`, `token`, `activation`
     cooccurrence.parquet    each latent's most frequent partners: `latent`, `other`, `count`
@@ -31,17 +31,18 @@ An index is a folder; any engine that reads Parquet reads it without saescope:
     map.parquet             2-D map of the decoder directions: `latent`, `x`, `y`, `cluster`
     token_counts.parquet    background token counts: `token_id`, `count`
     explanations.parquet    written by `saescope interpret`: `latent`, `explanation`, `best`, …
-    scores.parquet          and each explanation's scores (schemas in `saescope.interpret.store`);
+    scores.parquet          and each explanation's scores (schemas in `saescope.interpret.tables`);
                             read by `read_explanations` and `read_explanation_details`
 
 While a build runs, `progress/`, `chunks/` and `parts/` hold its committed work (resumable); they
 are removed when `index.json` says complete.
 
-Other stages read an index through `Index` and `read_latent_stats` only (no SQL). This package
+Other stages read an index through `Index` and `read_latent_table` only (no SQL). This package
 knows nothing about training, capture, interpretation, steering or the web server.
 """
 
-from .layout import FORMAT, IndexHeader, LatentIndexError, read_header
+from .format import FORMAT, IndexHeader, LatentIndexError, read_header
+from .latent_table import QUANTILES, read_latent_table
 from .reader import Index, read_explanation_details, read_explanations
 from .results import (
     Cooccurrence,
@@ -53,7 +54,6 @@ from .results import (
     QuantileExamples,
     TokenEffect,
 )
-from .stats import QUANTILES, read_latent_stats
 
 __all__ = [
     "FORMAT",
@@ -72,5 +72,5 @@ __all__ = [
     "read_explanation_details",
     "read_explanations",
     "read_header",
-    "read_latent_stats",
+    "read_latent_table",
 ]

@@ -32,7 +32,7 @@ from ..sae.base import SparseAutoencoder
 from ..sae.formats import load_sae
 from ..store import ActivationStore
 from .finalize import compact, finish, remove_work_files
-from .layout import HEADER, IndexHeader, LatentIndexError, read_header, sae_fingerprint, write_header
+from .format import HEADER, IndexHeader, LatentIndexError, read_header, sae_fingerprint, write_header
 from .sentences import sentence_ends
 from .sources import CodeBatch, store_batches, text_batches
 from .writer import IndexWriter

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .layout import COOCCURRENCE, LOGITS, NEIGHBOURS, TOP
+from .format import COOCCURRENCE, LOGITS, NEIGHBOURS, TOP
 from .lookup import SortedFile
 from .results import Cooccurrence, Example, LogitEffects, Neighbour, QuantileExamples, TokenEffect
 from .windows import quantile_centres, spans, top_centres, window_examples

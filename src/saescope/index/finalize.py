@@ -32,8 +32,7 @@ from ..files import is_temp_name, publish, write_atomic, write_temp
 from ..sae.base import SparseAutoencoder
 from .cooccurrence import cooccurrence_counts, top_partners
 from .decoder import logit_effects, logits_table, neighbours
-from .latent_map import choose_method, latent_map
-from .layout import (
+from .format import (
     CHUNKS_DIR,
     COOCCURRENCE,
     DOCS_DIR,
@@ -53,8 +52,9 @@ from .layout import (
     chunk_file,
     write_header,
 )
+from .latent_map import choose_method, latent_map
+from .latent_table import bucket_stats, top_examples
 from .postings import Postings, bucket_postings_bytes, read_latent_range
-from .stats import bucket_stats, top_examples
 from .writer import Progress
 
 log = logging.getLogger(__name__)

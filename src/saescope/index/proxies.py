@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError
-from .layout import TOKENS_DIR, bucket_file
+from .format import TOKENS_DIR, bucket_file
 from .results import ProxyHistogram, ProxyScore
 
 if TYPE_CHECKING:

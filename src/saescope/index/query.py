@@ -89,7 +89,7 @@ class QueryResult(NamedTuple):
     cooccurring: list[Cooccurrence] | None = None
     neighbours: list[Neighbour] | None = None
     logits: LogitEffects | None = None
-    latent_stats: dict[str, Any] | None = None
+    statistics: dict[str, Any] | None = None
     """Its row of `latents.parquet` (with --stats)."""
     proxy_histogram: ProxyHistogram | None = None
     search: Search | None = None
@@ -139,8 +139,8 @@ class QueryResult(NamedTuple):
         if self.logits is not None:
             top, bottom = self.logits
             out["logits"] = {"top": [t._asdict() for t in top], "bottom": [t._asdict() for t in bottom]}
-        if self.latent_stats is not None:
-            out["stats"] = self.latent_stats
+        if self.statistics is not None:
+            out["stats"] = self.statistics
         if self.proxy_histogram is not None:
             out["proxy_histogram"] = self.proxy_histogram._asdict()
         return out
@@ -162,7 +162,7 @@ class QueryResult(NamedTuple):
             return ""
         what = "tokens" if self.unit == "token" else f"{self.unit}s by {self.agg}"
         parts = [
-            render_stats(self.latent, self.latent_stats) if self.latent_stats is not None else "",
+            render_stats(self.latent, self.statistics) if self.statistics is not None else "",
             render_examples(f"latent {self.latent}: top {what}", self.examples, colour)
             if self.examples
             else "",
@@ -318,7 +318,7 @@ def latent_sections(index: Index, cfg: QueryConfig, latent: int) -> dict[str, An
     if cfg.logits:
         out["logits"] = index.logit_effects(latent, cfg.logits)
     if cfg.stats:
-        out["latent_stats"] = index.latent_stats(latent)
+        out["statistics"] = index.stats_of(latent)
     if cfg.proxy is not None:
         out["proxy_histogram"] = index.proxy_histogram(latent, cfg.proxy, cfg.bins)
     return out

@@ -7,7 +7,7 @@
     index.top_units(12, 10, "sentence", "mean")
     index.search({12: 1.0, 40: 0.5}, 10)    # documents ranked by weighted latents
     index.cooccurring(12), index.neighbours(12), index.logit_effects(12)
-    index.stats(), index.latent_stats(12), index.token_counts(), index.token_firings(12)
+    index.stats(), index.stats_of(12), index.token_counts(), index.token_firings(12)
 
 Scans, joins and aggregations (sentences and documents, a latent's firings per token id, proxy
 matches, the relation tables) run as SQL through DuckDB, embedded in the process, over the Parquet
@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import bulk
-from .layout import (
+from .format import (
     COOCCURRENCE,
     DOCS_DIR,
     EXPLANATIONS,
@@ -179,12 +179,12 @@ class Index:
 
     # ---------------------------------------------------------------------------------- tables
     def stats(self) -> pa.Table:
-        """Per-latent statistics (`latents.parquet`, see `stats`)."""
+        """Per-latent statistics (`latents.parquet`, see `latent_table`)."""
         if self._stats is None:
             self._stats = pq.read_table(self.file(LATENTS, "latent statistics"))
         return self._stats
 
-    def latent_stats(self, latent: int) -> dict[str, Any]:
+    def stats_of(self, latent: int) -> dict[str, Any]:
         """One latent's statistics as a dict (columns of `latents.parquet`)."""
         row: dict[str, Any] = self.stats().slice(self.check_latent(latent), 1).to_pylist()[0]
         return row
@@ -494,7 +494,7 @@ class Index:
 
 def read_explanations(index_dir: Path | str) -> dict[int, str]:
     """Latent → explanation from an index's `explanations.parquet` ({} when it has none): the row
-    `saescope interpret` marks `best` for each latent (`saescope.interpret.store`)."""
+    `saescope interpret` marks `best` for each latent (`saescope.interpret.tables`)."""
     path = Path(index_dir) / EXPLANATIONS
     if not path.is_file():
         return {}
@@ -511,7 +511,7 @@ def read_explanation_details(index_dir: Path | str) -> dict[int, dict[str, Any]]
     """Latent → the columns of its `best` row of `explanations.parquet` (`explanation`, `explainer`,
     `model`, `confidence`, `headline`, `headline_value`, …) with `scores`: that explanation's rows of
     `scores.parquet` (`scorer`, `metric`, `value`, `ci_low`, `ci_high`, `baseline`, …), its headline
-    first. Schemas in `saescope.interpret.store`; {} when the index holds no explanations."""
+    first. Schemas in `saescope.interpret.tables`; {} when the index holds no explanations."""
     folder = Path(index_dir)
     path = folder / EXPLANATIONS
     if not path.is_file() or "best" not in pq.read_schema(path).names:

@@ -2,7 +2,7 @@
 
 The one query that needs the model: the index names its SAE, `bind_sae` loads it with its model,
 and `bound.encode_text` runs the model up to the SAE's hookpoint only. An index answers only for
-its own SAE: one given with `sae=` must have the same weights (`layout.sae_fingerprint`). The text
+its own SAE: one given with `sae=` must have the same weights (`format.sae_fingerprint`). The text
 is encoded as training saw it (BOS first when the tokenizer has one); BOS itself is not reported,
 and positions count from the start of the model input (so the first text token is at 1 after BOS).
 This module knows nothing about the index's files beyond its header.
@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from ..bound import BoundSAE, bind_sae, encode_text
 from ..config import ModelSettings
 from ..errors import SaescopeError
-from .layout import IndexHeader, LatentIndexError, sae_fingerprint
+from .format import IndexHeader, LatentIndexError, sae_fingerprint
 
 
 class ActiveLatent(NamedTuple):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .layout import TOKENS_DIR
+from .format import TOKENS_DIR
 from .results import Example
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..files import is_temp_name, publish, read_json_object, write_json, write_temp
 from ..store.docs import DocRecord, docs_parquet
-from .layout import (
+from .format import (
     CHUNKS_DIR,
     DOCS_DIR,
     TOKENS_DIR,

@@ -8,17 +8,17 @@
 - `explainers`: `LLMExplainer` and the model-free `StatsExplainer` → `Explanation`.
 - `scorers`: detection, fuzzing, simulation and the model-free statistics scorer → `Score`
   with bootstrap intervals and chance baselines; `aggregate` over latents.
-- `pipeline`: `interpret_latents` runs it all over many records, concurrently and resumably.
+- `concurrent`: `explain_and_score` runs it all over many records, concurrently and resumably.
 
 Connected to a latent index:
 
 - `selection`: which latents (`--latents`, `--min-count`, `--sample`); `source`: `IndexRecords`
   builds each latent's `LatentRecord` from the index (train and held-out firings kept apart).
-- `store`: explanations and scores stored in the index (`explanations.parquet`, `scores.parquet`),
+- `tables`: explanations and scores stored in the index (`explanations.parquet`, `scores.parquet`),
   appended per latent and compacted; `best`: the explanation shown per latent and its headline
   score (`best_explanations`); `search`: offline full-text search (`search_explanations`).
-- `runner`: `interpret_index` skips what is stored and stores what is new; `stage`: the
-  `saescope interpret` command (`interpret`), summarised by `summary`; `listing`: the
+- `resumable`: `interpret_index` skips what is stored and stores what is new; `command`: the
+  `saescope interpret` command (`interpret_latents`), summarised by `summary`; `listing`: the
   `saescope explanations` command; `demo`: `demo_interpretation`, the demo's few latents.
 
 Nothing here needs the `openai`/`anthropic` packages until a backend that uses them is built.
@@ -38,7 +38,10 @@ from .clients import (
     UsageMeter,
     make_client,
 )
+from .command import interpret_latents
+from .concurrent import SHUFFLE, LatentResult, explain_and_score, shuffled_baselines
 from .demo import DemoInterpretation, demo_interpretation
+from .evidence import Evidence
 from .explainers import (
     FEW_EXAMPLES,
     Explainer,
@@ -49,10 +52,9 @@ from .explainers import (
     given_explanation,
 )
 from .parsing import find_json, read_activations, read_explanation, read_labels
-from .pipeline import SHUFFLE, LatentResult, interpret_latents, shuffled_baselines
 from .prompts import PROMPT_VERSION
 from .records import Example, LatentRecord, TokenStat, active_mask, active_tokens, mark_active, mark_tokens
-from .runner import interpret_index
+from .resumable import interpret_index
 from .sampling import held_out_mix, select_examples
 from .scorers import (
     Aggregate,
@@ -69,10 +71,8 @@ from .scorers import (
 from .search import ExplanationSearch, SearchHit, search_explanations
 from .selection import Selection, select_latents
 from .source import IndexRecords, RecordSettings
-from .stage import interpret
-from .stats import Evidence
-from .store import ResultStore, best_explanations, compact, read_interpretations
 from .summary import InterpretResult, LatentReport
+from .tables import ResultStore, best_explanations, compact, read_interpretations
 
 __all__ = [
     "FEW_EXAMPLES",
@@ -124,10 +124,10 @@ __all__ = [
     "compact",
     "demo_interpretation",
     "evidence_of",
+    "explain_and_score",
     "find_json",
     "given_explanation",
     "held_out_mix",
-    "interpret",
     "interpret_index",
     "interpret_latents",
     "make_client",

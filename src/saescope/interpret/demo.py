@@ -33,11 +33,11 @@ from ..index.reader import Index
 from .clients import BatchClient, ChatClient, make_client
 from .clients.local import DEFAULT_LOCAL_MODEL, preload
 from .explainers import Explainer, LLMExplainer, StatsExplainer
-from .runner import interpret_index
+from .resumable import interpret_index
 from .scorers import Scorer, StatsScorer
 from .source import IndexRecords, RecordSettings
-from .store import WORK_DIR, ResultStore
 from .summary import LatentReport, Usage
+from .tables import WORK_DIR, ResultStore
 
 SETTINGS = RecordSettings(train_examples=12, bins=4, per_bin=5, before=8, after=2, seed=0)
 """Examples per latent: 12 train windows of 11 tokens; 20 firing and 20 quiet held-out ones."""

@@ -10,7 +10,7 @@ An `Explainer` is anything with a `name` and an async `explain(record) -> Explan
   is begun for the model (`{"explanation": "`) and it continues from there — which keeps a small
   local model to the format (backends that continue a final assistant message: local, Anthropic).
 - `StatsExplainer` needs no language model: it reports the tokens, n-grams and preceding tokens
-  most over-represented where the latent fires (see `stats`), e.g.
+  most over-represented where the latent fires (see `evidence`), e.g.
   `fires on " def" (lift 42×, 120/130 firings), " class" (lift 30×, 8/130 firings); after "("
   (lift 9.0×, 30/130 firings)`,
   with the structured evidence as JSON in `raw`. It is instant, offline and deterministic: the
@@ -31,11 +31,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from .clients.base import LLM, ChatRequest, Message
+from .evidence import Evidence, all_evidence, combined, select_evidence
 from .parsing import read_explanation
 from .prompts import PROMPT_VERSION, explain_prompt
 from .records import DEFAULT_ACTIVE_FRACTION, LatentRecord
 from .sampling import Strategy, select_examples
-from .stats import Evidence, all_evidence, combined, select_evidence
 
 logger = logging.getLogger(__name__)
 

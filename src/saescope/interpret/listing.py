@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..config.explanations import ExplanationsConfig
-from ..index.layout import read_header
+from ..index.format import read_header
 from .best import Interpretation
 from .search import ExplanationSearch, SearchHit
-from .store import best_by_latent, read_interpretations
+from .tables import best_by_latent, read_interpretations
 
 
 class Listed(NamedTuple):

@@ -35,12 +35,12 @@ import numpy as np
 
 from . import metrics as M
 from .clients.base import LLM, ChatRequest, ChatResponse, Message
+from .evidence import Evidence
 from .explainers import Explanation, evidence_of, given_explanation
 from .parsing import read_activations, read_labels
 from .prompts import PROMPT_VERSION, detect_prompt, fuzz_prompt, simulate_prompt
 from .records import DEFAULT_ACTIVE_FRACTION, Example, LatentRecord, active_mask
 from .sampling import held_out_mix
-from .stats import Evidence
 
 logger = logging.getLogger(__name__)
 

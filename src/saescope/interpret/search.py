@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from ..errors import SaescopeError
 from .best import Interpretation
-from .store import read_interpretations
+from .tables import read_interpretations
 
 
 class SearchHit(NamedTuple):

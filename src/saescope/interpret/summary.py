@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from .clients.usage import UsageMeter
+from .concurrent import LatentResult
 from .explainers import Explanation
-from .pipeline import LatentResult
 from .scorers import Aggregate, Score, aggregate
 from .selection import Skipped
 

@@ -12,10 +12,10 @@ One file per concept:
 
 - `interventions`: what an edit of one latent is (mode, value, where);
 - `edit`: the arithmetic — x + decode(f') − decode(f), the SAE's error kept by default;
-- `layout`: which columns of each forward pass an edit covers, for left-padded, KV-cached batches;
+- `places`: which columns of each forward pass an edit covers, for left-padded, KV-cached batches;
 - `generate`: our own token-by-token loop over the KV cache (streamable, closable), with a patch;
 - `steering`: the Python API binding the three (`generate_steered`, `stream_steered`);
-- `controls`, `targets`, `stats`: control latents and directions, the effect measure's tokens,
+- `controls`, `targets`, `frequencies`: control latents and directions, the effect measure's tokens,
   per-latent statistics (latent index, eval output, or held-out text);
 - `latent_index`: the SAE's latent index (found by the fingerprint of its weights) and its
   explanations;
@@ -34,19 +34,19 @@ from .contrast import ContrastResult, contrast_latents
 from .edit import Steering
 from .effects import EffectsResult, latent_effects
 from .experiment import SteerOptions, SteerResult, run_steering
+from .frequencies import FiringStats, firing_stats
 from .generate import Completion, Generation, Sampling, Step, generate, generate_steps
 from .interventions import Intervention, parse_interventions
 from .showcase import demo_steering
-from .stats import LatentStats, latent_stats
 from .steering import generate_steered, make_steering, stream_steered
 
 __all__ = [
     "Completion",
     "ContrastResult",
     "EffectsResult",
+    "FiringStats",
     "Generation",
     "Intervention",
-    "LatentStats",
     "Sampling",
     "SteerOptions",
     "SteerResult",
@@ -54,11 +54,11 @@ __all__ = [
     "Step",
     "contrast_latents",
     "demo_steering",
+    "firing_stats",
     "generate",
     "generate_steered",
     "generate_steps",
     "latent_effects",
-    "latent_stats",
     "make_steering",
     "parse_interventions",
     "run_steering",

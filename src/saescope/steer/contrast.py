@@ -11,7 +11,7 @@ token of each occurrence of a substring), for every latent:
 - Welch's t = mean difference / sqrt(var₊/n₊ + var₋/n₋).
 
 Latents that fire on more than `max_density` of generic text (latent index, eval output, or
-held-out tokens: `saescope.steer.stats`) are left out, as Ferrando et al. do: they fire everywhere and
+held-out tokens: `saescope.steer.frequencies`) are left out, as Ferrando et al. do: they fire everywhere and
 separate nothing specific. The best `top` latents of each direction are listed, each with its
 explanation when the index has one.
 
@@ -34,8 +34,8 @@ from ..data import ModelInput, spans_by_decoding
 from ..errors import SaescopeError
 from ..positions import iter_positions
 from .experiment import model_settings
+from .frequencies import FiringStats, firing_stats
 from .latent_index import explanations_for, find_index
-from .stats import LatentStats, latent_stats
 from .texts import Text, encode, read_texts
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def contrast_latents(
     negative: Sequence[Text | str],
     positions: str = "last",
     substring: str | None = None,
-    stats: LatentStats | None = None,
+    stats: FiringStats | None = None,
     max_density: float = 0.05,
     top: int = 20,
     chat: bool = False,
@@ -234,7 +234,7 @@ def contrast_latents(
     """Latents separating `positive` from `negative` texts (see the module docstring)."""
     if positions not in ("last", "all", "substring"):
         raise SaescopeError(f"positions must be last, all or substring, got {positions!r}")
-    stats = stats or latent_stats(bound, need_maximum=False)
+    stats = stats or firing_stats(bound, need_maximum=False)
     sides, skipped = [], 0
     for name, texts in (("positive", positive), ("negative", negative)):
         items = [t if isinstance(t, Text) else Text(t) for t in texts]
@@ -267,7 +267,7 @@ def contrast(cfg: ContrastConfig) -> ContrastResult:
     positive = read_texts(cfg.positive, cfg.text_field, cfg.substring_field)
     negative = read_texts(cfg.negative, cfg.text_field, cfg.substring_field)
     bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_settings(cfg))
-    stats = latent_stats(bound, cfg.index, cfg.stats_tokens, need_maximum=False)
+    stats = firing_stats(bound, cfg.index, cfg.stats_tokens, need_maximum=False)
     explained = explanations_for(find_index(bound.sae, bound.path, cfg.index))
     return contrast_latents(
         bound,

@@ -24,10 +24,10 @@ from ..config.steer import SteerConfig
 from ..errors import SaescopeError
 from .controls import control_interventions, random_direction
 from .edit import Steering
+from .frequencies import FiringStats, firing_stats
 from .generate import Completion, Generation, Sampling, Step, check_length, generate
 from .interventions import Intervention, check_interventions, needs_maximum, parse_interventions
-from .layout import places_for
-from .stats import LatentStats, latent_stats
+from .places import places_for
 from .steering import make_steering, patch_for, prompt_batch
 from .targets import target_tokens
 from .texts import read_lines
@@ -220,7 +220,7 @@ def run_steering(
     prompts: Sequence[str],
     interventions: Sequence[Intervention],
     options: SteerOptions | None = None,
-    stats: LatentStats | None = None,
+    stats: FiringStats | None = None,
     stream: TextIO | None = None,
 ) -> SteerResult:
     """Unsteered, steered and control generations of `prompts` (see the module docstring).
@@ -231,7 +231,7 @@ def run_steering(
     check_prompts(bound, prompts, interventions, options)
     need_maximum = needs_maximum(interventions)
     if (options.controls or need_maximum) and (stats is None or (need_maximum and stats.maximum is None)):
-        stats = latent_stats(bound, need_maximum=need_maximum)
+        stats = firing_stats(bound, need_maximum=need_maximum)
     steering = make_steering(bound, interventions, options.splice, stats)
     latents = [i.latent for i in interventions]
     targets = list(options.target_ids) or target_tokens(
@@ -298,7 +298,7 @@ def steer(cfg: SteerConfig) -> SteerResult:
     check_prompts(bound, prompts, interventions, options)
     stats = None
     if cfg.controls or needs_maximum(interventions):
-        stats = latent_stats(bound, cfg.index, cfg.stats_tokens, need_maximum=needs_maximum(interventions))
+        stats = firing_stats(bound, cfg.index, cfg.stats_tokens, need_maximum=needs_maximum(interventions))
     stream = sys.stderr if cfg.stream else None
     return run_steering(bound, prompts, interventions, options, stats, stream)
 

@@ -38,7 +38,7 @@ from ..errors import SaescopeError
 from ..hookpoints import Hookpoint
 from ..hooks import patch_activations
 from ..models import LoadedModel, pad_token_id
-from .layout import PromptBatch
+from .places import PromptBatch
 
 
 class Sampling(NamedTuple):

@@ -1,7 +1,7 @@
 """The SAE's latent index, when it has one: where it is, and the explanations it holds.
 
 An index answers for exactly one SAE: its `index.json` records the fingerprint of the SAE's
-weights (`saescope.index.layout.sae_fingerprint`), so an index is used only when that fingerprint is
+weights (`saescope.index.format.sae_fingerprint`), so an index is used only when that fingerprint is
 this SAE's — `--index` when given (another SAE's index is an error), else `RUN/index` beside the
 SAE folder `RUN/sae` (silently skipped when it indexes another SAE). Explanations are those
 `saescope interpret` stored in the index (`saescope.index.read_explanations`).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import SaescopeError
 from ..index import read_explanations, read_header
-from ..index.layout import sae_fingerprint
+from ..index.format import sae_fingerprint
 from ..sae.base import SparseAutoencoder
 
 log = logging.getLogger(__name__)

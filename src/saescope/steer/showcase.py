@@ -23,9 +23,9 @@ import torch
 from ..bound import BoundSAE, bind_sae
 from ..models import LoadedModel
 from .experiment import SteerOptions, SteerResult, run_steering
+from .frequencies import FiringStats, firing_stats
 from .generate import Sampling
 from .interventions import Intervention
-from .stats import LatentStats, latent_stats
 from .targets import logit_weights
 
 DEMO_PROMPT = "My favourite thing to do on a quiet weekend is"
@@ -49,7 +49,7 @@ class TokenLatent(NamedTuple):
 
 
 @torch.no_grad()
-def token_latents(bound: BoundSAE, stats: LatentStats, count: int = 1) -> list[TokenLatent]:
+def token_latents(bound: BoundSAE, stats: FiringStats, count: int = 1) -> list[TokenLatent]:
     """The `count` latents (firing between MIN_ and MAX_FREQUENCY) whose top logit weight has the
     largest z-score, best first."""
     freq = stats.frequency
@@ -75,7 +75,7 @@ def demo_steering(
 ) -> SteerResult:
     """Steer the demo SAE's most token-like latent on `prompt`, with controls (for `make demo`)."""
     bound = bind_sae(sae_dir, model)
-    stats = latent_stats(bound, need_maximum=True)
+    stats = firing_stats(bound, need_maximum=True)
     assert stats.maximum is not None
     chosen = token_latents(bound, stats)[0]
     value = STRENGTH * float(stats.maximum[chosen.latent])

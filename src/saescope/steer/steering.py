@@ -10,7 +10,7 @@
 
 `make_steering` checks the interventions against the SAE and turns relative values (10× max)
 into absolute ones; `steering_patch` is the hook function a generation runs at the SAE's
-hookpoint, applying each intervention at the columns `layout.Places` gives it. An empty list of
+hookpoint, applying each intervention at the columns `places.Places` gives it. An empty list of
 interventions generates unsteered.
 
 This module knows nothing about controls, effect measures or the command line.
@@ -26,10 +26,10 @@ from ..bound import BoundSAE
 from ..hookpoints import Hookpoint
 from ..models import pad_token_id
 from .edit import Steering
+from .frequencies import FiringStats, firing_stats
 from .generate import Generation, Patch, Sampling, Step, generate, generate_steps
 from .interventions import Intervention, check_interventions, needs_maximum, resolve_values
-from .layout import Places, PromptBatch, left_pad, places_for
-from .stats import LatentStats, latent_stats
+from .places import Places, PromptBatch, left_pad, places_for
 from .texts import encode_all
 
 
@@ -37,7 +37,7 @@ def make_steering(
     bound: BoundSAE,
     interventions: Sequence[Intervention],
     splice: bool = False,
-    stats: LatentStats | None = None,
+    stats: FiringStats | None = None,
     direction: Tensor | None = None,
 ) -> Steering:
     """A `Steering` of the bound SAE: ids checked, relative values resolved (statistics measured
@@ -45,7 +45,7 @@ def make_steering(
     check_interventions(interventions, bound.sae.d_sae)
     if needs_maximum(interventions):
         if stats is None or stats.maximum is None:
-            stats = latent_stats(bound, need_maximum=True)
+            stats = firing_stats(bound, need_maximum=True)
         assert stats.maximum is not None
         interventions = resolve_values(interventions, stats.maximum.tolist())
     return Steering(bound.sae, tuple(interventions), splice, direction)

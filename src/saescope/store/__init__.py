@@ -8,8 +8,8 @@ access, shuffled batches, docs), `merge_manifest` rebuilds the manifest from the
 
 from .docs import DocRecord, DocsTable
 from .manifest import FORMAT, Manifest, ShardInfo, merge_manifest, read_manifest
+from .moments import RunningStats
 from .reader import ActivationStore, Batch
-from .stats import RunningStats
 from .writer import StoreWriter
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..files import read_json, write_json
-from .stats import RunningStats
+from .moments import RunningStats
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ from ..errors import ConfigError, StoreError
 from ..files import file_sha256
 from .docs import DocRecord, DocsTable
 from .manifest import STATS, Manifest, ShardInfo, merged_stats, read_manifest, read_rank_states
+from .moments import RunningStats
 from .shardfile import TORCH_TO_SAFETENSORS, as_tensor, map_file, mapped_array
 from .shardfile import read_safetensors_header as _read_header
-from .stats import RunningStats
 
 log = logging.getLogger(__name__)
 

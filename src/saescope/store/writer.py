@@ -59,8 +59,8 @@ from .manifest import (
     shard_path,
     write_rank_state,
 )
+from .moments import RunningStats, batch_moments
 from .shardfile import TORCH_TO_SAFETENSORS, array_bytes, safetensors_chunks, tensor_bytes
-from .stats import RunningStats, batch_moments
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from markupsafe import escape
 from .. import __version__
 from ..config.serve import ServeConfig
 from ..errors import SaescopeError
-from ..index.layout import LatentIndexError
+from ..index.format import LatentIndexError
 from . import api, pages
 from .context import RunContext
 from .limits import LimitError

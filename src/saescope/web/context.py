@@ -33,11 +33,11 @@ from ..dashboard import (
     top_tokens,
 )
 from ..errors import SaescopeError
-from ..index.layout import LatentIndexError
+from ..index.format import LatentIndexError
 from ..index.reader import TOKENIZER_LOCK, Index
 from ..index.results import Example
 from ..render import ExplanationView, LatentRow, LatentView, QuantileGroup, Related, TokenExample
-from ..steer import LatentStats, latent_stats
+from ..steer import FiringStats, firing_stats
 from ..steer.texts import encode
 from .limits import Limits, check_chars, check_count
 from .readers import IndexReaders, default_readers
@@ -109,7 +109,7 @@ class RunContext:
         self.worker = ModelWorker(self._bind, cfg.queue)
         self._rows: list[LatentRow] | None = None
         self._rows_ready = threading.Event()
-        self._stats: LatentStats | None = None
+        self._stats: FiringStats | None = None
         self._tokenizer: Any = None
         self._tokenizer_lock = threading.Lock()
         self._readers: IndexReaders | None = None
@@ -239,7 +239,7 @@ class RunContext:
 
     def view_scale(self, latent: int) -> float:
         """The activation a full shade stands for on a latent's examples: its maximum."""
-        return float(self.require_index().latent_stats(self.check_latent(latent))["max"])
+        return float(self.require_index().stats_of(self.check_latent(latent))["max"])
 
     def explanation_text(self, latent: int) -> str:
         """A latent's explanation ("" when none)."""
@@ -316,17 +316,17 @@ class RunContext:
         check_count(self.limits, limit, n, f"{what} (tokens)")
         return n
 
-    def stats(self, bound: BoundSAE) -> LatentStats:
+    def stats(self, bound: BoundSAE) -> FiringStats:
         """Latent frequencies and maxima (the index's, else measured once on held-out text);
         runs on the model worker."""
         if self._stats is None:
-            self._stats = latent_stats(bound, self.parts.index_dir)
+            self._stats = firing_stats(bound, self.parts.index_dir)
         return self._stats
 
     def _index_max(self, latent: int | None) -> float:
         if latent is None or self.index is None:
             return 0.0
-        return float(self.index.latent_stats(latent)["max"])
+        return float(self.index.stats_of(latent)["max"])
 
     def inspect(self, bound: BoundSAE, text: str, latent: int | None) -> Inspection:
         """Every token of `text` with its top latents, shaded by `latent` (default: the latent with

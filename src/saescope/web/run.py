@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from ..errors import SaescopeError
 from ..files import read_json
-from ..index.layout import LatentIndexError, read_header
+from ..index.format import LatentIndexError, read_header
 
 log = logging.getLogger(__name__)
 

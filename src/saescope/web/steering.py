@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..bound import BoundSAE
-from ..steer import Intervention, LatentStats, Sampling, Step, make_steering
+from ..steer import FiringStats, Intervention, Sampling, Step, make_steering
 from ..steer.controls import control_interventions, random_direction
 from ..steer.generate import check_length, generate_steps
 from ..steer.interventions import check_interventions, needs_maximum
@@ -82,7 +82,7 @@ def described(interventions: Sequence[Intervention]) -> list[str]:
     return [i.describe() for i in interventions]
 
 
-def start_variants(bound: BoundSAE, plan: SteerPlan, stats: LatentStats | None) -> list[RunningVariant]:
+def start_variants(bound: BoundSAE, plan: SteerPlan, stats: FiringStats | None) -> list[RunningVariant]:
     """Every variant's generator, nothing generated yet (runs on the model worker). Errors
     (a latent out of range, a prompt past the model's context) are raised here, before any
     token is streamed. `stats` (frequencies, maxima) are needed for the controls and for values

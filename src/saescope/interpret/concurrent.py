@@ -1,6 +1,6 @@
 """Explaining and scoring many latents concurrently, resumably, one failure at a time.
 
-`interpret_latents` explains every record not already done, gives each explanation a chance
+`explain_and_score` explains every record not already done, gives each explanation a chance
 baseline (by default another latent's explanation: a seeded derangement), then scores each latent
 with every scorer. Latents run concurrently (`max_concurrent` at once; the client's own limit
 bounds the requests in flight). A latent that fails — an unreadable explanation, a scorer that
@@ -113,7 +113,7 @@ async def _score(
     return LatentResult(record.latent, explanation, tuple(scores), None)
 
 
-async def interpret_latents(
+async def explain_and_score(
     records: Sequence[LatentRecord],
     explainer: Explainer,
     scorers: Sequence[Scorer] = (),

@@ -10,8 +10,8 @@ import safetensors.torch
 import torch
 
 from saescope.errors import StoreError
-from saescope.store import stats as stats_module
-from saescope.store.stats import RunningStats, batch_moments
+from saescope.store import moments as stats_module
+from saescope.store.moments import RunningStats, batch_moments
 
 
 def _data(n: int = 1000, d: int = 12, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""`interpret_latents`: many latents concurrently, shuffled baselines, resumption, failures one at a time."""
+"""`explain_and_score`: many latents concurrently, shuffled baselines, resumption, failures one at a time."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from saescope.interpret.clients import EndpointUnreachableError
+from saescope.interpret.concurrent import LatentResult, explain_and_score, shuffled_baselines
 from saescope.interpret.explainers import LLMExplainer, StatsExplainer
-from saescope.interpret.pipeline import LatentResult, interpret_latents, shuffled_baselines
 from saescope.interpret.records import LatentRecord
 from saescope.interpret.scorers import DetectionScorer, StatsScorer, aggregate, beats_baseline
 
@@ -27,7 +27,7 @@ def test_explain_and_score_with_shuffled_baselines() -> None:
     llm = ScriptedLLM()
     seen: list[LatentResult] = []
     results = asyncio.run(
-        interpret_latents(
+        explain_and_score(
             records(),
             LLMExplainer(llm, "fake"),
             [DetectionScorer(llm, "fake"), StatsScorer()],
@@ -52,10 +52,10 @@ def test_explain_and_score_with_shuffled_baselines() -> None:
 
 
 def test_done_latents_are_skipped() -> None:
-    first = asyncio.run(interpret_latents(records()[:2], StatsExplainer(), [StatsScorer()]))
+    first = asyncio.run(explain_and_score(records()[:2], StatsExplainer(), [StatsScorer()]))
     llm = ScriptedLLM()
     results = asyncio.run(
-        interpret_latents(records(), LLMExplainer(llm, "fake"), [StatsScorer()], done=first)
+        explain_and_score(records(), LLMExplainer(llm, "fake"), [StatsScorer()], done=first)
     )
     assert results[:2] == first
     explained = [r.messages[-1].content for r in llm.requests]
@@ -74,7 +74,7 @@ def test_one_failing_latent_does_not_stop_the_run(caplog: pytest.LogCaptureFixtu
     recs = records()
     recs[2] = LatentRecord(2, ())  # nothing to explain
     with caplog.at_level(logging.WARNING):
-        results = asyncio.run(interpret_latents(recs, StatsExplainer(), [Boom()], baseline='the word "the"'))
+        results = asyncio.run(explain_and_score(recs, StatsExplainer(), [Boom()], baseline='the word "the"'))
     ok = {r.latent: r for r in results}
     assert ok[0].ok and ok[3].ok
     assert ok[1].error == "statistics scorer failed: RuntimeError: scorer exploded" and ok[1].explanation
@@ -82,7 +82,7 @@ def test_one_failing_latent_does_not_stop_the_run(caplog: pytest.LogCaptureFixtu
     assert "latent 1: statistics scorer failed" in caplog.text and "latent 2: no explanation" in caplog.text
     assert ok[0].scores[0].details["baseline_text"] == 'the word "the"'
     # a failed latent is tried again on the next run
-    rerun = asyncio.run(interpret_latents(records(), StatsExplainer(), [StatsScorer()], done=results))
+    rerun = asyncio.run(explain_and_score(records(), StatsExplainer(), [StatsScorer()], done=results))
     assert all(r.ok for r in rerun)
 
 
@@ -92,7 +92,7 @@ def test_an_unusable_backend_stops_the_run() -> None:
             raise EndpointUnreachableError("cannot reach http://127.0.0.1:9/v1")
 
     with pytest.raises(EndpointUnreachableError):
-        asyncio.run(interpret_latents(records(), LLMExplainer(Unreachable(), "fake")))
+        asyncio.run(explain_and_score(records(), LLMExplainer(Unreachable(), "fake")))
 
 
 def test_shuffled_baselines_are_a_derangement() -> None:

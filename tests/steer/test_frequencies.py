@@ -19,10 +19,10 @@ from saescope.config import IndexConfig
 from saescope.data import iter_model_inputs
 from saescope.errors import SaescopeError
 from saescope.hooks import collect_activations
-from saescope.index import read_latent_stats
+from saescope.index import read_latent_table
 from saescope.index.build import build_index
+from saescope.steer.frequencies import firing_stats, measured_stats
 from saescope.steer.latent_index import explanations_for, find_index
-from saescope.steer.stats import latent_stats, measured_stats
 
 from .builders import topk_sae
 
@@ -68,9 +68,9 @@ def test_the_index_is_the_one_of_these_weights(
 def test_index_statistics_and_explanations_are_read_per_latent(
     bound: BoundSAE, indexed: Path, tmp_path: Path
 ) -> None:
-    stats = latent_stats(bound._replace(path=indexed / "sae"))
+    stats = firing_stats(bound._replace(path=indexed / "sae"))
     assert stats.source == f"latent index {indexed / 'index'}"
-    table = read_latent_stats(indexed / "index")
+    table = read_latent_table(indexed / "index")
     latents = table.column("latent").to_pylist()
     assert stats.frequency[latents].tolist() == pytest.approx(table.column("frequency").to_pylist())
     assert stats.maximum is not None
@@ -90,10 +90,10 @@ def test_eval_frequencies_serve_when_no_maximum_is_needed(bound: BoundSAE, run: 
         run / "sae" / "eval_latents.safetensors",
     )
     bound = bound._replace(path=run / "sae")
-    from_eval = latent_stats(bound, need_maximum=False)
+    from_eval = firing_stats(bound, need_maximum=False)
     assert from_eval.source.endswith("eval_latents.safetensors") and from_eval.maximum is None
     assert torch.equal(from_eval.frequency, torch.full((64,), 0.125, dtype=torch.float64))
-    assert latent_stats(bound, tokens=64, need_maximum=True).source.startswith("measured on")
+    assert firing_stats(bound, tokens=64, need_maximum=True).source.startswith("measured on")
 
 
 def test_measured_statistics_equal_a_count_by_hand(bound: BoundSAE) -> None:

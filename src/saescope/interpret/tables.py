@@ -56,10 +56,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..files import json_safe, write_atomic
-from ..index.layout import EXPLANATIONS, SCORES
+from ..index.format import EXPLANATIONS, SCORES
 from .best import Interpretation, best_of
+from .concurrent import LatentResult
 from .explainers import Explanation
-from .pipeline import LatentResult
 from .scorers import Score
 
 EXPLANATION_PARTS = "explanations"

@@ -6,7 +6,7 @@
         --scorers detection,fuzzing --sample 200
 
 The latents are chosen (`selection`), their records read from the index (`source`), explained and
-scored (`runner`, over `pipeline`), every result stored in the index as it comes (`store`), and
+scored (`resumable`, over `concurrent`), every result stored in the index as it comes (`tables`), and
 the run summarised (`summary`): per latent, overall, and the language model's calls, tokens and
 cost. The key of an online API is read from the environment variable `--api-key-env` names and
 goes nowhere else. The run exits non-zero only when no latent could be interpreted.
@@ -28,12 +28,12 @@ from .clients import LLM, RetryPolicy, make_client
 from .clients.coalesce import Coalescing
 from .clients.local import preload
 from .explainers import Explainer, LLMExplainer, StatsExplainer
-from .runner import explainer_key, interpret_index
+from .resumable import explainer_key, interpret_index
 from .scorers import DetectionScorer, FuzzingScorer, Scorer, SimulationScorer, StatsScorer
 from .selection import select_latents
 from .source import IndexRecords, RecordSettings
-from .store import WORK_DIR, ResultStore
 from .summary import InterpretResult, LatentReport, Usage, overall
+from .tables import WORK_DIR, ResultStore
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def nothing_succeeded(reports: tuple[LatentReport, ...], stopped: str | None) ->
     )
 
 
-def interpret(cfg: InterpretConfig, llm: LLM | None = None) -> InterpretResult:
+def interpret_latents(cfg: InterpretConfig, llm: LLM | None = None) -> InterpretResult:
     """Explain and score the latents `cfg` chooses; store and summarise the results (`llm`: a
     client to use instead of the one `cfg` describes, e.g. a scripted one in tests)."""
     started = time.perf_counter()
@@ -183,4 +183,4 @@ def interpret(cfg: InterpretConfig, llm: LLM | None = None) -> InterpretResult:
     )
 
 
-__all__ = ["interpret", "make_explainer", "make_scorers", "open_client", "record_settings"]
+__all__ = ["interpret_latents", "make_explainer", "make_scorers", "open_client", "record_settings"]

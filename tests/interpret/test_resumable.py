@@ -14,10 +14,10 @@ import pytest
 from saescope.index.reader import Index
 from saescope.interpret.explainers import Explanation, StatsExplainer
 from saescope.interpret.records import LatentRecord
-from saescope.interpret.runner import interpret_index
+from saescope.interpret.resumable import interpret_index
 from saescope.interpret.scorers import StatsScorer
 from saescope.interpret.source import IndexRecords
-from saescope.interpret.store import ResultStore, read_tables
+from saescope.interpret.tables import ResultStore, read_tables
 
 
 class Interrupted(StatsExplainer):

@@ -4,9 +4,9 @@
 prompt version): a latent whose explanation is stored and scored by every scorer asked for is
 reported as `stored` and costs nothing; one whose explanation is stored but lacks a scorer is
 only scored by the missing ones (its explanation reused); the others are explained and scored.
-Work goes in chunks of latents — records built from the index, then `pipeline.interpret_latents`
+Work goes in chunks of latents — records built from the index, then `concurrent.explain_and_score`
 — and each latent's result goes to the store the moment it exists (written at once, or within
-two seconds when results come faster than that: `store.ResultStore`), so a killed run loses at
+two seconds when results come faster than that: `tables.ResultStore`), so a killed run loses at
 most the latents in flight. Every stored explanation of the same explainer serves as a shuffled
 chance baseline. A problem with the language model as a whole (a rejected key, an unreachable
 endpoint: an `LLMError`) stops the run with the reason; what was stored stays.
@@ -23,13 +23,13 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from .clients.errors import LLMError
+from .concurrent import LatentResult, explain_and_score
 from .explainers import Explainer, Explanation
-from .pipeline import LatentResult, interpret_latents
 from .records import LatentRecord
 from .scorers import Scorer
 from .source import IndexRecords
-from .store import ExplanationKey, ResultStore, interpretations_of, key_of, measured, read_tables
 from .summary import LatentReport
+from .tables import ExplanationKey, ResultStore, interpretations_of, key_of, measured, read_tables
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ async def _chunk(
     records = [run.records.record(latent) for latent in latents]
     chunk = set(latents)
     done = [r for latent, r in the_plan.pool.items() if latent not in chunk]
-    await interpret_latents(
+    await explain_and_score(
         records,
         StoredFirst(explainer, the_plan.reuse),
         scorers,

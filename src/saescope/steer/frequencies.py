@@ -5,12 +5,12 @@ Gate demo) and to pick control latents of similar frequency; contrast needs freq
 out latents that fire on generic text. Sources, best first:
 
 1. the SAE's latent index (`--index`, else `RUN/index` when it indexes this SAE:
-   `saescope.steer.latent_index`), through `saescope.index.read_latent_stats`;
+   `saescope.steer.latent_index`), through `saescope.index.read_latent_table`;
 2. `eval_latents.safetensors` beside the SAE (`saescope eval`: frequencies only — used when no
    maximum is needed);
 3. measured here on `tokens` held-out tokens (`bound.heldout_corpus`, the SAE's own positions).
 
-`LatentStats.source` says which one was used; every result that depends on it reports it.
+`FiringStats.source` says which one was used; every result that depends on it reports it.
 This module knows nothing about interventions or generation.
 """
 
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..bound import BoundSAE, heldout_corpus
 from ..data import iter_model_inputs
 from ..errors import SaescopeError
-from ..index import read_latent_stats
+from ..index import read_latent_table
 from ..positions import iter_positions
 from .latent_index import find_index
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 EVAL_LATENTS = "eval_latents.safetensors"
 
 
-class LatentStats(NamedTuple):
+class FiringStats(NamedTuple):
     """Per-latent statistics of one SAE."""
 
     frequency: Tensor
@@ -48,18 +48,18 @@ class LatentStats(NamedTuple):
     """Where they come from (an index folder, eval_latents.safetensors, or held-out text)."""
 
 
-def index_stats(index: Path, d_sae: int) -> LatentStats:
-    """Frequencies and maxima from a latent index (`saescope.index.read_latent_stats`)."""
-    table = read_latent_stats(index)
+def index_stats(index: Path, d_sae: int) -> FiringStats:
+    """Frequencies and maxima from a latent index (`saescope.index.read_latent_table`)."""
+    table = read_latent_table(index)
     latents = table.column("latent").to_numpy().astype(np.int64)
     frequency = np.zeros(d_sae)
     maximum = np.zeros(d_sae)
     frequency[latents] = table.column("frequency").to_numpy()
     maximum[latents] = table.column("max").to_numpy()
-    return LatentStats(torch.from_numpy(frequency), torch.from_numpy(maximum), f"latent index {index}")
+    return FiringStats(torch.from_numpy(frequency), torch.from_numpy(maximum), f"latent index {index}")
 
 
-def eval_stats(sae_path: Path, d_sae: int) -> LatentStats | None:
+def eval_stats(sae_path: Path, d_sae: int) -> FiringStats | None:
     """Frequencies from `eval_latents.safetensors` beside the SAE, if it is there and fits."""
     path = Path(sae_path) / EVAL_LATENTS
     if not path.is_file():
@@ -70,11 +70,11 @@ def eval_stats(sae_path: Path, d_sae: int) -> LatentStats | None:
     if frequency is None or frequency.shape != (d_sae,):
         log.warning("%s does not hold %d frequencies; ignoring it", path, d_sae)
         return None
-    return LatentStats(frequency.double(), None, str(path))
+    return FiringStats(frequency.double(), None, str(path))
 
 
 @torch.inference_mode()
-def measured_stats(bound: BoundSAE, tokens: int, batch_size: int = 8) -> LatentStats:
+def measured_stats(bound: BoundSAE, tokens: int, batch_size: int = 8) -> FiringStats:
     """Frequencies and maxima measured on `tokens` held-out tokens at the SAE's own positions."""
     sae, loaded = bound.sae, bound.loaded_model
     corpus, start = heldout_corpus(sae)
@@ -103,12 +103,12 @@ def measured_stats(bound: BoundSAE, tokens: int, batch_size: int = 8) -> LatentS
     bar.close()
     if count == 0:
         raise SaescopeError("no held-out text to measure latent statistics on")
-    return LatentStats(fired / count, maximum.double(), f"measured on {count} held-out tokens")
+    return FiringStats(fired / count, maximum.double(), f"measured on {count} held-out tokens")
 
 
-def latent_stats(
+def firing_stats(
     bound: BoundSAE, index: Path | None = None, tokens: int = 4096, need_maximum: bool = True
-) -> LatentStats:
+) -> FiringStats:
     """The SAE's per-latent statistics from the best source (see the module docstring)."""
     found = find_index(bound.sae, bound.path, index)
     if found is not None:
@@ -121,4 +121,4 @@ def latent_stats(
     return measured_stats(bound, tokens)
 
 
-__all__ = ["LatentStats", "eval_stats", "index_stats", "latent_stats", "measured_stats"]
+__all__ = ["FiringStats", "eval_stats", "firing_stats", "index_stats", "measured_stats"]

@@ -8,7 +8,7 @@ import torch
 
 from saescope.errors import SaescopeError
 from saescope.steer.interventions import Intervention
-from saescope.steer.layout import left_pad, places_for
+from saescope.steer.places import left_pad, places_for
 from tests.builders import tiny_tokenizer
 
 PROMPTS = [[1, 2, 3, 4, 5], [7, 8], [9, 10, 11]]

@@ -20,14 +20,14 @@ from saescope.errors import SaescopeError
 from saescope.files import json_safe
 from saescope.index.reader import Index, read_explanations
 from saescope.interpret.clients.base import ChatRequest, Message
+from saescope.interpret.command import interpret_latents
 from saescope.interpret.explainers import LLMExplainer
 from saescope.interpret.prompts import DETECT_SYSTEM, EXPLAIN_SYSTEM, FUZZ_SYSTEM
-from saescope.interpret.runner import interpret_index
+from saescope.interpret.resumable import interpret_index
 from saescope.interpret.scorers import StatsScorer
 from saescope.interpret.source import IndexRecords
-from saescope.interpret.stage import interpret
-from saescope.interpret.store import ResultStore, read_interpretations
 from saescope.interpret.summary import InterpretResult, LatentReport
+from saescope.interpret.tables import ResultStore, read_interpretations
 
 from .fakes import ScriptedLLM
 from .wire import WireServer, serving
@@ -62,7 +62,7 @@ def scores_of(result: InterpretResult) -> list[Any]:
 
 def test_stats_run_stores_every_result_and_a_rerun_skips_them(index_dir: Path) -> None:
     chosen = live(index_dir, 6)
-    first = interpret(InterpretConfig(index=index_dir, latents=spec(chosen)))
+    first = interpret_latents(InterpretConfig(index=index_dir, latents=spec(chosen)))
     assert [r.latent for r in first.latents] == chosen and first.usage.calls == 0
     assert {r.status for r in first.latents} <= {"new", "failed"} and first.succeeded >= 4
     table = pq.read_table(index_dir / "explanations.parquet").to_pylist()
@@ -74,7 +74,7 @@ def test_stats_run_stores_every_result_and_a_rerun_skips_them(index_dir: Path) -
     assert read_explanations(index_dir) == {r.latent: text_of(r) for r in first.latents if r.ok}
     stamp = (index_dir / "explanations.parquet").stat().st_mtime_ns
 
-    again = interpret(InterpretConfig(index=index_dir, latents=spec(chosen)))
+    again = interpret_latents(InterpretConfig(index=index_dir, latents=spec(chosen)))
     assert all(r.status == "stored" for r in again.latents if r.latent in ok)
     assert [r.explanation for r in again.latents] == [r.explanation for r in first.latents]
     assert scores_of(again) == scores_of(first)  # as stored (NaN kept as null)
@@ -86,17 +86,17 @@ def test_llm_calls_are_never_repeated_and_new_scorers_reuse_the_explanation(inde
     chosen = live(index_dir, 4)
     llm = ScriptedLLM()
     settings: dict[str, Any] = {"index": index_dir, "explainer": "llm", "latents": spec(chosen)}
-    first = interpret(InterpretConfig(**settings, scorers=("detection", "stats")), llm=llm)
+    first = interpret_latents(InterpretConfig(**settings, scorers=("detection", "stats")), llm=llm)
     assert all(r.status == "new" for r in first.latents)
     asked = systems(llm)
     assert asked.count(EXPLAIN_SYSTEM) == 4 and asked.count(DETECT_SYSTEM) > 0
     texts = {r.latent: text_of(r) for r in first.latents}
     assert all(t.startswith("the token") for t in texts.values())
 
-    again = interpret(InterpretConfig(**settings, scorers=("detection", "stats")), llm=llm)
+    again = interpret_latents(InterpretConfig(**settings, scorers=("detection", "stats")), llm=llm)
     assert len(llm.requests) == len(asked) and all(r.status == "stored" for r in again.latents)
 
-    more = interpret(InterpretConfig(**settings, scorers=("detection", "fuzzing", "stats")), llm=llm)
+    more = interpret_latents(InterpretConfig(**settings, scorers=("detection", "fuzzing", "stats")), llm=llm)
     new = systems(llm)[len(asked) :]
     assert new and set(new) == {FUZZ_SYSTEM}  # only the missing scorer asked; explanations reused
     assert {r.latent: text_of(r) for r in more.latents} == texts
@@ -107,20 +107,20 @@ def test_llm_calls_are_never_repeated_and_new_scorers_reuse_the_explanation(inde
 
 def test_sample_and_min_count_choose_among_live_latents(index_dir: Path) -> None:
     counts = counts_of(index_dir)
-    result = interpret(InterpretConfig(index=index_dir, sample=5, min_count=20))
+    result = interpret_latents(InterpretConfig(index=index_dir, sample=5, min_count=20))
     assert len(result.latents) == 5 and all(counts[r.latent] >= 20 for r in result.latents)
     assert {s.latent for s in result.skipped} == set(np.flatnonzero(counts < 20).tolist())
     assert "skipped" in result.render()
     dead = int(np.flatnonzero(counts == 0)[0])
     rare = int(np.flatnonzero((counts > 0) & (counts < 10))[0])
     good = live(index_dir, 1, 20)[0]
-    mixed = interpret(InterpretConfig(index=index_dir, latents=spec([dead, rare, good])))
+    mixed = interpret_latents(InterpretConfig(index=index_dir, latents=spec([dead, rare, good])))
     assert [r.latent for r in mixed.latents] == [good]
     assert [(s.latent, s.reason.split()[0]) for s in mixed.skipped] == sorted(
         [(dead, "dead"), (rare, "fires")]
     )
     with pytest.raises(SaescopeError, match="no latent to interpret"):
-        interpret(InterpretConfig(index=index_dir, latents=str(dead)))
+        interpret_latents(InterpretConfig(index=index_dir, latents=str(dead)))
 
 
 class Unreadable(ScriptedLLM):
@@ -144,14 +144,14 @@ def test_a_failing_latent_is_reported_and_the_others_go_on(
 ) -> None:
     chosen = live(index_dir, 4)
     cfg = InterpretConfig(index=index_dir, explainer="llm", latents=spec(chosen))
-    result = interpret(cfg, llm=Unreadable(only=1))
+    result = interpret_latents(cfg, llm=Unreadable(only=1))
     failed = [r for r in result.latents if not r.ok]
     assert len(failed) == 1 and result.succeeded == 3
     assert failed[0].messages == ("no explanation: no JSON object found in the answer",)
     assert "! no explanation: no JSON object found in the answer" in result.render()
     assert f"latent {failed[0].latent}: no explanation" in caplog.text
     # the failure is stored and tried again next time (answering now)
-    again = interpret(cfg, llm=ScriptedLLM())
+    again = interpret_latents(cfg, llm=ScriptedLLM())
     assert all(r.ok for r in again.latents) and [r.status for r in again.latents].count("new") == 1
 
 
@@ -160,7 +160,7 @@ def test_nothing_succeeding_is_an_error(index_dir: Path) -> None:
     with pytest.raises(
         SaescopeError, match=r"no latent could be interpreted \(3 failed; e.g. latent \d+: no"
     ):
-        interpret(cfg, llm=Unreadable())
+        interpret_latents(cfg, llm=Unreadable())
 
 
 def test_a_latent_without_examples_fails_alone(index_dir: Path) -> None:

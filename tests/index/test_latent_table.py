@@ -13,13 +13,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from saescope.index import QUANTILES, read_latent_stats
+from saescope.index import QUANTILES, read_latent_table
 from saescope.index.cooccurrence import cooccurrence_counts, top_partners
 from saescope.index.decoder import logit_effects, logits_table
 from saescope.index.latent_map import choose_method, latent_map, pca_2d, spherical_kmeans
+from saescope.index.latent_table import HISTOGRAM_BINS, bucket_stats, quantile_column, top_examples
 from saescope.index.postings import Postings
 from saescope.index.sentences import sentence_starts
-from saescope.index.stats import HISTOGRAM_BINS, bucket_stats, quantile_column, top_examples
 from saescope.sae.formats import load_sae
 
 from .reference import Reference
@@ -29,7 +29,7 @@ D_MODEL = 32
 
 
 def test_statistics_equal_a_naive_computation(built: Path, ref: Reference) -> None:
-    stats = read_latent_stats(built).to_pydict()
+    stats = read_latent_table(built).to_pydict()
     assert stats["latent"] == list(range(D_SAE))
     for latent in range(D_SAE):
         values = ref.dense[:, latent][ref.dense[:, latent] > 0].astype(np.float64)

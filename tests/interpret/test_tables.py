@@ -11,10 +11,10 @@ import pytest
 
 from saescope.index.reader import Index, read_explanation_details, read_explanations
 from saescope.interpret.best import best_of, headline
+from saescope.interpret.concurrent import LatentResult
 from saescope.interpret.explainers import Explanation
-from saescope.interpret.pipeline import LatentResult
 from saescope.interpret.scorers import Score
-from saescope.interpret.store import (
+from saescope.interpret.tables import (
     EXPLANATION_PARTS,
     SCORE_PARTS,
     ExplanationKey,

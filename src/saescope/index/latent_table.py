@@ -1,4 +1,4 @@
-"""Per-latent statistics and top examples, computed from a bucket's postings; `read_latent_stats`.
+"""Per-latent statistics and top examples, computed from a bucket's postings; `read_latent_table`.
 
 `latents.parquet` holds one row per latent:
 
@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .layout import LATENTS, read_header
+from .format import LATENTS, read_header
 from .postings import Postings, activation_bits, sort_key
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
@@ -116,7 +116,7 @@ def top_examples(postings: Postings, n: int) -> pa.Table:
     )
 
 
-def read_latent_stats(index_dir: Path | str) -> pa.Table:
+def read_latent_table(index_dir: Path | str) -> pa.Table:
     """The per-latent statistics of the index at `index_dir` (`latents.parquet`, one row per latent
     in latent order; columns in the module docstring)."""
     folder = Path(index_dir)
@@ -129,6 +129,6 @@ __all__ = [
     "QUANTILES",
     "bucket_stats",
     "quantile_column",
-    "read_latent_stats",
+    "read_latent_table",
     "top_examples",
 ]
