@@ -32,9 +32,11 @@ def test_bulk_answers_equal_the_per_latent_answers(pair: tuple[Index, Index]) ->
         assert groups == single.quantile_examples(latent, 4, 3, 7, 3, 1), latent
     for n in (1, 5, 100):
         co, near = bulk.cooccurring_many(ASKED, n), bulk.neighbours_many(ASKED, n)
+        by_lift = bulk.cooccurring_many(ASKED, n, by="lift")
         logits = bulk.logit_effects_many(ASKED, n)
         for latent in ASKED:
             assert co[latent] == single.cooccurring(latent, n), (latent, n)
+            assert by_lift[latent] == single.cooccurring(latent, n, by="lift"), (latent, n)
             assert near[latent] == single.neighbours(latent, n), (latent, n)
             assert logits[latent] == single.logit_effects(latent, n), (latent, n)
 

@@ -34,12 +34,13 @@ def test_latent_top_json_is_the_contract(
     doc = json.loads(out)
     assert set(doc) == {"latent", "examples"} and doc["latent"] == 5 and len(doc["examples"]) == 3
     for example in doc["examples"]:
-        assert set(example) == {"doc_id", "position", "activation", "tokens", "activations"}
+        assert set(example) == {"doc_id", "position", "activation", "tokens", "activations", "focus"}
         assert isinstance(example["doc_id"], int) and isinstance(example["position"], int)
         assert len(example["tokens"]) == len(example["activations"])
         assert all(isinstance(t, str) for t in example["tokens"])
         lo = max(0, example["position"] - 12)  # the default context: 12 tokens before
-        assert example["activations"][example["position"] - lo] == example["activation"] > 0
+        assert example["focus"] == example["position"] - lo  # the focal token is marked, not implied
+        assert example["activations"][example["focus"]] == example["activation"] > 0
 
 
 def test_text_json_lists_every_active_latent_of_every_token(
@@ -82,7 +83,7 @@ def test_sections_render_readably(capsys: pytest.CaptureFixture[str], built: Pat
         code == 0
         and "dead:" in out
         and "latents detecting proxy 'digits'" in out
-        and "documents ranked by" in out
+        and "windows (24 tokens of packed documents) ranked by" in out  # a window is not a document
     )
     code, out, _ = run(capsys, "query", built, "--stats", "--json")
     stats = json.loads(out)["stats"]

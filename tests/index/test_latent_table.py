@@ -3,6 +3,7 @@ each against a naive computation (dense matrices, loops) on the tiny index or on
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from saescope.index import QUANTILES, read_latent_table
-from saescope.index.cooccurrence import cooccurrence_counts, top_partners
+from saescope.index.cooccurrence import MIN_SHARED, cooccurrence_counts, top_partners
 from saescope.index.decoder import logit_effects, logits_table
 from saescope.index.latent_map import choose_method, latent_map, pca_2d, spherical_kmeans
 from saescope.index.latent_table import HISTOGRAM_BINS, bucket_stats, quantile_column, top_examples
@@ -86,32 +87,59 @@ def test_top_examples_are_each_latents_largest(built: Path, ref: Reference) -> N
         assert got == want
 
 
-def test_cooccurrence_equals_a_dense_count(built: Path, ref: Reference) -> None:
+def naive_partners(counts: np.ndarray, latent: int, n: int, least: int) -> list[tuple[int, int]]:
+    """(other, shared) of a latent's `n` best partners by Jaccard and its `n` best by lift (ties:
+    lower id), among those sharing at least `least` tokens, ordered by Jaccard, from a dense count."""
+    own = np.diag(counts)
+    pairs = [o for o in range(len(counts)) if o != latent and counts[latent, o] >= least]
+
+    def jaccard(o: int) -> float:
+        return counts[latent, o] / (own[latent] + own[o] - counts[latent, o])
+
+    def lift(o: int) -> float:
+        return counts[latent, o] * 600 / (own[latent] * own[o])
+
+    kept = set(sorted(pairs, key=lambda o: (-jaccard(o), o))[:n]) | set(
+        sorted(pairs, key=lambda o: (-lift(o), o))[:n]
+    )
+    return [(o, int(counts[latent, o])) for o in sorted(kept, key=lambda o: (-jaccard(o), o))]
+
+
+def test_cooccurrence_keeps_the_best_partners_by_jaccard_and_lift(built: Path, ref: Reference) -> None:
     fires = (ref.dense > 0).astype(np.int64)
     dense = fires.T @ fires
     table = pq.read_table(built / "cooccurrence.parquet").to_pydict()
+    assert json.loads((built / "index.json").read_text())["summary"]["cooccurrence"] == {
+        "min_shared": MIN_SHARED,
+        "kept": 64,
+        "by": ["jaccard", "lift"],
+    }
     for latent in range(D_SAE):
-        others = [o for o in range(D_SAE) if o != latent and dense[latent, o] > 0]
-        want = sorted(others, key=lambda o: (-dense[latent, o], o))
         got = [(o, c) for lat, o, c in zip(table["latent"], table["other"], table["count"]) if lat == latent]
-        assert got == [(o, int(dense[latent, o])) for o in want]
+        assert got == naive_partners(dense, latent, 64, MIN_SHARED)  # 64 >= 47: every pair sharing 10
+    assert min(table["count"]) >= MIN_SHARED and len(table["count"]) > 100
 
 
 def test_cooccurrence_blocks_add_up_and_keep_the_top_partners() -> None:
     rng = np.random.default_rng(0)
     d, tokens = 30, 500
-    fires = rng.random((tokens, d)) < 0.15
+    fires = rng.random((tokens, d)) < rng.uniform(0.02, 0.4, d)  # rare and frequent latents
     rows, latents = np.nonzero(fires)
     keys = rows.astype(np.int64) * 7 + 3  # any increasing keys
     blocks = [(latents[rows < 200], keys[rows < 200]), (latents[rows >= 200], keys[rows >= 200])]
     counts = cooccurrence_counts(blocks, d).toarray()
     assert np.array_equal(counts, fires.T.astype(np.int64) @ fires.astype(np.int64))
-    top = top_partners(cooccurrence_counts(blocks, d), 3).to_pydict()
+    top = top_partners(cooccurrence_counts(blocks, d), 3, min_shared=4).to_pydict()
+    by_count = 0
     for latent in range(d):
-        row = [(o, counts[latent, o]) for o in range(d) if o != latent and counts[latent, o]]
-        want = sorted(row, key=lambda p: (-p[1], p[0]))[:3]
+        want = naive_partners(counts, latent, 3, 4)
         got = [(o, c) for lat, o, c in zip(top["latent"], top["other"], top["count"]) if lat == latent]
         assert got == want
+        frequent = sorted(
+            ((c, -o) for o in range(d) if o != latent and (c := counts[latent, o]) >= 4), reverse=True
+        )
+        by_count += [(-o, c) for c, o in frequent[:3]] != want[:3]
+    assert by_count > d // 2  # the ratios rank other partners than a raw count does
 
 
 def test_neighbours_are_the_closest_decoder_directions(built: Path, world: dict[str, Path]) -> None:

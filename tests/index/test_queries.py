@@ -5,7 +5,7 @@ proxy metrics computed by hand (AUROC by counting pairs), and the terminal shadi
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from saescope.errors import ConfigError
+from saescope.example import Example
 from saescope.index import LatentIndexError
 from saescope.index.proxies import parse_proxy, proxy_scores
 from saescope.index.reader import Index, read_explanations
+from saescope.index.sentences import ends_sentence
 from saescope.index.terminal import shade
 
-from .builders import table_of
 from .reference import Reference
 
 D_SAE = 48
@@ -31,25 +32,21 @@ def index(built: Path) -> Index:
     return Index(built)
 
 
-@pytest.fixture(scope="module")
-def sentences(built: Path) -> np.ndarray:
-    """The sentence key of each reference token (from the tokens table, tested in test_build)."""
-    return table_of(built, "tokens").column("sentence").to_numpy()
-
-
 def activation_at(ref: Reference, latent: int, doc: int, position: int) -> float:
     key = doc * ref.stride + position
     row = np.searchsorted(ref.keys, key)
     return float(ref.dense[row, latent]) if row < len(ref.keys) and ref.keys[row] == key else 0.0
 
 
-def check_window(index: Index, ref: Reference, latent: int, example: object) -> None:
-    """The example's tokens are its document's around its position, its activations the reference's."""
-    doc, position = example.doc_id, example.position  # type: ignore[attr-defined]
+def check_window(index: Index, ref: Reference, latent: int, example: Example) -> None:
+    """The example's tokens are its document's around its position, its activations the
+    reference's, and its focus is the token at its position."""
+    doc, position = example.doc_id, example.position
     ids = ref.docs[doc]
     lo, hi = max(0, position - BEFORE), min(len(ids), position + AFTER + 1)
-    assert example.tokens == index.decode(ids[lo:hi])  # type: ignore[attr-defined]
-    assert example.activations == [activation_at(ref, latent, doc, p) for p in range(lo, hi)]  # type: ignore[attr-defined]
+    assert list(example.tokens) == index.decode(ids[lo:hi])
+    assert list(example.activations) == [activation_at(ref, latent, doc, p) for p in range(lo, hi)]
+    assert example.focus == position - lo
 
 
 def test_top_examples_are_the_largest_with_their_windows(index: Index, ref: Reference) -> None:
@@ -93,47 +90,89 @@ def test_random_examples_are_windows_where_the_latent_never_fires(index: Index, 
         assert len({(e.doc_id, e.position) for e in examples}) == len(examples)
 
 
+def naive_spans(index: Index, ids: list[int], unit: str) -> list[tuple[int, int, bool]]:
+    """(start, end, whether it ends there) of each sentence or document of one model input, by
+    walking its tokens: a sentence ends after a token ending in . ! ? or holding a line break, or
+    a special token; the last one of an input, cut off by the input's end, does not end there."""
+    if unit == "document":
+        return [(0, len(ids), True)]
+    special = set(index.tokenizer.all_special_ids)
+    spans, start = [], 0
+    for position, token_id in enumerate(ids):
+        ends = token_id in special or ends_sentence(index.decode([token_id])[0])
+        if ends or position == len(ids) - 1:
+            spans.append((start, position + 1, ends))
+            start = position + 1
+    return spans
+
+
 def naive_units(
-    ref: Reference, sentences: np.ndarray, unit: str, weights: dict[int, float], agg: str
+    index: Index, ref: Reference, unit: str, weights: dict[int, float], agg: str
 ) -> list[tuple[int, float]]:
-    """Every unit's score by looping over its tokens."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    for row in range(len(ref.keys)):
-        groups[int(sentences[row]) if unit == "sentence" else int(ref.doc_ids[row]) * ref.stride].append(row)
+    """Every unit's (start key, score) by looping over its tokens; by `last`, only the units whose
+    last token ends them and is indexed, and where a latent fires on it."""
+    row_of = {int(k): r for r, k in enumerate(ref.keys)}
     scores = {}
-    for key, rows in groups.items():
-        total, fires = 0.0, False
-        for latent, w in weights.items():
-            values = [float(ref.dense[r, latent]) for r in rows]
-            fires |= any(values)
-            part = {"max": max(values), "mean": sum(values) / len(values), "last": values[-1]}[agg]
-            total += w * part
-        if fires and (agg != "last" or any(ref.dense[rows[-1], lat] for lat in weights)):
-            scores[key] = total
+    for doc, ids in ref.docs.items():
+        for lo, hi, ends in naive_spans(index, ids, unit):
+            keys = [doc * ref.stride + p for p in range(lo, hi)]
+            rows = [row_of[k] for k in keys if k in row_of]
+            if not rows:
+                continue
+            if agg == "last":
+                if not ends or keys[-1] not in row_of:
+                    continue
+                rows = [row_of[keys[-1]]]
+            parts = {lat: [float(ref.dense[r, lat]) for r in rows] for lat in weights}
+            if not any(any(v) for v in parts.values()):
+                continue
+            total = {"max": max, "mean": lambda v: sum(v) / len(v), "last": lambda v: v[-1]}[agg]
+            scores[doc * ref.stride + lo] = sum(w * total(parts[lat]) for lat, w in weights.items())
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+@pytest.mark.parametrize("latent", [5, 2, 17])
 @pytest.mark.parametrize("unit", ["sentence", "document"])
 @pytest.mark.parametrize("agg", ["max", "mean", "last"])
 def test_sentences_and_documents_are_ranked_as_a_loop_ranks_them(
-    index: Index, ref: Reference, sentences: np.ndarray, unit: str, agg: str
+    index: Index, ref: Reference, latent: int, unit: str, agg: str
 ) -> None:
-    want = naive_units(ref, sentences, unit, {5: 1.0}, agg)[:6]
-    got = index.top_units(5, 6, unit, agg)
-    assert [(e.doc_id, pytest.approx(e.activation)) for e in got] == [
-        (k // ref.stride, pytest.approx(s)) for k, s in want
+    want = naive_units(index, ref, unit, {latent: 1.0}, agg)
+    got = index.top_units(latent, 1000, unit, agg)
+    assert [(e.doc_id * ref.stride + e.position - e.focus, pytest.approx(e.activation)) for e in got] == [
+        (k, pytest.approx(s)) for k, s in want
     ]
     for e, (key, _) in zip(got, want):
         start = key % ref.stride
         ids = ref.docs[e.doc_id]
         assert e.tokens[0] == index.decode([ids[start]])[0]
+        assert e.focus == e.position - start and e.focus_token == index.decode([ids[e.position]])[0]
+        if agg == "last":  # the focus is the unit's last token, and the latent fires there
+            assert e.activations[e.focus] == e.activation > 0
+            assert unit == "document" or e.position == start + len(e.tokens) - 1
         if unit == "document":
             assert len(e.tokens) == len(ids)
 
 
-def test_search_ranks_by_weighted_latents(index: Index, ref: Reference, sentences: np.ndarray) -> None:
+def test_last_leaves_out_sentences_cut_off_by_their_window(index: Index, ref: Reference) -> None:
+    """A sentence running past the end of its window has no last token in it: the window's last
+    indexed token there is mid-sentence, and `--agg last` used to score it as the sentence's end."""
+    cut = [
+        (doc, hi - 1)
+        for doc, ids in ref.docs.items()
+        for lo, hi, ends in naive_spans(index, ids, "sentence")
+        if not ends and doc * ref.stride + hi - 1 in set(ref.keys.tolist())
+    ]
+    assert cut  # windows of 24 tokens cut many sentences
+    fired = [lat for lat in range(D_SAE) for doc, p in cut if activation_at(ref, lat, doc, p) > 0]
+    latent = max(set(fired), key=fired.count)
+    found = {(e.doc_id, e.position) for e in index.top_units(latent, 1000, "sentence", "last")}
+    assert not found & set(cut)  # before: every cut sentence where it fires
+
+
+def test_search_ranks_by_weighted_latents(index: Index, ref: Reference) -> None:
     weights = {5: 1.0, 2: 0.5, 30: -0.25}
-    want = naive_units(ref, sentences, "document", weights, "max")[:5]
+    want = naive_units(index, ref, "document", weights, "max")[:5]
     got = index.search(weights, 5, "document", "max")
     assert [(e.doc_id, pytest.approx(e.activation)) for e in got] == [
         (k // ref.stride, pytest.approx(s)) for k, s in want
@@ -165,7 +204,7 @@ def test_proxy_metrics_equal_a_hand_computation(index: Index, ref: Reference) ->
     texts = index.decode(ref.token_ids.tolist())
     y = np.array([re.search("^ ?[a-c]", t) is not None for t in texts])
     assert 0 < y.sum() < len(y)
-    scores = proxy_scores(index, proxy)
+    scores = proxy_scores(index.storage, proxy)
     assert [s.latent for s in scores] == list(range(D_SAE))
     for s in scores:
         x = ref.dense[:, s.latent].astype(np.float64)

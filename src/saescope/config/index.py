@@ -20,7 +20,9 @@ MapMethod = Literal["auto", "umap", "pca", "none"]
 class IndexConfig(ModelSettings):
     """`saescope index`: every latent of one or more SAEs on every token of held-out text."""
 
-    saes: tuple[Path, ...] = field(default=(), metadata={"positional": True, "metavar": "SAE"})
+    saes: tuple[Path, ...] = field(
+        default=(), metadata={"positional": True, "metavar": "SAE", "required": True}
+    )
     """SAE folders to index (several SAEs of one model share one pass over the text)."""
 
     out: tuple[Path, ...] = ()

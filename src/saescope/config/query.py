@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, require
-from .base import ModelSettings, check_choices
+from .base import GenerationSettings, check_choices
 
 Unit = Literal["token", "sentence", "document"]
 Aggregation = Literal["max", "mean", "last"]
 ProxyMetric = Literal["auroc", "correlation", "precision", "recall"]
+PartnerMetric = Literal["jaccard", "lift"]
 
 
 def parse_search_spec(spec: str) -> tuple[int, float]:
@@ -37,10 +38,10 @@ def parse_search_spec(spec: str) -> tuple[int, float]:
 
 
 @dataclass(frozen=True)
-class QueryConfig(ModelSettings):
+class QueryConfig(GenerationSettings):
     """`saescope query`: examples, statistics and relations of latents in a latent index."""
 
-    index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX"})
+    index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX", "required": True})
     """The index folder (e.g. runs/demo/index)."""
 
     text: str | None = None
@@ -60,12 +61,13 @@ class QueryConfig(ModelSettings):
 
     unit: Unit | None = None
     """What a top example or search result is: a `token` with its context, a `sentence` or a
-    `document` (sentences end after tokens ending in . ! ? or holding a line break). Default: token
-    for --latent, document for --search."""
+    `document` (sentences end after tokens ending in . ! ? or holding a line break). A `document` is
+    a model input: for a corpus packed into fixed-length windows it is a window of packed documents,
+    and the output says so. Default: token for --latent, document for --search."""
 
     agg: Aggregation = "max"
     """How a sentence or document is scored from its tokens: `max`, `mean` (over all its indexed
-    tokens) or `last` (its last token)."""
+    tokens) or `last` (its last token; a sentence cut off by the end of its window has none)."""
 
     before: int = 12
     """Tokens of context shown before an example's token."""
@@ -83,7 +85,15 @@ class QueryConfig(ModelSettings):
     """Also show this many random examples where --latent does not fire (in the whole window)."""
 
     cooccurring: int = 0
-    """Also show this many latents firing most often on the same tokens as --latent."""
+    """Also show this many latents firing on the same tokens as --latent (ranked by
+    --cooccurring-by; dense partners are marked)."""
+
+    cooccurring_by: PartnerMetric = "jaccard"
+    """Rank co-occurring latents by `jaccard` (shared tokens / tokens where either fires: high only
+    when the two fire together most of the time each fires) or `lift` (how many times more often
+    they fire together than independent latents would: finds rare partners, is noisier). Jaccard
+    is the default: bounded, and a dense latent, which fires with everything, scores low on it,
+    where a raw count of shared tokens ranks dense latents first for every latent."""
 
     neighbours: int = 0
     """Also show this many latents with the most similar decoder directions (cosine)."""
@@ -103,6 +113,10 @@ class QueryConfig(ModelSettings):
 
     rank_by: ProxyMetric = "auroc"
     """With --proxy: rank latents by auroc, correlation, precision or recall."""
+
+    min_firings: int = 10
+    """With --proxy --rank-by precision: leave out latents firing on fewer indexed tokens (a latent
+    firing once, on a matching token, has precision 1.0)."""
 
     bins: int = 20
     """Bins of activation histograms."""
@@ -136,5 +150,6 @@ class QueryConfig(ModelSettings):
         require(self.logits >= 0, f"--logits must be >= 0, got {self.logits}")
         require(self.per_quantile > 0, f"--per-quantile must be positive, got {self.per_quantile}")
         require(self.bins > 0, f"--bins must be positive, got {self.bins}")
+        require(self.min_firings > 0, f"--min-firings must be positive, got {self.min_firings}")
         for spec in self.search:
             parse_search_spec(spec)

@@ -28,6 +28,7 @@ from ..data import check_corpus
 from ..errors import ConfigError
 from ..files import read_json_object
 from ..models import LoadedModel, load_model, load_tokenizer, resolve_device
+from ..runs import SAE_CONFIG, index_beside
 from ..sae.base import SparseAutoencoder
 from ..sae.formats import load_sae
 from ..store import ActivationStore
@@ -59,9 +60,11 @@ class IndexSummary(NamedTuple):
     d_sae: int
     """Latents."""
     dead: int
-    """Latents that never fire on the indexed text."""
+    """Latents that never fire on the `tokens` indexed tokens."""
     dense: int
-    """Latents firing on more than the dense threshold of tokens."""
+    """Latents firing on more than `dense_frequency` of them."""
+    dense_frequency: float
+    """The dense threshold (a fraction of the indexed tokens)."""
     postings_bytes: int
     """Bytes of the postings files."""
 
@@ -77,6 +80,7 @@ class IndexSummary(NamedTuple):
             header.d_sae,
             int(s.get("dead", 0)),
             int(s.get("dense", 0)),
+            float(header.settings.get("dense_frequency", 0.0)),
             int(s.get("bytes", {}).get("postings", 0)),
         )
 
@@ -101,7 +105,9 @@ class IndexResult(NamedTuple):
             per = s.postings_bytes / max(s.nonzeros, 1)
             lines.append(
                 f"indexed {s.tokens:,} tokens of {shown(s.sae)} in {s.path}: {s.nonzeros:,} nonzeros "
-                f"({per:.2f} bytes each), {s.dead:,} dead and {s.dense:,} dense of {s.d_sae:,} latents"
+                f"({per:.2f} bytes each); {s.dead:,} dead of {s.d_sae:,} latents on these {s.tokens:,} "
+                f"tokens (never fire on them), {s.dense:,} dense (fire on more than "
+                f"{100 * s.dense_frequency:g}% of them)"
             )
         return "\n".join(lines)
 
@@ -127,7 +133,7 @@ def out_folders(cfg: IndexConfig) -> list[Path]:
     """Each SAE's index folder: --out, else `index` beside the SAE folder."""
     if cfg.out:
         return list(cfg.out)
-    return [Path(p).resolve().parent / "index" for p in cfg.saes]
+    return [index_beside(Path(p).resolve()) for p in cfg.saes]
 
 
 def settings_record(cfg: IndexConfig) -> dict[str, Any]:
@@ -144,8 +150,8 @@ def shown(path: str) -> str:
 
 def sae_config(path: Path, sae: SparseAutoencoder) -> dict[str, Any]:
     """The SAE's `cfg.json` contents (its parsed config when its format has no such file)."""
-    if (path / "cfg.json").is_file():
-        return read_json_object(path / "cfg.json", ConfigError, "an SAE config")
+    if (path / SAE_CONFIG).is_file():
+        return read_json_object(path / SAE_CONFIG, ConfigError, "an SAE config")
     return sae.cfg.to_dict()
 
 
@@ -178,7 +184,9 @@ def header_for(
 def text_plan(cfg: IndexConfig, world: int) -> Plan:
     """Index held-out text (or --dataset) through the model, one pass for every SAE."""
     models: dict[str, LoadedModel] = {}
-    settings = ModelSettings(model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map)
+    settings = ModelSettings(
+        model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map, threads=cfg.threads
+    )
     bounds = [
         bind_sae(p, cfg.model or None, force=cfg.force, settings=settings, models=models) for p in cfg.saes
     ]
@@ -243,7 +251,11 @@ def store_plan(cfg: IndexConfig, world: int, device: str) -> Plan:
         header_for(cfg, p, sae, model, store.hookpoint, source, world) for p, sae in zip(cfg.saes, saes)
     ]
     settings = ModelSettings(
-        model=model, model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map
+        model=model,
+        model_dtype=cfg.model_dtype,
+        device=cfg.device,
+        device_map=cfg.device_map,
+        threads=cfg.threads,
     )
     loaded: list[Any] = []
 

@@ -8,8 +8,9 @@ postings bucket once (the last one read stays in memory: top and quantile exampl
 latents share it), the documents the examples come from once, each decoded once; then the rows are
 cut per latent. Memory follows the latents asked: a dashboard asks a bucket or a few at a time.
 
-The answers equal the per-latent methods' of `Index` (same order, ties, values): both pick and
-cut examples with `windows`, and the relation orders below are the SQL `ORDER BY`s of `reader`.
+The answers equal the per-latent methods' of `Index` (same order, ties, values): examples are
+picked and cut by the same `windows` functions as `examples`, and `Index` answers the relations
+of one latent with these functions, asked for that latent alone.
 
 This module knows nothing about pages, HTML or how the index was built.
 """
@@ -17,22 +18,19 @@ This module knows nothing about pages, HTML or how the index was built.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .format import COOCCURRENCE, LOGITS, NEIGHBOURS, TOP
+from ..example import Example
+from .cooccurrence import MIN_SHARED, PARTNER_METRICS, jaccard, lift
+from .format import COOCCURRENCE, LOGITS, NEIGHBOURS, TOP, IndexHeader, LatentIndexError
 from .lookup import SortedFile
-from .results import Cooccurrence, Example, LogitEffects, Neighbour, QuantileExamples, TokenEffect
+from .results import Cooccurrence, LogitEffects, Neighbour, QuantileExamples, TokenEffect
+from .storage import IndexStorage, Postings
 from .windows import quantile_centres, spans, top_centres, window_examples
-
-if TYPE_CHECKING:
-    from .reader import Index
-
-Postings = tuple[np.ndarray, np.ndarray]
-"""One latent's postings: token keys (ascending, int64) and activations (float32)."""
 
 
 def latent_rows(file: SortedFile, latents: Sequence[int], columns: Sequence[str]) -> pa.Table:
@@ -53,28 +51,62 @@ def split_by_latent(table: pa.Table, order: Sequence[tuple[str, str]]) -> dict[i
     return {int(k): table.slice(a, b - a) for k, a, b in zip(found.tolist(), starts.tolist(), ends)}
 
 
-def cooccurring(index: Index, latents: Sequence[int], n: int) -> dict[int, list[Cooccurrence]]:
-    """`Index.cooccurring` of each latent (ORDER BY count DESC, other LIMIT n)."""
-    file = index.sorted_file(COOCCURRENCE, "co-occurrence counts", ["latent"])
-    rows = split_by_latent(
-        latent_rows(file, latents, ["latent", "other", "count"]),
-        [("count", "descending"), ("other", "ascending")],
-    )
-    counts = index.stats().column("count").to_numpy()
+def partner_record(header: IndexHeader) -> dict[str, Any]:
+    """How the index kept co-occurring partners (`summary.cooccurrence`): `min_shared`, `kept`
+    (per metric) and `by` (the metrics kept for; ["count"] for an index built before partners were
+    kept by Jaccard and lift: it kept each latent's most frequent partners only)."""
+    found = header.summary.get("cooccurrence")
+    if isinstance(found, dict):
+        return found
+    return {"min_shared": 1, "kept": int(header.settings.get("related", 0)), "by": ["count"]}
+
+
+def partner_minimum(header: IndexHeader) -> int:
+    """Indexed tokens a co-occurring partner must share: what the index kept, and at least
+    `MIN_SHARED` (an older index kept pairs sharing a single token)."""
+    return max(int(partner_record(header).get("min_shared", MIN_SHARED)), MIN_SHARED)
+
+
+def cooccurring(
+    storage: IndexStorage, latents: Sequence[int], n: int, by: str = "jaccard"
+) -> dict[int, list[Cooccurrence]]:
+    """`Index.cooccurring` of each latent: its `n` partners sharing at least the kept minimum of
+    tokens, by Jaccard or lift (ties: lower id; see `cooccurrence`)."""
+    if by not in PARTNER_METRICS:
+        raise LatentIndexError(
+            f"unknown co-occurrence ranking {by!r}; choose from {', '.join(PARTNER_METRICS)}"
+        )
+    file = storage.sorted_file(COOCCURRENCE, "co-occurring latents", ["latent"])
+    rows = split_by_latent(latent_rows(file, latents, ["latent", "other", "count"]), [("other", "ascending")])
+    stats = storage.stats()
+    counts = stats.column("count").to_numpy()
+    dense = stats.column("dense").to_numpy(zero_copy_only=False)
+    least = partner_minimum(storage.header)
+    empty = pa.table({"other": pa.array([], pa.int32()), "count": pa.array([], pa.int64())})
     out: dict[int, list[Cooccurrence]] = {}
     for latent in latents:
-        found = rows.get(latent, pa.table({"other": [], "count": []})).slice(0, n)
-        own = counts[latent]
+        found = rows.get(latent, empty)
+        others = found.column("other").to_numpy().astype(np.int64)
+        shared = found.column("count").to_numpy().astype(np.int64)
+        keep = shared >= least
+        others, shared = others[keep], shared[keep]
+        by_jaccard = jaccard(shared, counts[latent], counts[others])
+        lifts = lift(shared, counts[latent], counts[others], storage.tokens)
+        # lift orders one latent's partners as s / b (see `cooccurrence.top_partners`)
+        key = by_jaccard if by == "jaccard" else shared / np.maximum(counts[others], 1)
+        order = np.lexsort((others, -key))[:n]
         out[latent] = [
-            Cooccurrence(int(o), int(c), float(c / max(own + counts[o] - c, 1)))
-            for o, c in zip(found.column("other").to_pylist(), found.column("count").to_pylist())
+            Cooccurrence(
+                int(others[i]), int(shared[i]), float(by_jaccard[i]), float(lifts[i]), bool(dense[others[i]])
+            )
+            for i in order.tolist()
         ]
     return out
 
 
-def neighbours(index: Index, latents: Sequence[int], n: int) -> dict[int, list[Neighbour]]:
-    """`Index.neighbours` of each latent (ORDER BY cosine DESC, other LIMIT n)."""
-    file = index.sorted_file(NEIGHBOURS, "decoder neighbours", ["latent"])
+def neighbours(storage: IndexStorage, latents: Sequence[int], n: int) -> dict[int, list[Neighbour]]:
+    """`Index.neighbours` of each latent (by cosine, ties: lower id)."""
+    file = storage.sorted_file(NEIGHBOURS, "decoder neighbours", ["latent"])
     rows = split_by_latent(
         latent_rows(file, latents, ["latent", "other", "cosine"]),
         [("cosine", "descending"), ("other", "ascending")],
@@ -89,11 +121,16 @@ def neighbours(index: Index, latents: Sequence[int], n: int) -> dict[int, list[N
     return out
 
 
-def logit_effects(index: Index, latents: Sequence[int], n: int) -> dict[int, LogitEffects]:
+def logit_effects(storage: IndexStorage, latents: Sequence[int], n: int) -> dict[int, LogitEffects]:
     """`Index.logit_effects` of each latent (rank < n, by side and rank)."""
-    what = "logit effects (the model could not be loaded when it was built)"
+    if storage.header.summary.get("logits") is False:
+        raise LatentIndexError(
+            f"{storage.path} has no logit effects: the model could not be loaded when it was built"
+        )
     table = latent_rows(
-        index.sorted_file(LOGITS, what, ["latent"]), latents, ["latent", "side", "rank", "token_id", "effect"]
+        storage.sorted_file(LOGITS, "logit effects", ["latent"]),
+        latents,
+        ["latent", "side", "rank", "token_id", "effect"],
     )
     table = table.filter(pc.less(table.column("rank"), n))
     rows = split_by_latent(table, [("rank", "ascending")])
@@ -104,7 +141,7 @@ def logit_effects(index: Index, latents: Sequence[int], n: int) -> dict[int, Log
         if found is not None:
             ids = found.column("token_id").to_pylist()
             for side, token_id, token, effect in zip(
-                found.column("side").to_pylist(), ids, index.decode(ids), found.column("effect").to_pylist()
+                found.column("side").to_pylist(), ids, storage.decode(ids), found.column("effect").to_pylist()
             ):
                 sides[str(side)].append(TokenEffect(int(token_id), token, float(effect)))
         out[latent] = LogitEffects(sides["top"], sides["bottom"])
@@ -112,25 +149,13 @@ def logit_effects(index: Index, latents: Sequence[int], n: int) -> dict[int, Log
 
 
 # ----- examples ------------------------------------------------------------------------------
-def bucket_postings(index: Index, bucket: int) -> dict[int, Postings]:
-    """Every latent's postings in one bucket file, read whole (the bucket is cut per latent)."""
-    file = index.bucket(bucket * index.header.bucket_latents)
-    table = file.read(range(file.file.metadata.num_row_groups), ["latent", "token", "activation"])
-    latents = table.column("latent").to_numpy()
-    keys = table.column("token").to_numpy().astype(np.int64)
-    values = table.column("activation").to_numpy().astype(np.float32)
-    found, starts = np.unique(latents, return_index=True)
-    ends = [*starts[1:].tolist(), len(latents)]
-    return {int(k): (keys[a:b], values[a:b]) for k, a, b in zip(found.tolist(), starts.tolist(), ends)}
-
-
-def postings_of(index: Index, latents: Sequence[int]) -> dict[int, Postings]:
-    """The postings of `latents`, each bucket they fall in read once (through `Index.bulk_bucket`)."""
+def postings_of(storage: IndexStorage, latents: Sequence[int]) -> dict[int, Postings]:
+    """The postings of `latents`, each bucket they fall in read once (`IndexStorage.bulk_bucket`)."""
     empty: Postings = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-    per_bucket = index.header.bucket_latents
+    per_bucket = storage.header.bucket_latents
     out: dict[int, Postings] = {}
     for bucket in sorted({latent // per_bucket for latent in latents}):
-        found = index.bulk_bucket(bucket)
+        found = storage.bulk_bucket(bucket)
         out.update({k: found.get(k, empty) for k in latents if k // per_bucket == bucket})
     return out
 
@@ -144,28 +169,28 @@ class Documents(NamedTuple):
     """Doc id → its number of tokens."""
 
 
-def decoded_docs(index: Index, centres: Sequence[tuple[int, float]]) -> Documents:
+def decoded_docs(storage: IndexStorage, centres: Sequence[tuple[int, float]]) -> Documents:
     """Each document the centres fall in, read once and decoded once (token by token)."""
-    docs = index.doc_tokens(sorted({int(k) // index.stride for k, _ in centres}))
-    tokens = {doc: index.decode(ids.tolist()) for doc, ids in docs.items()}
+    docs = storage.doc_tokens(sorted({int(k) // storage.stride for k, _ in centres}))
+    tokens = {doc: storage.decode(ids.tolist()) for doc, ids in docs.items()}
     return Documents(tokens, {doc: len(t) for doc, t in tokens.items()})
 
 
 def examples_at(
-    index: Index,
+    stride: int,
     postings: Postings,
     centres: Sequence[tuple[int, float]],
     docs: Documents,
     context: tuple[int, int],
 ) -> list[Example]:
-    """The examples around `centres` in documents already decoded."""
-    windows = spans(centres, docs.lengths, index.stride, *context)
-    return window_examples(centres, windows, docs.tokens, *postings, index.stride)
+    """The examples around `centres` in documents already decoded (token key = doc · `stride` + position)."""
+    windows = spans(centres, docs.lengths, stride, *context)
+    return window_examples(centres, windows, docs.tokens, *postings, stride)
 
 
-def top_rows(index: Index, latents: Sequence[int], n: int) -> dict[int, list[tuple[int, float]]]:
+def top_rows(storage: IndexStorage, latents: Sequence[int], n: int) -> dict[int, list[tuple[int, float]]]:
     """Each latent's `n` top (token key, activation) pairs from `top.parquet`."""
-    file = index.sorted_file(TOP, "top examples", ["latent", "rank"])
+    file = storage.sorted_file(TOP, "top examples", ["latent", "rank"])
     rows = split_by_latent(
         latent_rows(file, latents, ["latent", "rank", "token", "activation"]), [("rank", "ascending")]
     )
@@ -178,21 +203,22 @@ def top_rows(index: Index, latents: Sequence[int], n: int) -> dict[int, list[tup
 
 
 def top_examples(
-    index: Index, latents: Sequence[int], n: int, before: int, after: int
+    storage: IndexStorage, latents: Sequence[int], n: int, before: int, after: int
 ) -> dict[int, list[Example]]:
     """`Index.top_examples` of each latent."""
-    postings = postings_of(index, latents)
-    kept = int(index.header.settings.get("top_examples", 0))
+    postings = postings_of(storage, latents)
+    kept = int(storage.header.settings.get("top_examples", 0))
     if 0 < n <= kept:
-        centres = top_rows(index, latents, n)
+        centres = top_rows(storage, latents, n)
     else:
         centres = {k: top_centres(*postings[k], n) for k in latents}
-    decoded = decoded_docs(index, [c for k in latents for c in centres[k]])
-    return {k: examples_at(index, postings[k], centres[k], decoded, (before, after)) for k in latents}
+    decoded = decoded_docs(storage, [c for k in latents for c in centres[k]])
+    stride = storage.stride
+    return {k: examples_at(stride, postings[k], centres[k], decoded, (before, after)) for k in latents}
 
 
 def quantile_examples(
-    index: Index,
+    storage: IndexStorage,
     latents: Sequence[int],
     quantiles: int,
     per_quantile: int,
@@ -200,13 +226,14 @@ def quantile_examples(
     context: tuple[int, int],
 ) -> dict[int, list[QuantileExamples]]:
     """`Index.quantile_examples` of each latent (`context`: tokens before and after)."""
-    postings = postings_of(index, latents)
+    postings = postings_of(storage, latents)
     drawn = {k: quantile_centres(*postings[k], k, quantiles, per_quantile, seed) for k in latents}
-    decoded = decoded_docs(index, [c for k in latents for group in drawn[k] for c in group.centres])
+    decoded = decoded_docs(storage, [c for k in latents for group in drawn[k] for c in group.centres])
+    stride = storage.stride
     return {
         k: [
             QuantileExamples(
-                g.quantile, g.low, g.high, examples_at(index, postings[k], g.centres, decoded, context)
+                g.quantile, g.low, g.high, examples_at(stride, postings[k], g.centres, decoded, context)
             )
             for g in drawn[k]
         ]
@@ -218,6 +245,8 @@ __all__ = [
     "cooccurring",
     "logit_effects",
     "neighbours",
+    "partner_minimum",
+    "partner_record",
     "quantile_examples",
     "top_examples",
 ]

@@ -3,15 +3,9 @@
 Neighbours: the latents whose decoder rows have the largest cosine similarity with its own,
 computed a block of rows at a time (never the [d_sae × d_sae] matrix at once).
 
-Logit effects (the "logit weights" of Anthropic's dashboards): the direct effect of adding the
-decoder direction d to the residual stream on the output logits, W_U · N(d), read through the
-model's final norm N. A norm is not linear: RMSNorm divides by the residual stream's RMS at each
-token, which a direction alone cannot know. We apply the model's own final-norm module to d and
-subtract its value at 0 (LayerNorm's bias): for RMSNorm, LayerNorm and Gemma's (1 + w) variant
-alike, N(d) − N(0) is the norm's gain times the (centred) direction, scaled by one positive
-factor. So the ranking of tokens is exact and the values are comparable within a latent; their
-absolute scale is that of a residual stream equal to d. An unembedding bias is left out (it does
-not depend on the direction).
+Logit effects: each decoder row's direct effect on the logits through the model's final norm and
+unembedding (`saescope.readout.direct_logits`, where the maths and its units are explained),
+keeping each latent's top and bottom tokens, a block of rows at a time.
 
 This module knows nothing about the index's files or queries.
 """
@@ -24,13 +18,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from ..readout import direct_logit_blocks
 
 log = logging.getLogger(__name__)
 
 BLOCK_LATENTS = 512
 """Decoder rows handled at a time."""
-FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
 
 
 class LogitEffects(NamedTuple):
@@ -72,35 +67,11 @@ def neighbours(w_dec: Tensor, n: int) -> pa.Table:
     )
 
 
-def final_norm(model: Any) -> nn.Module | None:
-    """The model's final norm (before the unembedding), by its usual names; None when not found."""
-    base = getattr(model, "base_model", model)
-    for holder in (base, getattr(base, "decoder", None), model):
-        for name in FINAL_NORM_NAMES:
-            module = getattr(holder, name, None) if holder is not None else None
-            if isinstance(module, nn.Module):
-                return module
-    return None
-
-
-@torch.no_grad()
 def logit_effects(w_dec: Tensor, model: Any, n: int) -> LogitEffects:
-    """The `n` top and bottom tokens of each decoder row's effect on the logits (module docstring)."""
-    unembed = model.get_output_embeddings().weight
-    norm = final_norm(model)
-    if norm is None:
-        log.warning(
-            "no final norm found in %s; logit effects read the unembedding alone", type(model).__name__
-        )
-    device, dtype = unembed.device, unembed.dtype
-    n = min(n, unembed.shape[0])
-    zero = torch.zeros(1, w_dec.shape[1], device=device, dtype=dtype)
-    offset = norm(zero) if norm is not None else zero
+    """The `n` top and bottom tokens of each decoder row's effect on the logits."""
+    n = min(n, model.get_output_embeddings().weight.shape[0])
     parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
-    for a in range(0, w_dec.shape[0], BLOCK_LATENTS):
-        d = w_dec[a : a + BLOCK_LATENTS].to(device=device, dtype=dtype)
-        direction = norm(d) - offset if norm is not None else d
-        logits = (direction @ unembed.T).float()
+    for logits in direct_logit_blocks(model, w_dec, BLOCK_LATENTS):
         top = logits.topk(n, dim=1)
         bottom = logits.topk(n, dim=1, largest=False)
         parts.append((top.indices.cpu(), top.values.cpu(), bottom.indices.cpu(), bottom.values.cpu()))
@@ -131,4 +102,4 @@ def logits_table(effects: LogitEffects) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-__all__ = ["LogitEffects", "final_norm", "logit_effects", "logits_table", "neighbours"]
+__all__ = ["LogitEffects", "logit_effects", "logits_table", "neighbours"]

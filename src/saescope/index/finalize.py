@@ -5,9 +5,10 @@
    `postings/bucket-{b}.parquet`, after its statistics and top examples (`parts/`). The bucket
    file is written last, so a bucket is done exactly when its file exists: a killed compaction
    resumes at the first missing bucket.
-2. On rank 0: `latents.parquet` and `top.parquet` from the parts, co-occurrence counts from the
-   chunk files (each holds whole tokens), token counts, decoder neighbours, logit effects (when the
-   model can be loaded), the map; then `index.json` is marked complete and the work files removed.
+2. On rank 0: `latents.parquet` and `top.parquet` from the parts, co-occurring partners from the
+   chunk files (each holds whole tokens; the header's `summary.cooccurrence` records which are
+   kept), token counts, decoder neighbours, logit effects (when the model can be loaded), the map;
+   then `index.json` is marked complete and the work files removed.
 
 This module knows nothing about sources, or how chunks were written.
 """
@@ -30,7 +31,7 @@ from ..config import IndexConfig
 from ..errors import SaescopeError
 from ..files import is_temp_name, publish, write_atomic, write_temp
 from ..sae.base import SparseAutoencoder
-from .cooccurrence import cooccurrence_counts, top_partners
+from .cooccurrence import MIN_SHARED, PARTNER_METRICS, cooccurrence_counts, top_partners
 from .decoder import logit_effects, logits_table, neighbours
 from .format import (
     CHUNKS_DIR,
@@ -212,6 +213,7 @@ def finish(
         "dense": int(np.sum(latents.column("dense").to_numpy(zero_copy_only=False))),
         "map": method,
         "logits": has_logits,
+        "cooccurrence": {"min_shared": MIN_SHARED, "kept": cfg.related, "by": list(PARTNER_METRICS)},
         "bytes": {
             "postings": folder_bytes(out / POSTINGS_DIR),
             "tokens": folder_bytes(out / TOKENS_DIR),

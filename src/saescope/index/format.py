@@ -20,9 +20,10 @@ import numpy as np
 
 from ..errors import SaescopeError
 from ..files import json_safe, read_json_object, write_json
+from ..runs import INDEX_HEADER
 
 FORMAT = "saescope.index/1"
-HEADER = "index.json"
+HEADER = INDEX_HEADER
 TOKENS_DIR = "tokens"
 DOCS_DIR = "docs"
 POSTINGS_DIR = "postings"

@@ -2,10 +2,14 @@
 
 A proxy says of each token, from its text alone, whether it has a property: a regular expression
 (`regex:PATTERN`, searched in the token's decoded text), a Unicode script (`script:NAME`: every
-non-space character's Unicode name starts with NAME, e.g. `script:ARABIC`, `script:CJK`), or one
-of the named proxies below (which match the token's text stripped of surrounding whitespace).
-A token that is only part of a character (some bytes of a UTF-8 sequence) decodes to U+FFFD and
-matches no script.
+non-space character's Unicode name starts with NAME, e.g. `script:ARABIC`, `script:CJK`; a NAME
+that starts no character's name is refused with the nearest ones), or one of the named proxies
+below (which match the token's text stripped of surrounding whitespace). A token that is only part
+of a character (some bytes of a UTF-8 sequence) decodes to U+FFFD and matches no script.
+
+An empty measurement is an error, not a table: a proxy matching none of the indexed tokens (or
+all of them) has no precision, recall or AUROC to rank by. Ranked by precision, a latent must fire
+on at least `min_firings` tokens (a latent firing once, on a matching token, has precision 1.0).
 
 For every latent, over all indexed tokens, with x the activation (0 where it does not fire) and y
 the proxy (0/1): precision P(y | fires), recall P(fires | y), AUROC of x as a detector of y (ties,
@@ -16,23 +20,26 @@ All are computed from each bucket's postings with vectorised sums and ranks, nev
 
 from __future__ import annotations
 
+import difflib
+import functools
 import keyword
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from ..errors import ConfigError
-from .format import TOKENS_DIR, bucket_file
-from .results import ProxyHistogram, ProxyScore
-
-if TYPE_CHECKING:
-    from .reader import Index
+from .format import TOKENS_DIR, LatentIndexError
+from .results import ProxyHistogram, ProxyRanking, ProxyScore
+from .storage import IndexStorage
 
 METRICS = ("auroc", "correlation", "precision", "recall")
+MIN_FIRINGS = 10
+"""Ranked by precision, latents firing on fewer indexed tokens are left out."""
 
 
 class Proxy(NamedTuple):
@@ -53,6 +60,28 @@ def in_script(script: str) -> Callable[[str], bool]:
         return bool(chars) and all(unicodedata.name(c, "").startswith(prefix) for c in chars)
 
     return matches
+
+
+@functools.cache
+def name_words() -> frozenset[str]:
+    """The first word of every Unicode character's name (LATIN, ARABIC, CJK, GREEK, DIGIT, …)."""
+    names = (unicodedata.name(chr(c), "") for c in range(sys.maxunicode + 1))
+    return frozenset(n.split(" ")[0] for n in names if n)
+
+
+def check_script(spec: str, script: str) -> None:
+    """ConfigError unless some Unicode character's name starts with `script` (listing the nearest
+    first words of character names)."""
+    prefix = script.upper()
+    if any(unicodedata.name(chr(c), "").startswith(prefix) for c in range(sys.maxunicode + 1)):
+        return
+    near = difflib.get_close_matches(prefix, sorted(name_words()), n=5, cutoff=0.6)
+    hint = (
+        f"nearest: {', '.join(near)}"
+        if near
+        else "e.g. LATIN, GREEK, CYRILLIC, ARABIC, HEBREW, CJK, HIRAGANA"
+    )
+    raise ConfigError(f"--proxy {spec!r}: no Unicode character's name starts with {prefix!r} ({hint})")
 
 
 def whole(pattern: str) -> Callable[[str], bool]:
@@ -91,24 +120,35 @@ def parse_proxy(spec: str) -> Proxy:
             raise ConfigError(f"--proxy {spec!r}: the regular expression does not compile ({e})") from None
         return Proxy(spec, lambda text: compiled.search(text) is not None)
     if kind == "script" and body.strip():
+        check_script(spec, body.strip())
         return Proxy(spec, in_script(body.strip()))
     if spec in NAMED:
         return Proxy(spec, NAMED[spec])
+    near = difflib.get_close_matches(spec, sorted(NAMED), n=3)
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
     raise ConfigError(
-        f"unknown proxy {spec!r}; use regex:PATTERN, script:NAME or one of {', '.join(sorted(NAMED))}"
+        f"unknown proxy {spec!r}; {hint}use regex:PATTERN, script:NAME or one of {', '.join(sorted(NAMED))}"
     )
 
 
-def matching_tokens(index: Index, proxy: Proxy) -> np.ndarray:
-    """Token keys (ascending) of the indexed tokens that match `proxy`."""
-    counts = index.token_counts()
+def matching_tokens(storage: IndexStorage, proxy: Proxy) -> np.ndarray:
+    """Token keys (ascending) of the indexed tokens that match `proxy`; `LatentIndexError` when
+    none or all of them do (no detector can be measured against it)."""
+    counts = storage.token_counts()
     ids = list(counts)
-    matched = [i for i, text in zip(ids, index.decode(ids)) if proxy.matches(text)]
+    matched = [i for i, text in zip(ids, storage.decode(ids)) if proxy.matches(text)]
+    searched = f"{storage.tokens:,} indexed tokens ({len(ids):,} distinct token ids searched)"
     if not matched:
-        return np.zeros(0, dtype=np.int64)
-    found = index.sql(
-        f"SELECT token FROM read_parquet({index.glob(TOKENS_DIR)}) "
-        f"WHERE token_id IN ({', '.join(map(str, matched))}) ORDER BY token"
+        raise LatentIndexError(f"proxy {proxy.name!r} matches none of the {searched}: nothing to score")
+    if len(matched) == len(ids):
+        raise LatentIndexError(
+            f"proxy {proxy.name!r} matches every one of the {searched}: no token to tell it from"
+        )
+    found = storage.sql_with(
+        "matched_ids",
+        pa.table({"token_id": pa.array(matched, pa.int32())}),
+        f"SELECT t.token FROM read_parquet({storage.glob(TOKENS_DIR)}) AS t "
+        "JOIN matched_ids USING (token_id) ORDER BY t.token",
     )
     return found["token"].astype(np.int64)
 
@@ -173,45 +213,62 @@ def scores_from_sums(s: dict[str, np.ndarray], positives: int, tokens: int) -> d
     return {"precision": precision, "recall": recall, "auroc": auroc, "correlation": correlation}
 
 
-def proxy_scores(index: Index, proxy: Proxy) -> list[ProxyScore]:
-    """Every latent's scores for `proxy`, in latent order."""
-    positives = matching_tokens(index, proxy)
-    header = index.header
+def scores_of(storage: IndexStorage, positives: np.ndarray) -> list[ProxyScore]:
+    """Every latent's scores against the matching token keys `positives`, in latent order."""
+    header = storage.header
     out: list[ProxyScore] = []
     for bucket in range(header.buckets):
         lo = bucket * header.bucket_latents
         n = min(header.bucket_latents, header.d_sae - lo)
-        table = pq.read_table(index.path / bucket_file(bucket))
-        latent = table.column("latent").to_numpy()
-        x = table.column("activation").to_numpy()
-        y = is_in(table.column("token").to_numpy(), positives)
-        sums = bucket_sums(latent, x, y, lo, n)
-        scores = scores_from_sums(sums, len(positives), index.tokens)
-        for i in range(n):
-            out.append(
-                ProxyScore(
-                    lo + i,
-                    float(scores["precision"][i]),
-                    float(scores["recall"][i]),
-                    float(scores["auroc"][i]),
-                    float(scores["correlation"][i]),
-                    int(sums["fires"][i]),
-                )
+        latent, keys, x = storage.read_bucket(bucket)
+        sums = bucket_sums(latent, x, is_in(keys, positives), lo, n)
+        scores = scores_from_sums(sums, len(positives), storage.tokens)
+        out += [
+            ProxyScore(
+                lo + i,
+                float(scores["precision"][i]),
+                float(scores["recall"][i]),
+                float(scores["auroc"][i]),
+                float(scores["correlation"][i]),
+                int(sums["fires"][i]),
             )
+            for i in range(n)
+        ]
     return out
 
 
-def rank_by(scores: list[ProxyScore], metric: str, n: int) -> list[ProxyScore]:
-    """The `n` best latents by `metric` (ties: lower latent first)."""
+def proxy_scores(storage: IndexStorage, proxy: Proxy) -> list[ProxyScore]:
+    """Every latent's scores for `proxy`, in latent order (an error when it matches no token)."""
+    return scores_of(storage, matching_tokens(storage, proxy))
+
+
+def rank_by(
+    scores: list[ProxyScore], metric: str, n: int, min_firings: int = MIN_FIRINGS
+) -> list[ProxyScore]:
+    """The `n` best latents by `metric` (ties: lower latent first); by precision, only those firing
+    on at least `min_firings` tokens."""
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if metric == "precision":
+        scores = [s for s in scores if s.fires >= min_firings]
     return sorted(scores, key=lambda s: (-getattr(s, metric), s.latent))[:n]
 
 
-def proxy_histogram(index: Index, latent: int, proxy: Proxy, bins: int = 20) -> ProxyHistogram:
+def proxy_ranking(
+    storage: IndexStorage, proxy: Proxy, by: str, n: int, min_firings: int = MIN_FIRINGS
+) -> ProxyRanking:
+    """The `n` latents that best detect `proxy` by `by`, with the tokens that was measured on."""
+    if min_firings < 1:
+        raise ConfigError(f"--min-firings must be at least 1, got {min_firings}")
+    positives = matching_tokens(storage, proxy)
+    ranked = rank_by(scores_of(storage, positives), by, n, min_firings)
+    return ProxyRanking(proxy.name, by, min_firings, storage.tokens, len(positives), ranked)
+
+
+def proxy_histogram(storage: IndexStorage, latent: int, proxy: Proxy, bins: int = 20) -> ProxyHistogram:
     """The latent's activations where it fires, binned, split by proxy match."""
-    keys, values = index.postings(latent)
-    positives = matching_tokens(index, proxy)
+    keys, values = storage.postings(latent)
+    positives = matching_tokens(storage, proxy)
     y = is_in(keys, positives)
     top = float(values.max()) if len(values) else 1.0
     edges = np.linspace(0.0, top, bins + 1)
@@ -219,7 +276,20 @@ def proxy_histogram(index: Index, latent: int, proxy: Proxy, bins: int = 20) -> 
     which = np.minimum(scaled.astype(np.int64), bins - 1)
     matching = np.bincount(which[y], minlength=bins)
     other = np.bincount(which[~y], minlength=bins)
-    return ProxyHistogram(edges.tolist(), matching.tolist(), other.tolist(), int(len(positives) - y.sum()))
+    inactive = int(len(positives) - y.sum())
+    return ProxyHistogram(
+        edges.tolist(), matching.tolist(), other.tolist(), inactive, len(positives), storage.tokens
+    )
 
 
-__all__ = ["METRICS", "NAMED", "Proxy", "parse_proxy", "proxy_histogram", "proxy_scores", "rank_by"]
+__all__ = [
+    "METRICS",
+    "MIN_FIRINGS",
+    "NAMED",
+    "Proxy",
+    "parse_proxy",
+    "proxy_histogram",
+    "proxy_ranking",
+    "proxy_scores",
+    "rank_by",
+]

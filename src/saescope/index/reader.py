@@ -9,70 +9,42 @@
     index.cooccurring(12), index.neighbours(12), index.logit_effects(12)
     index.stats(), index.stats_of(12), index.token_counts(), index.token_firings(12)
 
-Scans, joins and aggregations (sentences and documents, a latent's firings per token id, proxy
-matches, the relation tables) run as SQL through DuckDB, embedded in the process, over the Parquet
-files the package docstring lists. Point reads (top examples, a latent's postings inside the
-context windows, documents by id) read only the row groups that can hold them (`lookup`): a
-latent's postings are one bucket file, sorted, in small row groups. Tokens are decoded one at a
-time with the model's tokenizer (`models.load_tokenizer`, no weights, loaded under one lock for
-every `Index`): nothing here loads or runs the model. The `*_many` methods (`top_examples_many`,
-`cooccurring_many`, …) answer for many latents at once, each table read once for all (`bulk`):
-what a dashboard or a list of every latent asks. An `Index` may be shared between threads (queries
-are serialised on its connection, reads of one file on that file).
+`Index` is the facade of the questions; each is answered by the module that owns it, over the
+index's files opened once in an `IndexStorage` (`index.storage`: header, SQL, postings, documents,
+tokenizer): one latent's examples (`examples`), sentences, documents and search (`units`), proxy
+analysis (`proxies`), and the relations and the `*_many` methods (`bulk`: each table read once for
+many latents, what a dashboard or a list of every latent asks; the one-latent relations are the
+same functions asked for one latent). Nothing here loads or runs the model. An `Index` may be
+shared between threads (see `storage`).
 
 This module knows nothing about how the index was built.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import bulk
-from .format import (
-    COOCCURRENCE,
-    DOCS_DIR,
-    EXPLANATIONS,
-    LATENTS,
-    LOGITS,
-    MAP,
-    NEIGHBOURS,
-    SCORES,
-    TOKEN_COUNTS,
-    TOKENS_DIR,
-    TOP,
-    LatentIndexError,
-    bucket_file,
-    read_header,
-)
-from .lookup import DocsLookup, SortedFile
-from .proxies import Proxy, parse_proxy, proxy_histogram, proxy_scores, rank_by
+from ..example import Example
+from . import bulk, examples
+from .format import EXPLANATIONS, MAP, SCORES, TOKENS_DIR, IndexHeader, LatentIndexError
+from .proxies import MIN_FIRINGS, Proxy, parse_proxy, proxy_histogram, proxy_ranking
 from .results import (
     Cooccurrence,
-    Example,
     LogitEffects,
     Neighbour,
     ProxyHistogram,
+    ProxyRanking,
     ProxyScore,
     QuantileExamples,
-    TokenEffect,
 )
+from .storage import TOKENIZER_LOCK, IndexStorage, Postings
 from .units import AGGREGATIONS, UNITS, Units, load_units, ranked_units
-from .windows import quantile_centres, spans, top_centres, window_examples
-
-POSTINGS_CACHE = 8
-"""Latents whose postings stay in memory (a dashboard asks several things of one latent)."""
-TOKENIZER_LOCK = threading.Lock()
-"""Held while any `Index` loads its tokenizer (see `Index.tokenizer`)."""
 
 
 def check_unit(unit: str, agg: str) -> None:
@@ -82,108 +54,74 @@ def check_unit(unit: str, agg: str) -> None:
         raise LatentIndexError(f"unknown aggregation {agg!r}; choose from {', '.join(AGGREGATIONS)}")
 
 
-def sql_path(path: Path) -> str:
-    """A path as a SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 class Index:
     """A latent index opened for queries (see the module docstring)."""
 
     def __init__(self, path: Path | str, tokenizer: Any = None) -> None:
-        self.path = Path(path)
-        self.header = read_header(self.path)
-        self._db = duckdb.connect()
-        self._lock = threading.RLock()
-        self._tokenizer = tokenizer
-        self._decoded: dict[int, str] = {}
-        self._postings: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._stats: pa.Table | None = None
-        self._token_files: list[tuple[Path, int]] | None = None
+        self.storage = IndexStorage(path, tokenizer)
         self._units: dict[str, Units] = {}
-        self._buckets: dict[int, SortedFile] = {}
-        self._docs: DocsLookup | None = None
-        self._sorted: dict[str, SortedFile] = {}
-        self._bulk_bucket: tuple[int, dict[int, tuple[np.ndarray, np.ndarray]]] | None = None
 
     def __repr__(self) -> str:
         h = self.header
         return f"Index({str(self.path)!r}, d_sae={h.d_sae}, tokens={h.tokens}, sae={h.sae!r})"
 
-    # ---------------------------------------------------------------------------------- basics
+    # ------------------------------------------------------------------- what the storage knows
+    @property
+    def path(self) -> Path:
+        return self.storage.path
+
+    @property
+    def header(self) -> IndexHeader:
+        """`index.json`."""
+        return self.storage.header
+
     @property
     def d_sae(self) -> int:
-        return self.header.d_sae
+        return self.storage.d_sae
 
     @property
     def tokens(self) -> int:
         """Tokens indexed."""
-        return self.header.tokens
+        return self.storage.tokens
 
     @property
     def stride(self) -> int:
-        return self.header.stride
+        return self.storage.stride
 
-    def sql(self, query: str, params: Sequence[Any] = ()) -> dict[str, np.ndarray]:
-        """Run a query on this index's connection; columns as numpy arrays."""
-        with self._lock:
-            result: dict[str, np.ndarray] = self._db.execute(query, list(params)).fetchnumpy()
-        return result
-
-    def glob(self, folder: str) -> str:
-        """SQL literal of all Parquet files of a folder of the index."""
-        return sql_path(self.path / folder / "*.parquet")
-
-    def check_latent(self, latent: int) -> int:
-        """`latent`, or `LatentIndexError` when it is not a latent of this SAE."""
-        if not 0 <= int(latent) < self.d_sae:
-            raise LatentIndexError(
-                f"latent {latent} is out of range: this SAE has {self.d_sae} latents (0-{self.d_sae - 1})"
-            )
-        return int(latent)
-
-    def file(self, name: str, what: str) -> Path:
-        """A file of the index that must exist (`what` names it in the error)."""
-        path = self.path / name
-        if not path.is_file():
-            raise LatentIndexError(f"{self.path} has no {what} ({name} is missing)")
-        return path
-
-    def sorted_file(self, name: str, what: str, keys: Sequence[str]) -> SortedFile:
-        """A table of the index sorted by `keys`, its footer read once (`what` names it in the error)."""
-        if name not in self._sorted:
-            self._sorted[name] = SortedFile(self.file(name, what), keys)
-        return self._sorted[name]
-
-    # ------------------------------------------------------------------------------- tokenizer
     @property
     def tokenizer(self) -> Any:
-        """The model's tokenizer, loaded on first use. Loaded under a lock shared by every `Index`:
-        transformers' lazy imports race when several threads load a tokenizer at once (ImportError
-        and crashes were seen in the web server)."""
-        if self._tokenizer is None:
-            with TOKENIZER_LOCK:
-                if self._tokenizer is None:
-                    from ..models import load_tokenizer
-
-                    self._tokenizer = load_tokenizer(self.header.model)
-        return self._tokenizer
+        """The model's tokenizer, loaded on first use (`IndexStorage.tokenizer`)."""
+        return self.storage.tokenizer
 
     def decode(self, token_ids: Sequence[int]) -> list[str]:
         """Each token decoded on its own."""
-        missing = [int(i) for i in dict.fromkeys(token_ids) if int(i) not in self._decoded]
-        if missing:
-            texts = self.tokenizer.batch_decode([[i] for i in missing])
-            self._decoded.update(zip(missing, texts))
-        return [self._decoded[int(i)] for i in token_ids]
+        return self.storage.decode(token_ids)
 
-    # ---------------------------------------------------------------------------------- tables
+    def check_latent(self, latent: int) -> int:
+        """`latent`, or `LatentIndexError` when it is not a latent of this SAE."""
+        return self.storage.check_latent(latent)
+
+    def checked(self, latents: Sequence[int]) -> list[int]:
+        """`latents` as ints, each checked, in their order without repeats."""
+        return self.storage.checked(latents)
+
     def stats(self) -> pa.Table:
         """Per-latent statistics (`latents.parquet`, see `latent_table`)."""
-        if self._stats is None:
-            self._stats = pq.read_table(self.file(LATENTS, "latent statistics"))
-        return self._stats
+        return self.storage.stats()
 
+    def postings(self, latent: int) -> Postings:
+        """Every token key where `latent` fires (ascending, int64) and its activation there (float32)."""
+        return self.storage.postings(latent)
+
+    def doc_tokens(self, doc_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The token ids of these model inputs."""
+        return self.storage.doc_tokens(doc_ids)
+
+    def token_counts(self) -> dict[int, int]:
+        """How often each token id occurs among the indexed tokens (background counts)."""
+        return self.storage.token_counts()
+
+    # ---------------------------------------------------------------------------------- tables
     def stats_of(self, latent: int) -> dict[str, Any]:
         """One latent's statistics as a dict (columns of `latents.parquet`)."""
         row: dict[str, Any] = self.stats().slice(self.check_latent(latent), 1).to_pylist()[0]
@@ -191,27 +129,21 @@ class Index:
 
     def map(self) -> pa.Table:
         """The 2-D map of the decoder directions (`latent`, `x`, `y`, `cluster`)."""
-        return pq.read_table(self.file(MAP, "latent map"))
-
-    def token_counts(self) -> dict[int, int]:
-        """How often each token id occurs among the indexed tokens (background counts)."""
-        table = pq.read_table(self.file(TOKEN_COUNTS, "token counts"))
-        return dict(zip(table.column("token_id").to_pylist(), table.column("count").to_pylist()))
+        if self.header.summary.get("map") == "none":
+            raise LatentIndexError(f"{self.path} has no latent map: it was built with --map none")
+        return pq.read_table(self.storage.file(MAP, "latent map"))
 
     def token_firings(self, latent: int) -> dict[int, int]:
         """How many of the latent's firings fall on each token id."""
         tokens, _ = self.postings(latent)
         if not len(tokens):
             return {}
-        with self._lock:
-            self._db.register("latent_tokens", pa.table({"token": tokens}))
-            try:
-                found = self.sql(
-                    f"SELECT t.token_id, count(*) AS n FROM read_parquet({self.glob(TOKENS_DIR)}) AS t "
-                    "JOIN latent_tokens USING (token) GROUP BY t.token_id"
-                )
-            finally:
-                self._db.unregister("latent_tokens")
+        found = self.storage.sql_with(
+            "latent_tokens",
+            pa.table({"token": tokens}),
+            f"SELECT t.token_id, count(*) AS n FROM read_parquet({self.storage.glob(TOKENS_DIR)}) AS t "
+            "JOIN latent_tokens USING (token) GROUP BY t.token_id",
+        )
         return dict(zip(found["token_id"].tolist(), found["n"].tolist()))
 
     def explanations(self) -> dict[int, str]:
@@ -223,73 +155,17 @@ class Index:
         `read_explanation_details`)."""
         return read_explanation_details(self.path)
 
-    # -------------------------------------------------------------------------------- postings
-    def bucket(self, latent: int) -> SortedFile:
-        """The postings file holding `latent` (its footer read once)."""
-        bucket = self.check_latent(latent) // self.header.bucket_latents
-        if bucket not in self._buckets:
-            self._buckets[bucket] = SortedFile(self.path / bucket_file(bucket), ["latent", "token"])
-        return self._buckets[bucket]
-
-    def read_postings(self, latent: int, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`latent`'s postings in these row groups of its bucket (ascending token keys)."""
-        table = self.bucket(latent).read(groups, ["latent", "token", "activation"])
-        mine = table.column("latent").to_numpy() == latent
-        keys = table.column("token").to_numpy()[mine].astype(np.int64)
-        return keys, table.column("activation").to_numpy()[mine].astype(np.float32)
-
-    def postings(self, latent: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every token key where `latent` fires (ascending, int64) and its activation there (float32)."""
-        latent = self.check_latent(latent)
-        if latent in self._postings:
-            self._postings.move_to_end(latent)
-            return self._postings[latent]
-        entry = self.read_postings(latent, self.bucket(latent).groups(latent))
-        self._postings[latent] = entry
-        if len(self._postings) > POSTINGS_CACHE:
-            self._postings.popitem(last=False)
-        return entry
-
-    def postings_in(self, latent: int, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """`latent`'s postings within token key ranges [lo, hi): only the row groups that can hold
-        them are read (a frequent latent's whole list can be millions of postings)."""
-        if latent in self._postings:
-            return self.postings(latent)
-        bucket = self.bucket(latent)
-        groups = {int(g) for lo, hi in ranges for g in bucket.groups(latent, (lo, hi - 1))}
-        return self.read_postings(latent, np.array(sorted(groups), dtype=np.int64))
-
-    def doc_tokens(self, doc_ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """The token ids of these model inputs."""
-        if self._docs is None:
-            self._docs = DocsLookup(sorted((self.path / DOCS_DIR).glob("*.parquet")))
-        return self._docs.token_ids(doc_ids)
-
     # -------------------------------------------------------------------------------- examples
     def windows(
         self, latent: int, centres: Sequence[tuple[int, float]], before: int = 12, after: int = 4
     ) -> list[Example]:
         """Examples around token keys `centres` ((key, activation) pairs), with `before` and `after`
         tokens of context."""
-        docs = self.doc_tokens([k // self.stride for k, _ in centres])
-        windows = spans(centres, {doc: len(ids) for doc, ids in docs.items()}, self.stride, before, after)
-        ranges = [(w.doc * self.stride + w.lo, w.doc * self.stride + w.hi) for w in windows]
-        keys, values = self.postings_in(latent, ranges)
-        decoded = {doc: self.decode(ids.tolist()) for doc, ids in docs.items()}
-        return window_examples(centres, windows, decoded, keys, values, self.stride)
+        return examples.examples_around(self.storage, self.check_latent(latent), centres, before, after)
 
     def top_examples(self, latent: int, n: int = 20, before: int = 12, after: int = 4) -> list[Example]:
         """The latent's `n` largest activations with their context (ties: earlier token first)."""
-        latent = self.check_latent(latent)
-        kept = int(self.header.settings.get("top_examples", 0))
-        if 0 < n <= kept:
-            top = self.sorted_file(TOP, "top examples", ["latent", "rank"])
-            table = top.read(top.groups(latent), ["latent", "rank", "token", "activation"])
-            rows = table.filter(pc.equal(table.column("latent"), latent)).sort_by("rank").slice(0, n)
-            centres = list(zip(rows.column("token").to_pylist(), rows.column("activation").to_pylist()))
-        else:
-            centres = top_centres(*self.postings(latent), n)
-        return self.windows(latent, centres, before, after)
+        return examples.top_examples(self.storage, latent, n, before, after)
 
     def quantile_examples(
         self,
@@ -302,32 +178,24 @@ class Index:
     ) -> list[QuantileExamples]:
         """`per_quantile` random examples from each of `quantiles` equal-count bins of the latent's
         activations (fewer bins when it fires fewer times)."""
-        drawn = quantile_centres(*self.postings(latent), latent, quantiles, per_quantile, seed)
-        return [
-            QuantileExamples(g.quantile, g.low, g.high, self.windows(latent, g.centres, before, after))
-            for g in drawn
-        ]
+        return examples.quantile_examples(
+            self.storage, latent, quantiles, per_quantile, seed, (before, after)
+        )
+
+    def random_examples(
+        self, latent: int, n: int = 10, seed: int = 0, before: int = 12, after: int = 4
+    ) -> list[Example]:
+        """Up to `n` windows around random tokens where `latent` fires nowhere in the window (fewer
+        when it fires almost everywhere)."""
+        return examples.random_examples(self.storage, latent, n, seed, before, after)
 
     # ------------------------------------------------------------------------- many latents at once
-    def bulk_bucket(self, bucket: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Every latent's postings in one bucket (latent → keys, activations), read whole; the last
-        bucket read stays in memory (one bucket at most)."""
-        cached = self._bulk_bucket
-        if cached is None or cached[0] != bucket:
-            cached = (bucket, bulk.bucket_postings(self, bucket))
-            self._bulk_bucket = cached
-        return cached[1]
-
-    def checked(self, latents: Sequence[int]) -> list[int]:
-        """`latents` as ints, each checked (`check_latent`), in their order without repeats."""
-        return list(dict.fromkeys(self.check_latent(k) for k in latents))
-
     def top_examples_many(
         self, latents: Sequence[int], n: int = 20, before: int = 12, after: int = 4
     ) -> dict[int, list[Example]]:
         """`top_examples` of each of `latents`, each table, bucket and document read once for all
         (see `bulk`); ask a bucket's latents or a few buckets' at a time to bound memory."""
-        return bulk.top_examples(self, self.checked(latents), n, before, after)
+        return bulk.top_examples(self.storage, self.checked(latents), n, before, after)
 
     def quantile_examples_many(
         self,
@@ -340,66 +208,28 @@ class Index:
     ) -> dict[int, list[QuantileExamples]]:
         """`quantile_examples` of each of `latents`, read as `top_examples_many` does."""
         return bulk.quantile_examples(
-            self, self.checked(latents), quantiles, per_quantile, seed, (before, after)
+            self.storage, self.checked(latents), quantiles, per_quantile, seed, (before, after)
         )
 
-    def cooccurring_many(self, latents: Sequence[int], n: int = 20) -> dict[int, list[Cooccurrence]]:
+    def cooccurring_many(
+        self, latents: Sequence[int], n: int = 20, by: str = "jaccard"
+    ) -> dict[int, list[Cooccurrence]]:
         """`cooccurring` of each of `latents`, the table read once for all."""
-        return bulk.cooccurring(self, self.checked(latents), n)
+        return bulk.cooccurring(self.storage, self.checked(latents), n, by)
 
     def neighbours_many(self, latents: Sequence[int], n: int = 20) -> dict[int, list[Neighbour]]:
         """`neighbours` of each of `latents`, the table read once for all."""
-        return bulk.neighbours(self, self.checked(latents), n)
+        return bulk.neighbours(self.storage, self.checked(latents), n)
 
     def logit_effects_many(self, latents: Sequence[int], n: int = 10) -> dict[int, LogitEffects]:
         """`logit_effects` of each of `latents`, the table read once for all."""
-        return bulk.logit_effects(self, self.checked(latents), n)
-
-    def token_files(self) -> list[tuple[Path, int]]:
-        """The tokens tables and their row counts (from their Parquet footers)."""
-        if self._token_files is None:
-            paths = sorted((self.path / TOKENS_DIR).glob("*.parquet"))
-            self._token_files = [(p, pq.ParquetFile(p).metadata.num_rows) for p in paths]
-        return self._token_files
-
-    def random_tokens(self, n: int, seed: int) -> np.ndarray:
-        """`n` indexed token keys drawn uniformly at random (with replacement), ascending."""
-        files = self.token_files()
-        starts = np.cumsum([0] + [rows for _, rows in files])
-        rows = np.sort(np.random.default_rng(seed).integers(0, starts[-1], size=n))
-        which = np.searchsorted(starts, rows, side="right") - 1
-        keys = []
-        for f in np.unique(which):
-            column = (
-                pq.read_table(files[f][0], columns=["token"], use_threads=False).column("token").to_numpy()
-            )
-            keys.append(column[rows[which == f] - starts[f]])
-        return np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
-
-    def random_examples(
-        self, latent: int, n: int = 10, seed: int = 0, before: int = 12, after: int = 4
-    ) -> list[Example]:
-        """Up to `n` windows around random tokens where `latent` fires nowhere in the window (fewer
-        when it fires almost everywhere)."""
-        keys, _ = self.postings(latent)
-        candidates = np.unique(self.random_tokens(8 * n + 8, seed + int(latent)))
-        candidates = np.random.default_rng([seed, int(latent)]).permutation(candidates)
-        chosen: list[tuple[int, float]] = []
-        for key in candidates.tolist():
-            doc, position = divmod(key, self.stride)
-            lo, hi = doc * self.stride + max(0, position - before), doc * self.stride + position + after + 1
-            a, b = np.searchsorted(keys, [lo, hi])
-            if a == b:
-                chosen.append((key, 0.0))
-            if len(chosen) == n:
-                break
-        return self.windows(latent, chosen, before, after)
+        return bulk.logit_effects(self.storage, self.checked(latents), n)
 
     # ----------------------------------------------------------------------- sentences, documents
     def units(self, unit: str) -> Units:
         """The index's sentences or documents (loaded once)."""
         if unit not in self._units:
-            self._units[unit] = load_units(self, unit)
+            self._units[unit] = load_units(self.storage, unit)
         return self._units[unit]
 
     def top_units(
@@ -416,7 +246,7 @@ class Index:
         check_unit(unit, agg)
         if unit == "token":
             return self.top_examples(latent, n, before, after)
-        return ranked_units(self, {self.check_latent(latent): 1.0}, n, unit, agg, before, after)
+        return self.search({latent: 1.0}, n, unit, agg, before, after)
 
     def search(
         self,
@@ -433,63 +263,44 @@ class Index:
         if not weights:
             raise LatentIndexError("search needs at least one latent")
         checked = {self.check_latent(latent): float(w) for latent, w in weights.items()}
-        return ranked_units(self, checked, n, unit, agg, before, after)
+        units = None if unit == "token" else self.units(unit)
+        return ranked_units(self.storage, unit, units, checked, n, agg, (before, after))
 
     # ----------------------------------------------------------------------------------- proxies
-    def proxy_scores(self, proxy: str | Proxy, n: int = 20, by: str = "auroc") -> list[ProxyScore]:
+    def proxy_ranking(
+        self, proxy: str | Proxy, n: int = 20, by: str = "auroc", min_firings: int = MIN_FIRINGS
+    ) -> ProxyRanking:
         """The `n` latents that best detect `proxy` (a name, `regex:…` or `script:…`, see
-        `proxies`) by `by`: auroc, correlation, precision or recall."""
+        `proxies`) by `by` (auroc, correlation, precision or recall; by precision, among latents
+        firing on at least `min_firings` tokens), with the tokens that was measured on."""
         chosen = parse_proxy(proxy) if isinstance(proxy, str) else proxy
-        return rank_by(proxy_scores(self, chosen), by, n)
+        return proxy_ranking(self.storage, chosen, by, n, min_firings)
+
+    def proxy_scores(
+        self, proxy: str | Proxy, n: int = 20, by: str = "auroc", min_firings: int = MIN_FIRINGS
+    ) -> list[ProxyScore]:
+        """The latents of `proxy_ranking`."""
+        return self.proxy_ranking(proxy, n, by, min_firings).latents
 
     def proxy_histogram(self, latent: int, proxy: str | Proxy, bins: int = 20) -> ProxyHistogram:
         """The latent's activation histogram split by whether the token matches `proxy`."""
         chosen = parse_proxy(proxy) if isinstance(proxy, str) else proxy
-        return proxy_histogram(self, self.check_latent(latent), chosen, bins)
+        return proxy_histogram(self.storage, self.check_latent(latent), chosen, bins)
 
     # ------------------------------------------------------------------------------- relations
-    def cooccurring(self, latent: int, n: int = 20) -> list[Cooccurrence]:
-        """The latents firing most often on the same tokens (count, and Jaccard index)."""
-        latent = self.check_latent(latent)
-        found = self.sql(
-            "SELECT other, count FROM read_parquet($1) WHERE latent = $2 ORDER BY count DESC, other LIMIT $3",
-            [str(self.file(COOCCURRENCE, "co-occurrence counts")), latent, n],
-        )
-        counts = self.stats().column("count").to_numpy()
-        own = counts[latent]
-        return [
-            Cooccurrence(int(o), int(c), float(c / max(own + counts[o] - c, 1)))
-            for o, c in zip(found["other"].tolist(), found["count"].tolist())
-        ]
+    def cooccurring(self, latent: int, n: int = 20, by: str = "jaccard") -> list[Cooccurrence]:
+        """The `n` latents firing most with this one on the same tokens, by Jaccard index or lift
+        (see `cooccurrence`; pairs sharing fewer tokens than the index kept are left out)."""
+        return bulk.cooccurring(self.storage, [self.check_latent(latent)], n, by)[int(latent)]
 
     def neighbours(self, latent: int, n: int = 20) -> list[Neighbour]:
         """The latents whose decoder directions are closest by cosine."""
-        latent = self.check_latent(latent)
-        found = self.sql(
-            "SELECT other, cosine FROM read_parquet($1) "
-            "WHERE latent = $2 ORDER BY cosine DESC, other LIMIT $3",
-            [str(self.file(NEIGHBOURS, "decoder neighbours")), latent, n],
-        )
-        return [
-            Neighbour(int(o), float(c)) for o, c in zip(found["other"].tolist(), found["cosine"].tolist())
-        ]
+        return bulk.neighbours(self.storage, [self.check_latent(latent)], n)[int(latent)]
 
     def logit_effects(self, latent: int, n: int = 10) -> LogitEffects:
-        """The `n` tokens whose logits the latent's decoder direction raises and lowers most."""
-        latent = self.check_latent(latent)
-        path = self.file(LOGITS, "logit effects (the model could not be loaded when it was built)")
-        found = self.sql(
-            "SELECT side, token_id, effect FROM read_parquet($1) "
-            "WHERE latent = $2 AND rank < $3 ORDER BY side, rank",
-            [str(path), latent, n],
-        )
-        sides: dict[str, list[TokenEffect]] = {"top": [], "bottom": []}
-        ids = found["token_id"].tolist()
-        for side, token_id, token, effect in zip(
-            found["side"].tolist(), ids, self.decode(ids), found["effect"].tolist()
-        ):
-            sides[str(side)].append(TokenEffect(int(token_id), token, float(effect)))
-        return LogitEffects(sides["top"], sides["bottom"])
+        """The `n` tokens whose logits the latent's decoder direction raises and lowers most
+        (`results.LOGIT_UNIT`)."""
+        return bulk.logit_effects(self.storage, [self.check_latent(latent)], n)[int(latent)]
 
 
 def read_explanations(index_dir: Path | str) -> dict[int, str]:
@@ -531,4 +342,4 @@ def read_explanation_details(index_dir: Path | str) -> dict[int, dict[str, Any]]
     return found
 
 
-__all__ = ["Index", "read_explanation_details", "read_explanations"]
+__all__ = ["TOKENIZER_LOCK", "Index", "read_explanation_details", "read_explanations"]

@@ -1,32 +1,14 @@
-"""What queries on a latent index return: examples and relations, as NamedTuples with `to_json`.
+"""What queries on a latent index return besides example windows (`saescope.example.Example`):
+examples grouped by quantile, and plain records of one relation each.
 
-`Example` is the contract of `saescope query --latent I --json` (and what auto-interpretation
-reads); the others are plain records of one relation each. This module knows nothing about how
-they are computed.
+This module knows nothing about how they are computed.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-
-class Example(NamedTuple):
-    """A context window around one place in the corpus, with one latent's activation per token (the
-    `saescope query --latent --json` contract)."""
-
-    doc_id: int
-    """The model input it comes from."""
-    position: int
-    """Position of its focus token in that input (the activating token, or a unit's best one)."""
-    activation: float
-    """The latent's activation at `position` (for a sentence or document: its score)."""
-    tokens: list[str]
-    """The window's tokens, each decoded on its own (the focus token included)."""
-    activations: list[float]
-    """The latent's activation on each of them (0 where it does not fire)."""
-
-    def to_json(self) -> dict[str, Any]:
-        return self._asdict()
+from ..example import Example
 
 
 class QuantileExamples(NamedTuple):
@@ -46,14 +28,19 @@ class QuantileExamples(NamedTuple):
 
 
 class Cooccurrence(NamedTuple):
-    """A latent firing on the same tokens as another."""
+    """A latent firing on the same tokens as another (the ratios are defined in `cooccurrence`)."""
 
     latent: int
     """The partner."""
     shared: int
-    """Tokens where both fire."""
+    """Indexed tokens where both fire."""
     jaccard: float
-    """`shared` / tokens where either fires."""
+    """`shared` / indexed tokens where either fires."""
+    lift: float
+    """How many times more often the two fire together than if they were independent."""
+    dense: bool
+    """The partner is dense (fires on more than the build's `dense_frequency` of tokens): it
+    co-occurs with almost everything."""
 
 
 class Neighbour(NamedTuple):
@@ -63,8 +50,14 @@ class Neighbour(NamedTuple):
     cosine: float
 
 
+LOGIT_UNIT = "logit per unit of a residual stream equal to the decoder direction, through the final norm"
+"""What a logit effect's number is (`saescope.readout`): comparable within a latent."""
+LOGIT_SIGN = "positive: the latent promotes the token; negative: it suppresses it"
+"""What a logit effect's sign says."""
+
+
 class TokenEffect(NamedTuple):
-    """A token whose logit a latent's decoder direction moves (see `decoder`)."""
+    """A token whose logit a latent's decoder direction moves (`LOGIT_UNIT`, `LOGIT_SIGN`)."""
 
     token_id: int
     token: str
@@ -95,6 +88,26 @@ class ProxyScore(NamedTuple):
     """Tokens where the latent fires."""
 
 
+class ProxyRanking(NamedTuple):
+    """The latents that best detect a proxy, and which tokens that was measured on."""
+
+    name: str
+    """The proxy as the user wrote it."""
+    by: str
+    """The metric they are ranked by."""
+    min_firings: int
+    """Ranked by precision, latents firing on fewer indexed tokens are left out."""
+    tokens: int
+    """Indexed tokens every score is computed over."""
+    matching: int
+    """Of those, the tokens matching the proxy."""
+    latents: list[ProxyScore]
+    """The best first (ties: lower latent first)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._asdict(), "latents": [s._asdict() for s in self.latents]}
+
+
 class ProxyHistogram(NamedTuple):
     """A latent's activations where it fires, split by whether the token matches a proxy."""
 
@@ -106,14 +119,20 @@ class ProxyHistogram(NamedTuple):
     """Firings on other tokens per bin."""
     inactive_matching: int
     """Matching tokens where the latent does not fire."""
+    matching_tokens: int
+    """Indexed tokens matching the proxy."""
+    tokens: int
+    """Indexed tokens."""
 
 
 __all__ = [
+    "LOGIT_SIGN",
+    "LOGIT_UNIT",
     "Cooccurrence",
-    "Example",
     "LogitEffects",
     "Neighbour",
     "ProxyHistogram",
+    "ProxyRanking",
     "ProxyScore",
     "QuantileExamples",
     "TokenEffect",

@@ -13,9 +13,12 @@ This module knows nothing about models, SAEs or files.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from ..tokens import decode_each
 
 _ENDS_SENTENCE = re.compile(r"""[.!?]["'”’)\]]*$""")
 
@@ -25,13 +28,18 @@ def ends_sentence(text: str) -> bool:
     return "\n" in text or _ENDS_SENTENCE.search(text.rstrip()) is not None
 
 
+def tokens_end_sentences(tokenizer: Any, token_ids: Sequence[int]) -> np.ndarray:
+    """[n] bool: whether a sentence ends after each of `token_ids` (special tokens always end one)."""
+    texts = decode_each(tokenizer, token_ids)
+    ends = np.fromiter((ends_sentence(t) for t in texts), dtype=bool, count=len(texts))
+    special = set(tokenizer.all_special_ids)
+    ends[[i for i, t in enumerate(token_ids) if int(t) in special]] = True
+    return ends
+
+
 def sentence_ends(tokenizer: Any) -> np.ndarray:
     """[vocab] bool: whether a sentence ends after each token id (special tokens always end one)."""
-    size = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(size)])
-    ends = np.fromiter((ends_sentence(t) for t in texts), dtype=bool, count=size)
-    ends[[i for i in tokenizer.all_special_ids if 0 <= i < size]] = True
-    return ends
+    return tokens_end_sentences(tokenizer, range(len(tokenizer)))
 
 
 def sentence_starts(token_ids: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -47,4 +55,4 @@ def sentence_starts(token_ids: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(first)
 
 
-__all__ = ["ends_sentence", "sentence_ends", "sentence_starts"]
+__all__ = ["ends_sentence", "sentence_ends", "sentence_starts", "tokens_end_sentences"]

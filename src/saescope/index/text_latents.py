@@ -5,11 +5,14 @@ and `bound.encode_text` runs the model up to the SAE's hookpoint only. An index 
 its own SAE: one given with `sae=` must have the same weights (`format.sae_fingerprint`). The text
 is encoded as training saw it (BOS first when the tokenizer has one); BOS itself is not reported,
 and positions count from the start of the model input (so the first text token is at 1 after BOS).
+A text longer than the SAE's training context (`training_context`) is encoded whole, with one
+warning: the positions beyond that context are out of the distribution the SAE was trained on.
 This module knows nothing about the index's files beyond its header.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,6 +20,8 @@ from ..bound import BoundSAE, bind_sae, encode_text
 from ..config import ModelSettings
 from ..errors import SaescopeError
 from .format import IndexHeader, LatentIndexError, sae_fingerprint
+
+log = logging.getLogger(__name__)
 
 
 class ActiveLatent(NamedTuple):
@@ -77,6 +82,18 @@ def bind_index_sae(
     return bound
 
 
+def training_context(header: IndexHeader) -> int | None:
+    """Tokens per model input the SAE was trained on: its training record's capture setting, else
+    the context the index was built with (None when neither says)."""
+    training = header.cfg.get("training")
+    recorded = training.get("capture") if isinstance(training, dict) else None
+    if isinstance(recorded, dict) and recorded.get("context_len"):
+        return int(recorded["context_len"])
+    if header.corpus and header.corpus.get("context_len"):
+        return int(header.corpus["context_len"])
+    return None
+
+
 def rank_latents(tokens: list[TokenLatents], n: int) -> list[RankedLatent]:
     """The `n` latents with the largest activation on the text (ties: lower latent first)."""
     seen: dict[int, list[float]] = {}
@@ -90,18 +107,33 @@ def rank_latents(tokens: list[TokenLatents], n: int) -> list[RankedLatent]:
     return sorted(ranked, key=lambda r: (-r.max, r.latent))[:n]
 
 
-def text_latents(bound: BoundSAE, text: str, rank: int = 0) -> TextLatents:
-    """Every active latent of every token of `text`, and the `rank` top latents over it."""
+def text_latents(bound: BoundSAE, text: str, rank: int = 0, context_len: int | None = None) -> TextLatents:
+    """Every active latent of every token of `text`, and the `rank` top latents over it; warns when
+    the text is longer than `context_len` (the SAE's training context)."""
     if not text.strip():
         raise SaescopeError("the query text is empty")
     codes = encode_text(bound, text)
-    bos = bound.loaded_model.tokenizer.bos_token_id
-    first = 1 if bos is not None and codes.token_ids and codes.token_ids[0] == bos else 0
+    if context_len is not None and len(codes.token_ids) > context_len:
+        log.warning(
+            "the text is %d tokens, more than the %d the SAE was trained on: latents at positions %d "
+            "and beyond are out of distribution",
+            len(codes.token_ids),
+            context_len,
+            context_len,
+        )
     tokens = []
-    for position in range(first, len(codes.token_ids)):
+    for position in codes.text_positions:
         pairs = codes.top(position, n=codes.latent_acts.shape[1])
         tokens.append(TokenLatents(position, codes.tokens[position], [ActiveLatent(i, a) for i, a in pairs]))
     return TextLatents(tokens, rank_latents(tokens, rank))
 
 
-__all__ = ["ActiveLatent", "RankedLatent", "TextLatents", "TokenLatents", "bind_index_sae", "text_latents"]
+__all__ = [
+    "ActiveLatent",
+    "RankedLatent",
+    "TextLatents",
+    "TokenLatents",
+    "bind_index_sae",
+    "text_latents",
+    "training_context",
+]

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .results import Example
+from ..example import Example
 
 
 class Span(NamedTuple):
@@ -71,7 +71,8 @@ def window_examples(
         a, z = np.searchsorted(keys, [base + lo, base + hi])
         acts = np.zeros(hi - lo, dtype=np.float32)
         acts[keys[a:z] - base - lo] = values[a:z]
-        examples.append(Example(doc, position, float(activation), list(decoded[doc][lo:hi]), acts.tolist()))
+        tokens, window = tuple(decoded[doc][lo:hi]), tuple(acts.tolist())
+        examples.append(Example(tokens, window, doc, position, float(activation), position - lo))
     return examples
 
 
