@@ -44,7 +44,8 @@ from saescope.interpret.command import make_explainer, record_settings
 from saescope.interpret.explainers import LLMExplainer, StatsExplainer
 from saescope.interpret.prompts import EXPLAIN_SYSTEM, SIMULATE_SYSTEM
 from saescope.interpret.resumable import interpret_index
-from saescope.interpret.scorers import DetectionScorer, FuzzingScorer, Scorer, SimulationScorer, StatsScorer
+from saescope.interpret.scorer_registry import make_scorer
+from saescope.interpret.scorers import Scorer, StatsScorer
 from saescope.interpret.selection import select_latents
 from saescope.interpret.source import IndexRecords
 from saescope.interpret.tables import ResultStore
@@ -250,9 +251,10 @@ SETUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def scorers_for(names: Sequence[str], llm: Counting) -> list[Scorer]:
-    made = {"detection": DetectionScorer, "fuzzing": FuzzingScorer, "simulation": SimulationScorer}
-    return [StatsScorer() if n == "stats" else made[n](llm, "m") for n in names]
+def scorers_for(names: Sequence[str], llm: Counting, index_dir: Path) -> list[Scorer]:
+    """The scorers `saescope interpret --scorers` builds by these names (the scorer registry)."""
+    cfg = InterpretConfig(index=index_dir, explainer="llm", model="m")
+    return [make_scorer(n, cfg, llm) for n in names]
 
 
 def call_figures(index_dir: Path, latents: Sequence[int]) -> dict[str, tuple[float, float]]:
@@ -268,7 +270,7 @@ def call_figures(index_dir: Path, latents: Sequence[int]) -> dict[str, tuple[flo
                 records,
                 latents,
                 LLMExplainer(llm, "m"),
-                scorers_for(scorers, llm),
+                scorers_for(scorers, llm, index_dir),
                 ResultStore(index_dir),
                 progress=False,
             )

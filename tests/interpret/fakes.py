@@ -19,9 +19,10 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from saescope.example import Example
 from saescope.interpret.clients.base import ChatRequest, ChatResponse
 from saescope.interpret.prompts import DETECT_SYSTEM, EXPLAIN_SYSTEM, FUZZ_SYSTEM, SIMULATE_SYSTEM
-from saescope.interpret.records import Example, LatentRecord
+from saescope.interpret.records import LatentRecord
 
 VOCAB = (
     " the",
@@ -51,7 +52,7 @@ def _window(rng: random.Random, length: int, token: str | None, n_insert: int, d
             tokens[i] = token
             acts[i] = round(rng.uniform(1.0, 10.0), 3)
     best = max(range(length), key=lambda i: acts[i])
-    return Example(tuple(tokens), tuple(acts), doc, best, acts[best])
+    return Example(tuple(tokens), tuple(acts), doc, best, acts[best], focus=best)
 
 
 def token_latent(

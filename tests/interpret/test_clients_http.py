@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from saescope.cli import main
 from saescope.errors import SaescopeError
+from saescope.index.reader import Index
 from saescope.interpret.clients import (
     AuthenticationFailedError,
     BatchClient,
@@ -30,6 +32,7 @@ from saescope.interpret.clients import (
     make_client,
     parse_retry_after,
 )
+from saescope.interpret.clients.usage import NOT_OWN_ENDPOINT
 from saescope.interpret.explainers import LLMExplainer
 
 from .fakes import token_latent
@@ -214,7 +217,77 @@ def test_anthropic_messages_on_the_wire(server: WireServer) -> None:
     assert body["system"] == "You study features."
     assert body["messages"] == [{"role": "user", "content": "Which token?"}]
     assert "temperature" not in body
-    assert client.usage.summary().endswith("≈$0.0000")  # priced: 13 × $1/M + 5 × $5/M rounds to zero
+    # a server other than api.anthropic.com: counted, but its price is not the table's
+    assert client.usage.summary().endswith(f"cost unpriced (claude-haiku-4-5: {NOT_OWN_ENDPOINT})")
+
+
+# ----------------------------------------------------------------------------- pricing
+
+
+def test_a_custom_base_url_is_unpriced_even_for_a_model_in_the_table(server: WireServer) -> None:
+    client = openai_client(server)  # gpt-4o-mini, which the price table knows, at a local server
+    ask(client, REQUEST)
+    assert not client.priced and client.usage.cost() is None
+    assert client.usage.summary() == (
+        "1 calls (0 cached, 0 failed), 11 prompt + 7 completion tokens, "
+        f"cost unpriced (gpt-4o-mini: {NOT_OWN_ENDPOINT})"
+    )
+
+
+def test_only_the_providers_own_endpoint_is_priced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    state = tmp_path / "state.json"
+    priced = {
+        ("openai", None): True,
+        ("openai", "https://api.openai.com/v1/"): True,
+        ("openai", "http://localhost:8000/v1"): False,  # a local vLLM serving a model of the same name
+        ("openai", "https://openrouter.ai/api/v1"): False,
+        ("openai-batch", None): True,
+        ("anthropic", None): True,
+        ("anthropic-batch", "http://127.0.0.1:9/"): False,
+    }
+    for (backend, url), expected in priced.items():
+        client = make_client(backend, base_url=url, api_key_env=KEY_ENV, state_path=state)
+        assert client.priced is expected, (backend, url)
+    local = make_client("local")
+    assert isinstance(local, ChatClient) and not local.priced  # free instead: no price applies
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+@pytest.fixture
+def sdk_loggers() -> Iterator[None]:
+    """The level of every logger the CLI sets, put back afterwards."""
+    names = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_sdk_request_lines_are_logged_only_with_verbose(
+    server: WireServer,
+    index_dir: Path,
+    sdk_loggers: None,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    verbose: bool,
+) -> None:
+    latent = next(i for i, n in enumerate(Index(index_dir).stats().column("count").to_pylist()) if n >= 10)
+    args = ["interpret", str(index_dir), "--explainer", "llm", "--latents", str(latent), "--scorers", "stats"]
+    args += ["--backend", "openai", "--base-url", server.url + "/v1", "--api-key-env", KEY_ENV, "--no-cache"]
+    code = main(args + (["-v"] if verbose else []))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert server.calls("POST", "/v1/chat/completions")  # the model was asked over HTTP
+    # one INFO line per request from the SDK's HTTP client (httpx2), and the SDK's own debug lines
+    sdk_lines = [r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("httpx2", "openai")]
+    assert any(line.startswith("HTTP Request: POST") for line in sdk_lines) is verbose
+    assert bool(sdk_lines) is verbose
+    # the answer quotes no token: the statistics scorer cannot test it, and says so; the run succeeds
+    assert "statistics: not testable" in out and f"cost unpriced (gpt-4o-mini: {NOT_OWN_ENDPOINT})" in out
 
 
 # ----------------------------------------------------------------------------- batches

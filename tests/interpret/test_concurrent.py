@@ -10,9 +10,11 @@ import pytest
 
 from saescope.interpret.clients import EndpointUnreachableError
 from saescope.interpret.concurrent import LatentResult, explain_and_score, shuffled_baselines
-from saescope.interpret.explainers import LLMExplainer, StatsExplainer
+from saescope.interpret.explainers import Explanation, LLMExplainer, StatsExplainer, given_explanation
+from saescope.interpret.prompts import EXPLAIN_SYSTEM
 from saescope.interpret.records import LatentRecord
 from saescope.interpret.scorers import DetectionScorer, StatsScorer, aggregate, beats_baseline
+from saescope.interpret.summary import LatentReport
 
 from .fakes import ScriptedLLM, token_latent
 
@@ -102,3 +104,37 @@ def test_shuffled_baselines_are_a_derangement() -> None:
     assert all(b.latent != latent for latent, b in baselines.items())
     assert len({b.latent for b in baselines.values()}) == 4
     assert shuffled_baselines({0: explanations[0]}) == {}
+
+
+class NoAnswers(ScriptedLLM):
+    """Explains, then answers every scoring request with nothing usable."""
+
+    def answer(self, request):  # type: ignore[no-untyped-def]
+        return super().answer(request) if request.messages[0].content == EXPLAIN_SYSTEM else "no idea"
+
+
+def test_failures_are_counted_as_the_report_counts_them(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="saescope.interpret.concurrent")
+    llm = NoAnswers()
+    results = asyncio.run(
+        explain_and_score(records()[:2], LLMExplainer(llm, "fake"), [DetectionScorer(llm, "fake")])
+    )
+    # explained, but every scorer failed: a failed latent, in the log line as in the run's summary
+    assert all(r.error is None and not r.ok for r in results)
+    assert all(LatentReport.of(r, 10).status == "failed" for r in results)
+    assert "latents done: 2, of which 2 failed" in caplog.text
+    prose = given_explanation("descriptions of legal contracts", latent=0)
+    [untestable] = asyncio.run(explain_and_score(records()[:1], Given(prose), [StatsScorer()], baseline=None))
+    assert untestable.ok and LatentReport.of(untestable, 10).status == "new"  # not testable is no failure
+
+
+class Given:
+    """An explainer that says the same thing of every latent."""
+
+    name = "given"
+
+    def __init__(self, explanation: Explanation) -> None:
+        self.explanation = explanation
+
+    async def explain(self, record: LatentRecord) -> Explanation:
+        return self.explanation._replace(latent=record.latent)

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from saescope.interpret.records import Example, LatentRecord, active_tokens, mark_active, scale_0_10
+from saescope.example import Example
+from saescope.interpret.records import LatentRecord, active_tokens, mark_active, scale_0_10
 from saescope.interpret.sampling import held_out_mix, quantile_bins, select_examples
 
 
 def ex(acts: list[float], tokens: list[str] | None = None) -> Example:
     tokens = tokens or [f" t{i}" for i in range(len(acts))]
     return Example(tuple(tokens), tuple(acts), 0, 0, max(acts, default=0.0))
-
-
-def test_example_from_query_contract_round_trips() -> None:
-    d = {"doc_id": 7, "position": 12, "activation": 3.5, "tokens": ["a", " b"], "activations": [0, 3.5]}
-    e = Example.from_dict(d)
-    assert e.doc_id == 7 and e.position == 12 and e.activation == 3.5 and e.fires
-    assert e.to_dict() == {**d, "activations": [0.0, 3.5]}
-    with pytest.raises(ValueError, match="2 tokens but 1 activations"):
-        Example.from_dict({**d, "activations": [1.0]})
 
 
 def test_mark_active_merges_adjacent_tokens_and_keeps_spaces_outside() -> None:

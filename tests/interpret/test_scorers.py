@@ -16,6 +16,7 @@ import pytest
 from saescope.interpret.explainers import Explanation, StatsExplainer, given_explanation
 from saescope.interpret.records import LatentRecord
 from saescope.interpret.scorers import (
+    NO_PROBABILITIES,
     DetectionScorer,
     FuzzingScorer,
     Score,
@@ -60,7 +61,9 @@ def test_detection_right_vs_wrong_explanation(record: LatentRecord, wrong: Expla
     assert acc.baseline == 0.5 and scores["recall"].baseline == 0.0  # " class" never occurs: all "no"
     assert beats_baseline(acc) and beats_baseline(scores["f1"]) and scores["f1"].baseline == 0.0
     assert math.isnan(scores["precision"].baseline)  # never said "yes": precision undefined
-    assert math.isnan(scores["auroc"].value)  # 0/1 answers: no probabilities, no AUROC
+    auroc = scores["auroc"]  # 0/1 answers: no probabilities, no AUROC — and the reason why
+    assert math.isnan(auroc.value) and auroc.status == "undefined" and auroc.reason == NO_PROBABILITIES
+    assert acc.support == 40 and scores["recall"].support == 20 and not acc.wide
     assert acc.details["baseline_text"] == wrong.text
     assert len(llm.requests) == 2 * 8  # 40 excerpts in groups of 5, for the explanation and its baseline
     assert all(r.messages[-1].content.count("\n1. ") == 1 for r in llm.requests)
@@ -103,9 +106,12 @@ def test_simulation_right_vs_wrong_explanation(record: LatentRecord, wrong: Expl
 def test_statistics_scorer_right_vs_wrong_explanation(record: LatentRecord, wrong: Explanation) -> None:
     right = StatsExplainer().explain_now(record)
     scores = run(StatsScorer(), record, right, wrong)
-    for metric in ("auroc", "f1", "precision", "recall"):
+    for metric in ("auroc", "f1"):
         s = scores[metric]
         assert s.value == 1.0 and s.ci_low == 1.0, metric
+    for metric in ("precision", "recall"):  # Wilson's interval: 1.0 on some dozens of tokens is not certain
+        s = scores[metric]
+        assert s.value == 1.0 and s.ci_high == 1.0 and 0.85 < s.ci_low < 1.0 and s.support > 20, metric
     auroc, f1 = scores["auroc"], scores["f1"]
     assert auroc.baseline < 0.55 and f1.baseline == 0.0
     assert beats_baseline(auroc) and beats_baseline(f1)
@@ -117,8 +123,13 @@ def test_statistics_scorer_right_vs_wrong_explanation(record: LatentRecord, wron
 def test_statistics_scorer_reads_quoted_tokens_of_any_explanation(record: LatentRecord) -> None:
     scores = run(StatsScorer(), record, RIGHT, THE)
     assert scores["f1"].value == 1.0 and scores["f1"].baseline < 0.2 and beats_baseline(scores["f1"])
-    unquoted = run(StatsScorer(), record, given_explanation("Python function definitions"), None)
-    assert math.isnan(unquoted["f1"].value) and "quote tokens" in unquoted["f1"].details["error"]
+    unquoted = run(StatsScorer(), record, given_explanation("Python function definitions"), THE)
+    for s in unquoted.values():  # not testable by this scorer: no number, and not a failure
+        assert s.status == "not_testable" and math.isnan(s.value) and "quotes no tokens" in s.reason
+        assert not s.measured and "error" not in s.details
+    against_prose = run(StatsScorer(), record, RIGHT, given_explanation("Python function definitions"))
+    f1 = against_prose["f1"]  # measured; its baseline is prose, which it cannot test: no baseline
+    assert f1.value == 1.0 and math.isnan(f1.baseline) and "quotes no tokens" in f1.details["baseline_error"]
 
 
 def test_failed_explanation_scores_nan_without_asking(record: LatentRecord) -> None:
@@ -126,7 +137,7 @@ def test_failed_explanation_scores_nan_without_asking(record: LatentRecord) -> N
     failed = RIGHT._replace(ok=False, text="", error="unreadable")
     scores = run(DetectionScorer(llm, "fake"), record, failed, None)
     assert all(math.isnan(s.value) and s.n == 0 for s in scores.values()) and not llm.requests
-    assert "unreadable" in scores["accuracy"].details["error"]
+    assert scores["accuracy"].status == "failed" and "unreadable" in scores["accuracy"].reason
 
 
 def test_unreadable_answers_are_left_out_and_counted(record: LatentRecord) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from saescope.example import Example
 from saescope.index.reader import Index
-from saescope.interpret.records import Example
 from saescope.interpret.source import IndexRecords, RecordSettings, near, split_firings, stratified_pick
 
 

@@ -17,10 +17,13 @@ from saescope.interpret.scorers import Score
 from saescope.interpret.tables import (
     EXPLANATION_PARTS,
     SCORE_PARTS,
+    SCORE_SCHEMA,
     ExplanationKey,
     ResultStore,
     best_explanations,
     compact,
+    conformed,
+    measured,
     read_interpretations,
     read_tables,
 )
@@ -230,3 +233,56 @@ def test_a_table_from_an_earlier_version_is_read_and_upgraded(tmp_path: Path) ->
     upgraded = pq.read_table(path)
     assert "retired" not in upgraded.column_names
     assert upgraded.column("headline").to_pylist() == ["statistics/auroc", None]
+
+
+def test_score_statuses_round_trip_and_tables_without_them_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    nan = math.nan
+    reasons = {
+        "undefined": "nothing was predicted to fire",
+        "not_testable": "no quoted token",
+        "failed": "boom",
+    }
+
+    def with_status(scorer: str, metric: str, value: float, status: str, support: int = 0) -> Score:
+        reason = reasons.get(status, "")
+        return Score(1, scorer, metric, value, *[nan] * 5, 40, {}, status, reason, support)  # type: ignore[arg-type]
+
+    written = (
+        with_status("statistics", "auroc", 0.8, "measured", 20),
+        with_status("statistics", "precision", nan, "undefined"),
+        with_status("detection", "accuracy", nan, "failed"),
+        with_status("fuzzing", "accuracy", nan, "not_testable"),
+    )
+    ResultStore(tmp_path).write(result(1, LLM, "x", *written), LLM, {**MODELS, "fuzzing": "gpt-x"})
+    compact(tmp_path)
+    (back,) = read_interpretations(tmp_path)
+    by_metric = {(s.scorer, s.metric): s for s in back.scores}
+    assert {k: (s.status, s.reason, s.support) for k, s in by_metric.items()} == {
+        (s.scorer, s.metric): (s.status, s.reason, s.support) for s in written
+    }
+    table = pq.read_table(tmp_path / "scores.parquet")
+    errors = {(r["scorer"], r["metric"]): r["error"] for r in table.to_pylist()}
+    assert (
+        errors[("fuzzing", "accuracy")] == "no quoted token" and errors[("detection", "accuracy")] == "boom"
+    )
+    assert errors[("statistics", "auroc")] is None and errors[("statistics", "precision")] is None
+    # done, and not to be tried again: measured, undefined on its examples, or not testable; not failed
+    assert {scorer for _, _, scorer, _ in measured(read_tables(tmp_path))} == {"statistics", "fuzzing"}
+
+    # a reader of the earlier version: the columns it does not know are dropped
+    older = pa.schema([f for f in SCORE_SCHEMA if f.name not in ("status", "reason", "support")])
+    assert conformed(table, older).num_rows == 4
+    # a table of the earlier version: statuses derived from error and value, and written on compaction
+    pq.write_table(table.drop_columns(["status", "reason", "support"]), tmp_path / "scores.parquet")
+    derived = {(s.scorer, s.metric): (s.status, s.reason) for s in read_interpretations(tmp_path)[0].scores}
+    assert derived == {
+        ("statistics", "auroc"): ("measured", ""),
+        ("statistics", "precision"): ("undefined", "not measured"),
+        ("detection", "accuracy"): ("failed", "boom"),
+        ("fuzzing", "accuracy"): ("failed", "no quoted token"),  # what that version wrote of it
+    }
+    ResultStore(tmp_path).write(result(2, LLM, "y"), LLM, MODELS)
+    compact(tmp_path)
+    assert pq.read_table(tmp_path / "scores.parquet").column("status").null_count == 0

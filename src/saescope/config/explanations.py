@@ -16,7 +16,7 @@ class ExplanationsConfig:
     """`saescope explanations`: the explanations stored in a latent index, best scored first, or
     those matching a search."""
 
-    index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX"})
+    index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX", "required": True})
     """The latent index folder (e.g. runs/demo/index)."""
 
     search: str | None = None

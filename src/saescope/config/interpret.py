@@ -1,5 +1,8 @@
 """`saescope interpret` settings, and the `--latents` spec (`0-99`, `3,17,40-45`) they accept.
 
+The choices of `--backend` and `--scorers`, a backend's default model and whether it runs on this
+machine, and whether a scorer asks a language model come from the declarations in `backends` and
+`scorers` (which the interpret stage's registries extend when a backend or scorer is registered).
 This module knows nothing about language models, scorers or how the index is read.
 """
 
@@ -11,23 +14,27 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, require
+from .backends import backend_names, backend_settings
 from .base import check_choices
+from .scorers import scorer_names, scorer_settings
 
 ExplainerName = Literal["stats", "llm"]
-BackendName = Literal["local", "openai", "anthropic", "openai-batch", "anthropic-batch"]
 ExampleStrategy = Literal["top", "quantiles", "mixed"]
 
-SCORERS = ("detection", "fuzzing", "simulation", "stats")
-"""What `--scorers` accepts."""
 
-DEFAULT_MODELS = {
-    "local": "smollm2-135m",
-    "openai": "gpt-4o-mini",
-    "openai-batch": "gpt-4o-mini",
-    "anthropic": "claude-haiku-4-5",
-    "anthropic-batch": "claude-haiku-4-5",
-}
-"""`--model` when none is given, per backend."""
+class Names(list[str]):
+    """Registered names offered as choices; it also holds a list of them, which is how argparse and
+    `--config` check an option taking several (`--scorers detection,stats`)."""
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, (list, tuple)):
+            return all(super(Names, self).__contains__(v) for v in value)
+        return super().__contains__(value)
+
+
+def _scorers() -> Names:
+    return Names(scorer_names())
+
 
 NO_KEY = "none"
 """`--api-key-env none`: an OpenAI-compatible server that needs no key (vLLM, Ollama, llama.cpp)."""
@@ -53,17 +60,19 @@ def parse_latent_spec(spec: str) -> tuple[int, ...]:
 class InterpretConfig:
     """`saescope interpret`: explain latents of a latent index and score the explanations."""
 
-    index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX"})
+    index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX", "required": True})
     """The latent index folder (e.g. runs/demo/index); explanations and scores are stored in it."""
 
     explainer: ExplainerName = "stats"
     """`stats`: the tokens, n-grams and preceding tokens over-represented where a latent fires (no
     language model, instant); `llm`: a language model reads marked examples and writes a phrase."""
 
-    backend: BackendName = "local"
+    backend: str = field(default="local", metadata={"choices": backend_names})
     """Language model for --explainer llm and the model-based scorers: `local` (a transformers
     model on this machine), `openai` (any OpenAI-compatible endpoint), `anthropic`, or their batch
-    APIs (half price, answers within hours; a killed run resumes its batches)."""
+    APIs (half price, answers within hours; a killed run resumes its batches): the backend
+    registry's names. Cost is estimated only at a provider's own endpoint (a custom --base-url is
+    reported unpriced)."""
 
     model: str = ""
     """Model name as the backend knows it. Default: smollm2-135m (local), gpt-4o-mini (openai),
@@ -76,7 +85,7 @@ class InterpretConfig:
     """Environment variable holding the API key (the key itself is never written anywhere).
     Default: OPENAI_API_KEY or ANTHROPIC_API_KEY; `none` for a server that needs no key."""
 
-    scorers: tuple[str, ...] = ()
+    scorers: tuple[str, ...] = field(default=(), metadata={"choices": _scorers})
     """How explanations are scored on held-out examples: detection, fuzzing, simulation (each
     asks the language model), stats (no model: the quoted tokens or statistics rules of the
     explanation predict firing). Default: detection,stats for --explainer llm with an online
@@ -140,8 +149,7 @@ class InterpretConfig:
     def __post_init__(self) -> None:
         check_choices(self)
         require(str(self.index) not in ("", "."), "give the index folder (e.g. runs/demo/index)")
-        unknown = [s for s in self.scorers if s not in SCORERS]
-        require(not unknown, f"--scorers: unknown {', '.join(unknown)}; choose from {', '.join(SCORERS)}")
+        self._check_registered()
         if self.latents is not None:
             parse_latent_spec(self.latents)
         require(self.sample is None or self.sample > 0, f"--sample must be positive, got {self.sample}")
@@ -155,24 +163,37 @@ class InterpretConfig:
             math.isfinite(self.timeout) and self.timeout > 0,
             f"--timeout must be positive, got {self.timeout}",
         )
-        if self.backend == "local":
+        if backend_settings(self.backend).local:
             for name in ("base_url", "api_key_env"):
                 if getattr(self, name) is not None:
-                    raise ConfigError(f"--{name.replace('_', '-')} does not apply to --backend local")
+                    raise ConfigError(
+                        f"--{name.replace('_', '-')} does not apply to --backend {self.backend}"
+                    )
+
+    def _check_registered(self) -> None:
+        """`backend` and `scorers` name registered ones (the CLI checks this too, the Python API
+        only here)."""
+        backends, scorers = backend_names(), scorer_names()
+        require(
+            self.backend in backends,
+            f"--backend must be one of {', '.join(backends)}, got {self.backend!r}",
+        )
+        unknown = [s for s in self.scorers if s not in scorers]
+        require(not unknown, f"--scorers: unknown {', '.join(unknown)}; choose from {', '.join(scorers)}")
 
     @property
     def chosen_scorers(self) -> tuple[str, ...]:
         """The scorers to run (`scorers`, or the default for the explainer), each once."""
-        online = self.explainer == "llm" and self.backend != "local"
+        online = self.explainer == "llm" and not backend_settings(self.backend).local
         default = ("detection", "stats") if online else ("stats",)
         return tuple(dict.fromkeys(self.scorers or default))
 
     @property
     def llm_model(self) -> str:
         """The model to ask (`model`, or the backend's default)."""
-        return self.model or DEFAULT_MODELS[self.backend]
+        return self.model or backend_settings(self.backend).default_model
 
     @property
     def needs_llm(self) -> bool:
         """Whether the explainer or a scorer asks a language model."""
-        return self.explainer == "llm" or any(s != "stats" for s in self.chosen_scorers)
+        return self.explainer == "llm" or any(scorer_settings(s).asks_llm for s in self.chosen_scorers)

@@ -1,13 +1,17 @@
 """Automatic interpretation of SAE latents: explain what a latent responds to, and score the explanation.
 
-- `records`: `Example` (a window of tokens with the latent's activations) and `LatentRecord`
-  (one latent's train, held-out and background examples and statistics); `mark_active`.
+- `records`: `LatentRecord` (one latent's train, held-out and background example windows,
+  `saescope.example.Example`, and statistics); `mark_active`.
 - `clients`: language models behind one async interface (`ChatRequest` → `ChatResponse`):
   OpenAI-compatible endpoints, Anthropic, their batch APIs, a local transformers model; with
-  a concurrency limit, retries, timeouts, a response cache and a usage meter.
+  a concurrency limit, retries, timeouts, a response cache and a usage meter (pricing only a
+  provider's own endpoint). Backends are registered by name (`clients.registry`,
+  `register_backend`).
 - `explainers`: `LLMExplainer` and the model-free `StatsExplainer` → `Explanation`.
 - `scorers`: detection, fuzzing, simulation and the model-free statistics scorer → `Score`
-  with bootstrap intervals and chance baselines; `aggregate` over latents.
+  (measured, undefined, not testable or failed) with 95% intervals (`metrics`: Wilson for
+  proportions, bootstrap otherwise) and chance baselines; `aggregate` over latents. Scorers are
+  registered by their `--scorers` name (`scorer_registry`, `register_scorer`).
 - `concurrent`: `explain_and_score` runs it all over many records, concurrently and resumably.
 
 Connected to a latent index:
@@ -24,9 +28,11 @@ Connected to a latent index:
 Nothing here needs the `openai`/`anthropic` packages until a backend that uses them is built.
 """
 
+from ..example import Example
 from .best import HEADLINES, Interpretation
 from .clients import (
     LLM,
+    BackendEntry,
     BatchClient,
     ChatClient,
     ChatRequest,
@@ -36,7 +42,9 @@ from .clients import (
     ResponseCache,
     RetryPolicy,
     UsageMeter,
+    backend_names,
     make_client,
+    register_backend,
 )
 from .command import interpret_latents
 from .concurrent import SHUFFLE, LatentResult, explain_and_score, shuffled_baselines
@@ -53,9 +61,10 @@ from .explainers import (
 )
 from .parsing import find_json, read_activations, read_explanation, read_labels
 from .prompts import PROMPT_VERSION
-from .records import Example, LatentRecord, TokenStat, active_mask, active_tokens, mark_active, mark_tokens
+from .records import LatentRecord, TokenStat, active_mask, active_tokens, mark_active, mark_tokens
 from .resumable import interpret_index
 from .sampling import held_out_mix, select_examples
+from .scorer_registry import ScorerSettings, register_scorer, scorer_names
 from .scorers import (
     Aggregate,
     DetectionScorer,
@@ -81,6 +90,8 @@ __all__ = [
     "PROMPT_VERSION",
     "SHUFFLE",
     "Aggregate",
+    "BackendEntry",
+    "BackendSettings",
     "BatchClient",
     "ChatClient",
     "ChatRequest",
@@ -108,6 +119,7 @@ __all__ = [
     "RetryPolicy",
     "Score",
     "Scorer",
+    "ScorerSettings",
     "SearchHit",
     "Selection",
     "SimulationScorer",
@@ -118,6 +130,7 @@ __all__ = [
     "active_mask",
     "active_tokens",
     "aggregate",
+    "backend_names",
     "beats_baseline",
     "best_explanations",
     "by_latent",
@@ -137,6 +150,9 @@ __all__ = [
     "read_explanation",
     "read_interpretations",
     "read_labels",
+    "register_backend",
+    "register_scorer",
+    "scorer_names",
     "search_explanations",
     "select_examples",
     "select_latents",

@@ -9,7 +9,10 @@ The latents are chosen (`selection`), their records read from the index (`source
 scored (`resumable`, over `concurrent`), every result stored in the index as it comes (`tables`), and
 the run summarised (`summary`): per latent, overall, and the language model's calls, tokens and
 cost. The key of an online API is read from the environment variable `--api-key-env` names and
-goes nowhere else. The run exits non-zero only when no latent could be interpreted.
+goes nowhere else. Backends and scorers are built by name from their registries
+(`clients.registry`, `scorer_registry`). The run exits non-zero only when no latent could be
+interpreted (explained, and measured or found not testable by a scorer), with what the language
+model was asked in the error.
 
 This module knows nothing about prompts, parsing or how scores are computed.
 """
@@ -21,6 +24,7 @@ import logging
 import time
 from typing import Any
 
+from ..config.backends import backend_settings
 from ..config.interpret import NO_KEY, InterpretConfig, parse_latent_spec
 from ..errors import SaescopeError
 from ..index.reader import Index
@@ -29,7 +33,8 @@ from .clients.coalesce import Coalescing
 from .clients.local import preload
 from .explainers import Explainer, LLMExplainer, StatsExplainer
 from .resumable import explainer_key, interpret_index
-from .scorers import DetectionScorer, FuzzingScorer, Scorer, SimulationScorer, StatsScorer
+from .scorer_registry import make_scorer
+from .scorers import Scorer
 from .selection import select_latents
 from .source import IndexRecords, RecordSettings
 from .summary import InterpretResult, LatentReport, Usage, overall
@@ -60,7 +65,7 @@ def open_client(cfg: InterpretConfig) -> LLM:
         device=cfg.device,
         **options,
     )
-    return Coalescing(client) if cfg.backend.endswith("-batch") else client
+    return Coalescing(client) if backend_settings(cfg.backend).batch else client
 
 
 def make_explainer(cfg: InterpretConfig, client: LLM | None) -> Explainer:
@@ -69,7 +74,7 @@ def make_explainer(cfg: InterpretConfig, client: LLM | None) -> Explainer:
         return StatsExplainer()
     assert client is not None, "the llm explainer needs a client"
     # a small local model keeps to the JSON asked for only when its answer is begun for it
-    local = cfg.backend == "local" and not cfg.chain_of_thought
+    local = backend_settings(cfg.backend).local and not cfg.chain_of_thought
     return LLMExplainer(
         client,
         cfg.llm_model,
@@ -84,17 +89,8 @@ def make_explainer(cfg: InterpretConfig, client: LLM | None) -> Explainer:
 
 
 def make_scorers(cfg: InterpretConfig, client: LLM | None) -> list[Scorer]:
-    """The scorers `cfg` names, in its order."""
-    sizes = {"per_bin": cfg.score_per_bin, "n_bins": cfg.score_bins, "seed": cfg.seed}
-    scorers: list[Scorer] = []
-    for name in cfg.chosen_scorers:
-        if name == "stats":
-            scorers.append(StatsScorer(**sizes))
-            continue
-        assert client is not None, f"the {name} scorer needs a client"
-        kind = {"detection": DetectionScorer, "fuzzing": FuzzingScorer, "simulation": SimulationScorer}[name]
-        scorers.append(kind(client, cfg.llm_model, **sizes))
-    return scorers
+    """The scorers `cfg` names, in its order (built by the scorer registry)."""
+    return [make_scorer(name, cfg, client) for name in cfg.chosen_scorers]
 
 
 def record_settings(cfg: InterpretConfig) -> RecordSettings:
@@ -114,7 +110,7 @@ async def _run(
 ) -> tuple[tuple[LatentReport, ...], str | None]:
     """Run the latents, closing the client in the same event loop it worked in. Through a batch API
     every latent is in flight at once, so that each round of requests is one batch."""
-    batch = cfg.backend.endswith("-batch") and cfg.needs_llm
+    batch = backend_settings(cfg.backend).batch and cfg.needs_llm
     try:
         await preload(client, cfg.llm_model)
         outcome = await interpret_index(
@@ -134,14 +130,17 @@ async def _run(
     return outcome.reports, outcome.stopped
 
 
-def nothing_succeeded(reports: tuple[LatentReport, ...], stopped: str | None) -> SaescopeError:
-    """The one-line error of a run in which no latent could be interpreted."""
+def nothing_succeeded(reports: tuple[LatentReport, ...], stopped: str | None, usage: Usage) -> SaescopeError:
+    """The one-line error of a run in which no latent could be interpreted (with what the language
+    model was asked, which was spent all the same)."""
+    spent = f"; language model: {usage.line}" if usage.calls else ""
     if stopped and not reports:
-        return SaescopeError(stopped)
+        return SaescopeError(stopped + spent)
     first = next((f"latent {r.latent}: {r.messages[0]}" for r in reports if r.messages), "")
     return SaescopeError(
         f"no latent could be interpreted ({len(reports)} failed{'; e.g. ' + first if first else ''})"
         + (f"; stopped: {stopped}" if stopped else "")
+        + spent
     )
 
 
@@ -165,8 +164,9 @@ def interpret_latents(cfg: InterpretConfig, llm: LLM | None = None) -> Interpret
     scorers = make_scorers(cfg, client)
     store = ResultStore(cfg.index)
     reports, stopped = asyncio.run(_run(records, selection.latents, explainer, scorers, client, store, cfg))
+    usage = Usage.of(getattr(client, "usage", None))
     if not any(r.ok for r in reports):
-        raise nothing_succeeded(reports, stopped)
+        raise nothing_succeeded(reports, stopped, usage)
     key = explainer_key(explainer)
     return InterpretResult(
         cfg.index,
@@ -177,7 +177,7 @@ def interpret_latents(cfg: InterpretConfig, llm: LLM | None = None) -> Interpret
         reports,
         selection.skipped,
         overall(reports),
-        Usage.of(getattr(client, "usage", None)),
+        usage,
         time.perf_counter() - started,
         stopped,
     )

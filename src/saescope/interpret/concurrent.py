@@ -5,6 +5,9 @@ baseline (by default another latent's explanation: a seeded derangement), then s
 with every scorer. Latents run concurrently (`max_concurrent` at once; the client's own limit
 bounds the requests in flight). A latent that fails — an unreadable explanation, a scorer that
 raises — gets a `LatentResult` with `error` and a one-line warning naming it, and the run goes on;
+one whose every scorer failed (no usable answer) has failed too, while one that a scorer finds not
+testable (an explanation quoting no token, for the statistics scorer) has not: its explanation
+stands, unscored by that scorer;
 only a `SaescopeError` (a missing or rejected key, an unreachable endpoint) stops the run: every
 other latent would fail the same way. `on_result` sees each result as soon as it exists, so a
 caller can append it to a file; passing those results back as `done` skips their latents on the
@@ -46,8 +49,9 @@ class LatentResult(NamedTuple):
 
     @property
     def ok(self) -> bool:
-        """Whether the latent was explained and scored."""
-        return self.error is None
+        """Whether the latent was explained and, when scorers ran, some scorer measured it or found
+        its explanation not testable (a latent whose every scorer failed has failed)."""
+        return self.error is None and (not self.scores or any(s.status != "failed" for s in self.scores))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON values (one line of a results file)."""
@@ -165,5 +169,5 @@ async def explain_and_score(
     ordered = [finished.get(r.latent) or results[r.latent] for r in records]
     extra = [r for lat, r in finished.items() if lat not in {rec.latent for rec in records}]
     n_failed = sum(1 for r in results.values() if not r.ok)
-    logger.info("interpreted %d latents, %d failed", len(results), n_failed)
+    logger.info("latents done: %d, of which %d failed", len(results), n_failed)
     return ordered + extra

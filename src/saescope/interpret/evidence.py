@@ -26,7 +26,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
-from .records import Example, LatentRecord
+from ..example import Example
+from .records import LatentRecord
 
 EvidenceKind = Literal["token", "ngram", "context"]
 NGRAM_SIZES = (2, 3)
@@ -168,29 +169,49 @@ def z_score(e: Evidence) -> float:
     return (e.firings - expected) / math.sqrt(max(expected * (1 - p), 1e-12))
 
 
-def select_evidence(
-    candidates: Sequence[Evidence],
-    *,
-    min_count: int = 2,
-    min_lift: float = 2.0,
-    min_z: float = 4.0,
-    max_tokens: int = 3,
-    max_ngrams: int = 2,
-    max_context: int = 2,
-) -> list[Evidence]:
+class Selection(NamedTuple):
+    """Which rules count as evidence: how strong each must be, and how many of each kind."""
+
+    min_count: int = 2
+    """Firings a rule must have."""
+    min_lift: float = 2.0
+    """Lift a rule must reach."""
+    min_z: float = 4.0
+    """z-score of its firings over the background rate a rule must reach."""
+    max_tokens: int = 3
+    """`token` rules kept."""
+    max_ngrams: int = 2
+    """`ngram` rules kept."""
+    max_context: int = 2
+    """`context` rules kept."""
+
+    def describe(self) -> str:
+        """The thresholds, as an explanation that found nothing states them."""
+        return f"lift ≥ {self.min_lift:g}, ≥ {self.min_count} firings, z ≥ {self.min_z:g}"
+
+
+DEFAULT_SELECTION = Selection()
+
+
+def select_evidence(candidates: Sequence[Evidence], rules: Selection = DEFAULT_SELECTION) -> list[Evidence]:
     """The strongest rules (firings × log lift) of each kind that fire at least `min_count` times with
     lift ≥ `min_lift` and a z-score ≥ `min_z`; an n-gram only when it is more specific than its last
     token alone."""
+    r = rules
     strong = sorted(
-        (e for e in candidates if e.firings >= min_count and e.lift >= min_lift and z_score(e) >= min_z),
+        (
+            e
+            for e in candidates
+            if e.firings >= r.min_count and e.lift >= r.min_lift and z_score(e) >= r.min_z
+        ),
         key=_strength,
         reverse=True,
     )
-    tokens = [e for e in strong if e.kind == "token"][:max_tokens]
+    tokens = [e for e in strong if e.kind == "token"][: r.max_tokens]
     token_lift = {e.items[0]: e.lift for e in strong if e.kind == "token"}
     ngrams = [e for e in strong if e.kind == "ngram" and e.lift > 1.5 * token_lift.get(e.items[-1], 0.0)]
-    context = [e for e in strong if e.kind == "context"][:max_context]
-    return tokens + ngrams[:max_ngrams] + context
+    context = [e for e in strong if e.kind == "context"][: r.max_context]
+    return tokens + ngrams[: r.max_ngrams] + context
 
 
 def combined(evidence: Sequence[Evidence]) -> Evidence:

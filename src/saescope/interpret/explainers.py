@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from .clients.base import LLM, ChatRequest, Message
-from .evidence import Evidence, all_evidence, combined, select_evidence
+from .evidence import Evidence, Selection, all_evidence, combined, select_evidence
 from .parsing import read_explanation
 from .prompts import PROMPT_VERSION, explain_prompt
 from .records import DEFAULT_ACTIVE_FRACTION, LatentRecord
@@ -253,36 +253,14 @@ class StatsExplainer:
     prompt_version = STATS_VERSION
     """The method's version (what `Explanation.prompt_version` holds)."""
 
-    def __init__(
-        self,
-        *,
-        min_count: int = 2,
-        min_lift: float = 2.0,
-        min_z: float = 4.0,
-        max_tokens: int = 3,
-        max_ngrams: int = 2,
-        max_context: int = 2,
-        few_threshold: int = FEW_EXAMPLES,
-    ) -> None:
-        self.min_count = min_count
-        self.min_lift = min_lift
-        self.min_z = min_z
-        self.max_tokens = max_tokens
-        self.max_ngrams = max_ngrams
-        self.max_context = max_context
+    def __init__(self, *, few_threshold: int = FEW_EXAMPLES, **rules: Any) -> None:
+        self.rules = Selection(**rules)
+        """Which rules count (`evidence.Selection`: thresholds and how many of each kind)."""
         self.few_threshold = few_threshold
 
     def evidence(self, record: LatentRecord) -> list[Evidence]:
         """The selected rules, strongest of each kind first."""
-        return select_evidence(
-            all_evidence(record),
-            min_count=self.min_count,
-            min_lift=self.min_lift,
-            min_z=self.min_z,
-            max_tokens=self.max_tokens,
-            max_ngrams=self.max_ngrams,
-            max_context=self.max_context,
-        )
+        return select_evidence(all_evidence(record), self.rules)
 
     def explain_now(self, record: LatentRecord) -> Explanation:
         """The explanation, computed synchronously."""
@@ -291,10 +269,7 @@ class StatsExplainer:
         few = _few(record, self.few_threshold)
         raw = json.dumps({"evidence": [e.to_dict() for e in evidence]}, ensure_ascii=False)
         if not evidence:
-            error = (
-                "no token, n-gram or preceding token stands out "
-                f"(lift ≥ {self.min_lift:g}, ≥ {self.min_count} firings, z ≥ {self.min_z:g})"
-            )
+            error = f"no token, n-gram or preceding token stands out ({self.rules.describe()})"
             return Explanation(
                 record.latent, self.name, "", STATS_VERSION, "", None, False, error, n, few, raw
             )

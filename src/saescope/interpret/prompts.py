@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .records import Example, active_tokens, mark_active, mark_tokens, scale_0_10
+from ..example import Example
+from .records import active_tokens, mark_active, mark_tokens, scale_0_10
 
 PROMPT_VERSION = "saescope-interpret-v1"
 """Version of every prompt in this module."""

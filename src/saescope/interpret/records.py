@@ -1,8 +1,8 @@
 """What the interpreter knows about one SAE latent: its examples and its firing statistics.
 
-An `Example` is a window of decoded tokens around one place in the corpus with the latent's
-activation on every token (the latent index's query contract: `doc_id`, `position`, `activation`,
-`tokens`, `activations`). A `LatentRecord` gathers, for one latent, the examples an explainer may
+An example is a window of decoded tokens around one place in the corpus with the latent's
+activation on every token (`saescope.example.Example`, what the latent index answers). A
+`LatentRecord` gathers, for one latent, the examples an explainer may
 read (`train`, plus optional non-activating `background` text for contrast) and the examples only
 scorers see (`held_out`: activating examples from several activation quantiles mixed with
 non-activating ones), with the latent's firing frequency and maximum activation.
@@ -16,65 +16,17 @@ This module knows nothing about language models, prompts, scoring or the latent 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+from ..example import Example
 
 DEFAULT_ACTIVE_FRACTION = 0.3
 """A token is *active* (marked) when its activation exceeds this fraction of the example's maximum."""
 
 OPEN_MARK = "<<"
 CLOSE_MARK = ">>"
-
-
-class Example(NamedTuple):
-    """One context window around a place in the corpus, with the latent's activation per token."""
-
-    tokens: Sequence[str]
-    """Decoded tokens of the window, in order (leading spaces kept, e.g. `" def"`)."""
-    activations: Sequence[float]
-    """The latent's activation on each token (same length as `tokens`; 0 where it does not fire)."""
-    doc_id: int = -1
-    """Document the window comes from (-1 when unknown)."""
-    position: int = -1
-    """Token position in the document of the example's focus token (-1 when unknown)."""
-    activation: float = 0.0
-    """The latent's activation at `position` (for top examples: the example's maximum)."""
-
-    @property
-    def max_activation(self) -> float:
-        """The largest activation in the window (0 for an empty window)."""
-        return max(self.activations, default=0.0)
-
-    @property
-    def fires(self) -> bool:
-        """Whether the latent fires (activation > 0) anywhere in the window."""
-        return self.max_activation > 0
-
-    def text(self) -> str:
-        """The window as plain text (tokens joined)."""
-        return "".join(self.tokens)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Example:
-        """An example from the latent index's query contract (a dict with `tokens`, `activations`,
-        `doc_id`, `position`, `activation`); raises ValueError when the lengths disagree."""
-        tokens = tuple(str(t) for t in d["tokens"])
-        acts = tuple(float(a) for a in d["activations"])
-        if len(tokens) != len(acts):
-            raise ValueError(f"example has {len(tokens)} tokens but {len(acts)} activations")
-        activation = float(d.get("activation", max(acts, default=0.0)))
-        return cls(tokens, acts, int(d.get("doc_id", -1)), int(d.get("position", -1)), activation)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The query-contract dict (JSON values)."""
-        return {
-            "doc_id": self.doc_id,
-            "position": self.position,
-            "activation": self.activation,
-            "tokens": list(self.tokens),
-            "activations": list(self.activations),
-        }
 
 
 class TokenStat(NamedTuple):

@@ -1,7 +1,8 @@
 """Interpreting latents of an index resumably: what is stored is skipped, what is new is stored at once.
 
 `interpret_index` looks up what the index already holds for this explainer (its name, model and
-prompt version): a latent whose explanation is stored and scored by every scorer asked for is
+prompt version): a latent whose explanation is stored and scored by every scorer asked for (a
+score found not testable counts: the same explanation stays untestable; a failed one does not) is
 reported as `stored` and costs nothing; one whose explanation is stored but lacks a scorer is
 only scored by the missing ones (its explanation reused); the others are explained and scored.
 Work goes in chunks of latents — records built from the index, then `concurrent.explain_and_score`

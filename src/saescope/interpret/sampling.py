@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from typing import Literal
 
-from .records import Example
+from ..example import Example
 
 Strategy = Literal["top", "quantiles", "mixed"]
 STRATEGIES: tuple[Strategy, ...] = ("top", "quantiles", "mixed")

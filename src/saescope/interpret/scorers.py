@@ -13,12 +13,20 @@ activation quantile plus as many non-activating ones (`sampling.held_out_mix`):
   Pearson correlation with the true activations over all tokens (OpenAI's explain–simulate–score).
 - `StatsScorer`: no language model: the rules an explanation states (a statistics explanation's
   evidence, or the quoted tokens of any other) predict firing token by token; AUROC, F1,
-  precision, recall, with each rule's own numbers in `details`.
+  precision, recall, with each rule's own numbers in `details`. An explanation that states no
+  rule (`"descriptions of legal contracts"`) is *not testable* by it — still an explanation.
 
-Every value has a bootstrap 95% interval over examples (seeded), and a chance baseline: the same
-scorer on the same examples with another explanation (typically another latent's, passed in by
-the caller) or a given baseline text, with its own interval. `aggregate` averages scores over
-latents (bootstrap interval over latents); `by_latent` tabulates them per latent.
+Every value has a 95% interval (`metrics.estimate`: Wilson for proportions, a seeded bootstrap
+over examples otherwise) with its support, and a chance baseline: the same scorer on the same
+examples with another explanation (typically another latent's, passed in by the caller) or a given
+baseline text, with its own interval. Each `Score` says whether it was `measured`, is `undefined`
+on these examples (precision when nothing is predicted to fire), whether the explanation is
+`not_testable` by this scorer, or whether scoring `failed` — with the reason; only measured scores
+carry a number. `aggregate` averages measured scores over latents (bootstrap interval over
+latents); `by_latent` tabulates them per latent.
+
+Each scorer is registered under its `--scorers` name with how it is built from the settings
+(`scorer_registry`; the built-in ones at the end of this module).
 
 This module knows nothing about where records and explanations come from.
 """
@@ -27,25 +35,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 
+from ..example import Example
 from . import metrics as M
 from .clients.base import LLM, ChatRequest, ChatResponse, Message
 from .evidence import Evidence
 from .explainers import Explanation, evidence_of, given_explanation
 from .parsing import read_activations, read_labels
 from .prompts import PROMPT_VERSION, detect_prompt, fuzz_prompt, simulate_prompt
-from .records import DEFAULT_ACTIVE_FRACTION, Example, LatentRecord, active_mask
+from .records import DEFAULT_ACTIVE_FRACTION, LatentRecord, active_mask
 from .sampling import held_out_mix
+from .scorer_registry import register_scorer, scorer_settings
+
+if TYPE_CHECKING:
+    from ..config.interpret import InterpretConfig
 
 logger = logging.getLogger(__name__)
 
 Baseline = Explanation | str | None
 """A chance baseline: another explanation, a fixed text, or none."""
+
+
+ScoreStatus = Literal["measured", "undefined", "not_testable", "failed"]
+"""What became of one metric: `measured` (it has a value), `undefined` (the scorer ran, but the
+metric has no value on these examples), `not_testable` (the scorer cannot test this explanation)
+or `failed` (the scorer could not score it)."""
 
 
 class Score(NamedTuple):
@@ -58,19 +78,40 @@ class Score(NamedTuple):
     metric: str
     """Which metric (`accuracy`, `precision`, `recall`, `f1`, `auroc`, `pearson`)."""
     value: float
-    """The metric over all scored examples (NaN when undefined or nothing could be scored)."""
+    """The metric over all scored examples (NaN unless `status` is `measured`)."""
     ci_low: float
-    """Lower end of the bootstrap 95% interval."""
+    """Lower end of the 95% interval (Wilson for proportions, bootstrap otherwise; NaN when none)."""
     ci_high: float
-    """Upper end of the bootstrap 95% interval."""
+    """Upper end of the 95% interval."""
     baseline: float
-    """The same metric for the baseline explanation (NaN without a baseline)."""
+    """The same metric for the baseline explanation (NaN without a baseline, or when it has none)."""
     baseline_ci_low: float
+    """Lower end of the baseline's 95% interval."""
     baseline_ci_high: float
+    """Upper end of the baseline's 95% interval."""
     n: int
     """Examples scored (those the model gave a usable answer for)."""
     details: dict[str, Any]
     """JSON values: counts, failures, per-rule numbers, the baseline's text."""
+    status: ScoreStatus = "measured"
+    """`measured`, `undefined`, `not_testable` or `failed` (see `ScoreStatus`)."""
+    reason: str = ""
+    """Why there is no value ("" when measured)."""
+    support: int = 0
+    """What the value rests on: the items predicted to fire (precision), those that fire (recall,
+    F1), all of them (accuracy), the rarer class (AUROC), the examples (Pearson) — items are the
+    examples, or what `details["support_unit"]` names (the statistics scorer's tokens); 0 when
+    unknown (scores stored by earlier versions). Below `metrics.FEW` the interval is flagged wide."""
+
+    @property
+    def measured(self) -> bool:
+        """Whether the metric has a value."""
+        return self.status == "measured" and bool(np.isfinite(self.value))
+
+    @property
+    def wide(self) -> bool:
+        """Whether its interval rests on fewer than `metrics.FEW` items."""
+        return 0 < self.support < M.FEW
 
     def to_dict(self) -> dict[str, Any]:
         """JSON values (NaN kept as NaN, which Python's json writes and reads)."""
@@ -78,8 +119,31 @@ class Score(NamedTuple):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Score:
-        """The inverse of `to_dict`."""
-        return cls(**{k: d[k] for k in cls._fields})
+        """The inverse of `to_dict` (also of one written before `status` existed)."""
+        fields = {k: d[k] for k in cls._fields if k in d}
+        if "status" not in d:
+            fields["status"], fields["reason"] = legacy_status(float(d["value"]), d["details"])
+        return cls(**fields)
+
+
+def settled(score: Score) -> Score:
+    """`score` with a status that fits its value: one left `measured` without a value (built by code
+    that predates statuses) reads as `legacy_status` says."""
+    if score.status == "measured" and not np.isfinite(score.value):
+        status, reason = legacy_status(score.value, score.details)
+        return score._replace(status=status, reason=reason)
+    return score
+
+
+def legacy_status(value: float, details: dict[str, Any]) -> tuple[ScoreStatus, str]:
+    """The status and reason of a score stored before scores had one: failed with the error its
+    details hold, else measured or undefined by its value."""
+    error = details.get("error")
+    if error:
+        return "failed", str(error)
+    if np.isfinite(value):
+        return "measured", ""
+    return "undefined", "not measured"
 
 
 class Scorer(Protocol):
@@ -94,18 +158,33 @@ class Scorer(Protocol):
         ...
 
 
+MeasureStatus = Literal["measured", "not_testable", "failed"]
+"""What became of one scorer's measurement of one explanation (its metrics may still be undefined)."""
+
+
 class Measured(NamedTuple):
-    """Per-example statistics of one explanation, ready for the bootstrap."""
+    """Per-example statistics of one explanation, ready for the intervals."""
 
     rows: dict[str, tuple[np.ndarray, M.Metric]]
     """Metric name → (rows, one per example; the function of their sum)."""
     n: int
     """Examples scored."""
     details: dict[str, Any]
+    """JSON values: counts, failures, per-rule numbers."""
+    status: MeasureStatus = "measured"
+    """`measured`, `not_testable` (the explanation gives this scorer nothing to test) or `failed`."""
+    reason: str = ""
+    """Why nothing was measured ("" when measured)."""
+    missing: tuple[tuple[str, str], ...] = ()
+    """(metric, why it has no value) for metrics left out of `rows` on purpose."""
 
 
 def _failed(reason: str) -> Measured:
-    return Measured({}, 0, {"error": reason})
+    return Measured({}, 0, {"error": reason}, "failed", reason)
+
+
+def _not_testable(reason: str) -> Measured:
+    return Measured({}, 0, {}, "not_testable", reason)
 
 
 def as_explanation(baseline: Explanation | str) -> Explanation:
@@ -119,7 +198,9 @@ class _ScorerBase:
     name = "base"
     metrics: tuple[str, ...] = ()
 
-    def __init__(self, per_bin: int, n_bins: int, seed: int, n_resamples: int) -> None:
+    def __init__(
+        self, *, per_bin: int = 5, n_bins: int = 4, seed: int = 0, n_resamples: int = M.N_RESAMPLES
+    ) -> None:
         self.per_bin = per_bin
         self.n_bins = n_bins
         self.seed = seed
@@ -151,25 +232,38 @@ class _ScorerBase:
         explanations = [explanation] if base is None else [explanation, base]
         measured = await asyncio.gather(*(self._measure(record, e) for e in explanations))
         main, other = measured[0], (measured[1] if base is not None else None)
-        if "error" in main.details:
-            logger.info("latent %d: %s scorer: %s", record.latent, self.name, main.details["error"])
+        if main.status != "measured":
+            logger.info("latent %d: %s scorer: %s: %s", record.latent, self.name, main.status, main.reason)
         details = dict(main.details)
         if base is not None and other is not None:
             details["baseline_text"] = base.text
-            if "error" in other.details:
-                details["baseline_error"] = other.details["error"]
-        scores = []
-        for metric in self.metrics:
-            value = self._interval(main, metric)
-            chance = self._interval(other, metric)
-            scores.append(Score(record.latent, self.name, metric, *value, *chance, main.n, details))
-        return scores
+            if other.status != "measured":
+                details["baseline_error"] = other.reason
+        return [self._score(record.latent, metric, main, other, details) for metric in self.metrics]
 
-    def _interval(self, measured: Measured | None, metric: str) -> M.Interval:
-        if measured is None or metric not in measured.rows:
-            return M.NAN_INTERVAL
+    def _score(
+        self, latent: int, metric: str, main: Measured, other: Measured | None, details: dict[str, Any]
+    ) -> Score:
+        value = self._estimate(main, metric)
+        chance = self._estimate(other, metric)
+        status: ScoreStatus = main.status
+        reason = main.reason
+        if status == "measured" and not np.isfinite(value.value):
+            status, reason = "undefined", value.undefined or dict(main.missing).get(metric, "not measured")
+        head = (latent, self.name, metric, *value[:3], *chance[:3], main.n, details)
+        return Score(*head, status, reason, value.support)
+
+    def _estimate(self, measured: Measured | None, metric: str) -> M.Estimate:
+        if measured is None or measured.status != "measured":
+            return M.Estimate(math.nan, math.nan, math.nan, 0, "")
+        if metric not in measured.rows:
+            return M.Estimate(math.nan, math.nan, math.nan, 0, dict(measured.missing).get(metric, ""))
         rows, fn = measured.rows[metric]
-        return M.bootstrap(rows, fn, self.n_resamples, self.seed)
+        return M.estimate(rows, fn, self.n_resamples, self.seed)
+
+
+NO_PROBABILITIES = "the answers said yes or no, without probabilities"
+"""Why a label scorer has no AUROC."""
 
 
 def _confusion_and_auroc(
@@ -206,26 +300,24 @@ def _read_groups(
     return answers, errors
 
 
-class _LabelScorer(_ScorerBase):
+class _ModelScorer(_ScorerBase):
+    """A scorer that asks a language model (`client`, `model`); the other options as `_ScorerBase`."""
+
+    def __init__(self, client: LLM, model: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.client = client
+        self.model = model
+
+
+class _LabelScorer(_ModelScorer):
     """Shared by detection and fuzzing: excerpts in groups, one 0/1 (or probability) per excerpt."""
 
     metrics = ("accuracy", "precision", "recall", "f1", "auroc")
 
     def __init__(
-        self,
-        client: LLM,
-        model: str,
-        *,
-        per_bin: int = 5,
-        n_bins: int = 4,
-        group_size: int = 5,
-        max_tokens: int = 200,
-        seed: int = 0,
-        n_resamples: int = M.N_RESAMPLES,
+        self, client: LLM, model: str, *, group_size: int = 5, max_tokens: int = 200, **options: Any
     ) -> None:
-        super().__init__(per_bin, n_bins, seed, n_resamples)
-        self.client = client
-        self.model = model
+        super().__init__(client, model, **options)
         self.group_size = group_size
         self.max_tokens = max_tokens
 
@@ -267,8 +359,10 @@ class _LabelScorer(_ScorerBase):
             "errors": errors[:3],
         }
         if not truth:
-            return Measured({}, 0, {**details, "error": "no usable answer"})
-        return Measured(_confusion_and_auroc(truth, said, self.metrics), len(truth), details)
+            return Measured({}, 0, {**details, "error": "no usable answer"}, "failed", "no usable answer")
+        rows = _confusion_and_auroc(truth, said, self.metrics)
+        missing = (("auroc", NO_PROBABILITIES),) if "auroc" in self.metrics and "auroc" not in rows else ()
+        return Measured(rows, len(truth), details, missing=missing)
 
 
 class DetectionScorer(_LabelScorer):
@@ -325,25 +419,11 @@ class FuzzingScorer(_LabelScorer):
         return fuzz_prompt(explanation, [ex for ex, _, _ in group], masks)
 
 
-class SimulationScorer(_ScorerBase):
+class SimulationScorer(_ModelScorer):
     """How well do activations a model predicts from the explanation correlate with the truth?"""
 
     name = "simulation"
     metrics = ("pearson",)
-
-    def __init__(
-        self,
-        client: LLM,
-        model: str,
-        *,
-        per_bin: int = 5,
-        n_bins: int = 4,
-        seed: int = 0,
-        n_resamples: int = M.N_RESAMPLES,
-    ) -> None:
-        super().__init__(per_bin, n_bins, seed, n_resamples)
-        self.client = client
-        self.model = model
 
     async def measure(self, record: LatentRecord, explanation: Explanation) -> Measured:
         """One request per excerpt; Pearson correlation over all tokens of the answered ones."""
@@ -380,7 +460,7 @@ class SimulationScorer(_ScorerBase):
             "errors": errors[:3],
         }
         if n == 0:
-            return Measured({}, 0, {**details, "error": "no usable answer"})
+            return Measured({}, 0, {**details, "error": "no usable answer"}, "failed", "no usable answer")
         return Measured({"pearson": (M.pearson_rows(predicted, true, groups, n), M.pearson)}, n, details)
 
 
@@ -407,16 +487,8 @@ class StatsScorer(_ScorerBase):
     name = "statistics"
     metrics = ("auroc", "f1", "precision", "recall")
 
-    def __init__(
-        self,
-        *,
-        per_bin: int = 5,
-        n_bins: int = 4,
-        min_precision: float = 0.5,
-        seed: int = 0,
-        n_resamples: int = M.N_RESAMPLES,
-    ) -> None:
-        super().__init__(per_bin, n_bins, seed, n_resamples)
+    def __init__(self, *, min_precision: float = 0.5, **options: Any) -> None:
+        super().__init__(**options)
         self.min_precision = min_precision
 
     async def measure(self, record: LatentRecord, explanation: Explanation) -> Measured:
@@ -424,7 +496,7 @@ class StatsScorer(_ScorerBase):
         firing when its precision is at least `min_precision`)."""
         rules = evidence_of(explanation)
         if not rules:
-            return _failed("the explanation states no token rules (quote tokens to make it testable)")
+            return _not_testable("the explanation quotes no tokens and states no token rules")
         examples = [ex for ex, _ in self.held_out(record)]
         if not examples:
             return _failed("no held-out examples to score on")
@@ -449,6 +521,7 @@ class StatsScorer(_ScorerBase):
         y = np.asarray(truth, dtype=bool)
         details = {
             "n_tokens": len(truth),
+            "support_unit": "tokens",
             "n_firing_tokens": int(y.sum()),
             "rules": [_rule_numbers(rule, hits[r], y) for r, rule in enumerate(rules)],
         }
@@ -462,41 +535,59 @@ class Aggregate(NamedTuple):
     """One scorer's metric averaged over latents."""
 
     scorer: str
+    """Which scorer."""
     metric: str
+    """Which metric."""
     mean: float
-    """Mean over latents with a defined value."""
+    """Mean over the latents where it was measured."""
     ci_low: float
-    """Bootstrap 95% interval of the mean, resampling latents."""
+    """Lower end of the bootstrap 95% interval of the mean, resampling latents (NaN from one latent)."""
     ci_high: float
+    """Upper end of that interval."""
     baseline: float
-    """Mean of the baselines over latents that have one."""
+    """Mean of the baselines over latents that have one (NaN when none has)."""
     baseline_ci_low: float
+    """Lower end of the baseline mean's interval."""
     baseline_ci_high: float
+    """Upper end of the baseline mean's interval."""
     n_latents: int
-    """Latents with a defined value."""
+    """Latents where the metric was measured."""
+    n_baselines: int = 0
+    """Of those, latents whose baseline has a value."""
 
     def line(self) -> str:
-        """`detection f1: 0.82 [0.78, 0.85] vs baseline 0.51 [0.47, 0.55] (n=120 latents)`."""
-        text = f"{self.scorer} {self.metric}: {self.mean:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"
+        """`detection f1: 0.820 [0.780, 0.850] vs baseline 0.510 [0.470, 0.550] (n=120 latents)`; a
+        mean over fewer than `metrics.FEW` latents is flagged wide, one over a single latent has no
+        interval."""
+        text = f"{self.scorer} {self.metric}: {M.interval_text(self.mean, self.ci_low, self.ci_high)}"
         if np.isfinite(self.baseline):
-            text += (
-                f" vs baseline {self.baseline:.3f} [{self.baseline_ci_low:.3f}, {self.baseline_ci_high:.3f}]"
-            )
-        return f"{text} (n={self.n_latents} latents)"
+            chance = M.interval_text(self.baseline, self.baseline_ci_low, self.baseline_ci_high)
+            text += f" vs baseline {chance}"
+        count = f"n={self.n_latents} latent{'s' * (self.n_latents != 1)}"
+        if self.n_latents == 1:
+            count += ": no interval"
+        elif self.n_latents < M.FEW:
+            count += ", wide"
+        if np.isfinite(self.baseline) and self.n_baselines != self.n_latents:
+            count += f"; baseline n={self.n_baselines}"
+        return f"{text} ({count})"
 
 
 def aggregate(scores: Iterable[Score], n_resamples: int = M.N_RESAMPLES, seed: int = 0) -> list[Aggregate]:
-    """Mean of each (scorer, metric) over latents, with bootstrap intervals over latents."""
+    """Mean of each (scorer, metric) over the latents where it was measured, with bootstrap
+    intervals over latents (a metric measured nowhere is left out)."""
     by_key: dict[tuple[str, str], list[Score]] = {}
     for s in scores:
-        by_key.setdefault((s.scorer, s.metric), []).append(s)
+        if s.measured:
+            by_key.setdefault((s.scorer, s.metric), []).append(s)
     out = []
     for (scorer, metric), group in by_key.items():
         values = M.mean_rows([s.value for s in group])
         baselines = M.mean_rows([s.baseline for s in group])
-        mean = M.bootstrap(values, M.mean, n_resamples, seed)
-        base = M.bootstrap(baselines, M.mean, n_resamples, seed)
-        out.append(Aggregate(scorer, metric, *mean, *base, len(values)))
+        mean = M.estimate(values, M.mean, n_resamples, seed)
+        base = M.estimate(baselines, M.mean, n_resamples, seed)
+        counts = (len(values), len(baselines))
+        out.append(Aggregate(scorer, metric, *mean[:3], *base[:3], *counts))
     return out
 
 
@@ -515,3 +606,35 @@ def beats_baseline(score: Score) -> bool:
         and np.isfinite(score.baseline_ci_high)
         and score.ci_low > score.baseline_ci_high
     )
+
+
+# ----------------------------------------------------------------------------- registered
+
+
+def _sizes(cfg: InterpretConfig) -> dict[str, int]:
+    return {"per_bin": cfg.score_per_bin, "n_bins": cfg.score_bins, "seed": cfg.seed}
+
+
+def _asked(client: LLM | None) -> LLM:
+    assert client is not None, "the registry builds a scorer that asks a model only with a client"
+    return client
+
+
+@register_scorer(scorer_settings("detection"))
+def detection_scorer(cfg: InterpretConfig, client: LLM | None) -> Scorer:
+    return DetectionScorer(_asked(client), cfg.llm_model, **_sizes(cfg))
+
+
+@register_scorer(scorer_settings("fuzzing"))
+def fuzzing_scorer(cfg: InterpretConfig, client: LLM | None) -> Scorer:
+    return FuzzingScorer(_asked(client), cfg.llm_model, **_sizes(cfg))
+
+
+@register_scorer(scorer_settings("simulation"))
+def simulation_scorer(cfg: InterpretConfig, client: LLM | None) -> Scorer:
+    return SimulationScorer(_asked(client), cfg.llm_model, **_sizes(cfg))
+
+
+@register_scorer(scorer_settings("stats"))
+def stats_scorer(cfg: InterpretConfig, client: LLM | None) -> Scorer:
+    return StatsScorer(**_sizes(cfg))

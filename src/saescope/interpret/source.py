@@ -27,9 +27,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..example import Example
 from ..index.reader import Index
-from ..index.results import Example as IndexExample
-from .records import Example, LatentRecord, TokenStat
+from .records import LatentRecord, TokenStat
 
 
 class RecordSettings(NamedTuple):
@@ -112,13 +112,6 @@ def split_firings(
     return Firings(train, held)
 
 
-def as_example(e: IndexExample) -> Example:
-    """An index query's example as the interpreter's `Example`."""
-    return Example(
-        tuple(e.tokens), tuple(float(a) for a in e.activations), e.doc_id, e.position, e.activation
-    )
-
-
 def without_overlap(examples: Sequence[Example], taken: Sequence[Example], reach: int) -> list[Example]:
     """`examples` less those within `reach` positions of one of `taken` in the same document."""
     spots = {(t.doc_id, t.position) for t in taken}
@@ -158,12 +151,12 @@ class IndexRecords:
     def windows(self, latent: int, keys: np.ndarray, values: np.ndarray, chosen: np.ndarray) -> list[Example]:
         s = self.settings
         centres = list(zip(keys[chosen].tolist(), values[chosen].tolist()))
-        return [as_example(e) for e in self.index.windows(latent, centres, s.before, s.after)]
+        return self.index.windows(latent, centres, s.before, s.after)
 
     def quiet_windows(self, latent: int, n: int) -> tuple[list[Example], list[Example]]:
         """(held-out, background): random windows where the latent fires nowhere, not overlapping."""
         s = self.settings
-        found = [as_example(e) for e in self.index.random_examples(latent, 2 * n, s.seed, s.before, s.after)]
+        found = self.index.random_examples(latent, 2 * n, s.seed, s.before, s.after)
         held = found[:n]
         return held, without_overlap(found[n:], held, s.before + s.after)
 

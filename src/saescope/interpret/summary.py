@@ -3,9 +3,13 @@
 `LatentReport` is one latent's outcome — explained now, found already stored, or failed — with
 its explanation, its scores and the problems met (one line each). `InterpretResult` is the whole
 run (`saescope interpret`): its `render()` prints a few lines per latent (explanation,
-confidence, each score with its 95% interval beside the chance baseline's), the mean of each
-score over latents with its interval, the latents set aside, and the usage line (calls, tokens,
-cost); `to_json()` gives the same as one document.
+confidence, each measured score with its 95% interval beside the chance baseline's, and what it
+rests on when that is not the scorer's examples — flagged wide below `metrics.FEW`), the mean of
+each score over the latents where it was measured, the latents set aside, and the usage line
+(calls, tokens, cost, or what could not be priced); `to_json()` gives the same as one document.
+Nothing unmeasured is printed as a number: a metric without a value is named with its reason
+(`not measured: precision (nothing was predicted to fire)`) and is null in the JSON; a scorer
+that cannot test an explanation says so (`statistics: not testable (…)`) without failing the latent.
 
 This module knows nothing about how the results were computed or stored.
 """
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from . import metrics as M
 from .clients.usage import UsageMeter
 from .concurrent import LatentResult
 from .explainers import Explanation
@@ -29,40 +34,65 @@ SHOWN = 25
 """Latents shown in full by `render` (the JSON document holds all)."""
 
 
-def _interval(value: float, low: float, high: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def score_line(s: Score) -> str:
-    """`accuracy 0.850 [0.750, 0.950] (baseline 0.500)`."""
-    text = f"{s.metric} {_interval(s.value, s.ci_low, s.ci_high)}"
-    return text + (f" (baseline {s.baseline:.3f})" if math.isfinite(s.baseline) else "")
+    """`accuracy 0.850 [0.750, 0.950] (baseline 0.500)`; with what it rests on when that is not
+    the scorer's examples: `precision 0.750 [0.301, 0.954] (n=4, wide; baseline 0.500)`,
+    `recall 0.786 [0.662, 0.887] (n=56 tokens; baseline 0.000)`."""
+    notes = []
+    unit = s.details.get("support_unit")
+    if s.wide or (s.support and (s.support != s.n or unit)):
+        notes.append(f"n={s.support}" + (f" {unit}" if unit else "") + (", wide" if s.wide else ""))
+    if math.isfinite(s.baseline):
+        notes.append(f"baseline {s.baseline:.3f}")
+    text = f"{s.metric} {M.interval_text(s.value, s.ci_low, s.ci_high)}"
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _scorer_line(name: str, group: Sequence[Score]) -> str | None:
+    """One scorer's line (None when it failed: `problems` says why)."""
+    untestable = next((s for s in group if s.status == "not_testable"), None)
+    if untestable is not None:
+        return f"{name}: not testable ({untestable.reason})"
+    measured = [s for s in group if s.measured]
+    undefined = [s for s in group if s.status == "undefined"]
+    if not measured and not undefined:
+        return None
+    shown = [", ".join(score_line(s) for s in measured)] if measured else []
+    if undefined:
+        shown.append(f"not measured: {', '.join(f'{s.metric} ({s.reason})' for s in undefined)}")
+    no_baseline = group[0].details.get("baseline_error")
+    if no_baseline:
+        shown.append(f"no baseline ({no_baseline})")
+    elif measured and not any(math.isfinite(s.baseline) for s in measured):
+        shown.append("no chance baseline")  # one latent has no other's explanation to be compared with
+    return f"{name} (n={group[0].n}): {'; '.join(shown)}"
 
 
 def scorer_lines(scores: Sequence[Score]) -> list[str]:
-    """One line per scorer: `detection (n=40): accuracy 0.850 [0.750, 0.950] (baseline 0.500), …`."""
+    """One line per scorer that measured something or found the explanation not testable:
+    `detection (n=40): accuracy 0.850 [0.750, 0.950] (baseline 0.500), …; not measured: auroc (…)`,
+    ending with why there is no baseline when its explanation could not be scored, or that there is
+    none."""
     by_scorer: dict[str, list[Score]] = {}
     for s in scores:
-        if "error" not in s.details:
-            by_scorer.setdefault(s.scorer, []).append(s)
-    return [
-        f"{name} (n={group[0].n}): {', '.join(score_line(s) for s in group)}"
-        for name, group in by_scorer.items()
-    ]
+        by_scorer.setdefault(s.scorer, []).append(s)
+    lines = (_scorer_line(name, group) for name, group in by_scorer.items())
+    return [line for line in lines if line is not None]
 
 
 def problems(result: LatentResult) -> tuple[str, ...]:
-    """One line per problem of a latent: its failure, and each scorer that measured nothing."""
+    """One line per problem of a latent: its failure, and each scorer that failed to score it."""
     found = [result.error] if result.error else []
     for s in result.scores:
-        error = s.details.get("error")
-        if error and f"{s.scorer}: {error}" not in found:
-            found.append(f"{s.scorer}: {error}")
+        line = f"{s.scorer}: {s.reason}"
+        if s.status == "failed" and line not in found:
+            found.append(line)
     return tuple(found)
+
+
+def not_testable(scores: Sequence[Score]) -> tuple[str, ...]:
+    """The scorers that found the explanation not testable."""
+    return tuple(dict.fromkeys(s.scorer for s in scores if s.status == "not_testable"))
 
 
 class LatentReport(NamedTuple):
@@ -83,15 +113,14 @@ class LatentReport(NamedTuple):
 
     @property
     def ok(self) -> bool:
-        """Explained, and scored by at least one scorer when any ran."""
+        """Explained, and — when scorers ran — measured or found not testable by at least one."""
         return self.status != "failed"
 
     @classmethod
     def of(cls, result: LatentResult, firings: int, stored: bool = False) -> LatentReport:
         """The report of a pipeline result."""
         e = result.explanation
-        measured = any("error" not in s.details for s in result.scores)
-        ok = result.error is None and e is not None and e.ok and (measured or not result.scores)
+        ok = result.ok and e is not None and e.ok
         status: Status = ("stored" if stored else "new") if ok else "failed"
         return cls(result.latent, status, firings, e, result.scores, problems(result))
 
@@ -132,17 +161,21 @@ class Usage(NamedTuple):
     failed: int
     prompt_tokens: int
     completion_tokens: int
-    cost: float
-    """Estimated US dollars (0 for local models and unpriced ones)."""
+    cost: float | None
+    """Estimated US dollars of the priced calls (0 for a local model; None when calls were sent and
+    none could be priced: a model not in the price table, or not the provider's own endpoint)."""
+    unpriced: dict[str, str]
+    """Model → why its calls are not priced (empty when every call is)."""
     line: str
     """The one-line summary."""
 
     @classmethod
     def of(cls, meter: UsageMeter | None) -> Usage:
         if meter is None:
-            return cls(0, 0, 0, 0, 0, 0.0, "no language model asked")
+            return cls(0, 0, 0, 0, 0, 0.0, {}, "no language model asked")
         t = meter.total()
-        return cls(t.calls, t.cached, t.failed, t.prompt_tokens, t.completion_tokens, t.cost, meter.summary())
+        counts = (t.calls, t.cached, t.failed, t.prompt_tokens, t.completion_tokens)
+        return cls(*counts, meter.cost(), meter.unpriced(), meter.summary())
 
     def to_json(self) -> dict[str, Any]:
         return self._asdict()
@@ -205,17 +238,22 @@ class InterpretResult(NamedTuple):
     def render(self) -> str:
         counts = {s: sum(1 for r in self.latents if r.status == s) for s in ("new", "stored", "failed")}
         by = f"{self.explainer} explainer" + (f" ({self.model})" if self.model else "")
+        untestable: dict[str, int] = {}
+        for r in self.latents:
+            for scorer in not_testable(r.scores):
+                untestable[scorer] = untestable.get(scorer, 0) + 1
+        aside = "".join(f"; not testable by {k}: {v}" for k, v in untestable.items())
         lines = [
             f"{self.index_dir}: {len(self.latents)} latents by the {by}, "
             f"scored by {', '.join(self.scorers)}: {counts['new']} new, "
-            f"{counts['stored']} already stored, {counts['failed']} failed ({self.elapsed_s:.1f}s)"
+            f"{counts['stored']} already stored, {counts['failed']} failed{aside} ({self.elapsed_s:.1f}s)"
         ]
         for r in self.latents[:SHOWN]:
             lines += r.lines()
         if len(self.latents) > SHOWN:
             lines.append(f"… {len(self.latents) - SHOWN} more latents (--json lists them all)")
         if self.overall:
-            lines.append("overall (mean over latents, 95% interval):")
+            lines.append("overall (mean over the latents where measured, 95% interval):")
             lines += [f"    {a.line()}" for a in self.overall]
         if self.skipped:
             lines.append(skipped_line(self.skipped))
@@ -226,8 +264,8 @@ class InterpretResult(NamedTuple):
 
 
 def overall(reports: Sequence[LatentReport]) -> tuple[Aggregate, ...]:
-    """Each measured score's mean over the latents that have it."""
-    return tuple(aggregate(s for r in reports for s in r.scores if "error" not in s.details))
+    """Each score's mean over the latents where it was measured (a metric measured nowhere is left out)."""
+    return tuple(aggregate(s for r in reports for s in r.scores))
 
 
 __all__ = [
@@ -235,6 +273,7 @@ __all__ = [
     "InterpretResult",
     "LatentReport",
     "Usage",
+    "not_testable",
     "overall",
     "problems",
     "score_line",

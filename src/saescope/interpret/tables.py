@@ -11,14 +11,24 @@ In the index folder (any engine that reads Parquet reads them without saescope):
                            score, `best.HEADLINES`) and `headline_value`; the last three are set
                            by compaction, so that readers need none of this package's rules
     scores.parquet         one row per (latent, explainer, model, prompt_version, scorer,
-                           scorer_model, metric): `value`, `ci_low`, `ci_high` (bootstrap 95%),
-                           `baseline`, `baseline_ci_low`, `baseline_ci_high` (the same scorer on
-                           another latent's explanation), `n` (examples scored), `error` (why
-                           nothing could be scored), `details` (JSON), `created`; a missing value
+                           scorer_model, metric): `value`, `ci_low`, `ci_high` (95%: Wilson for
+                           proportions, bootstrap otherwise), `baseline`, `baseline_ci_low`,
+                           `baseline_ci_high` (the same scorer on another latent's explanation),
+                           `n` (examples scored), `status` (`measured`, `undefined`: no value on
+                           these examples, `not_testable`: the scorer cannot test the explanation,
+                           `failed`), `reason` (why there is no value), `support` (what the value
+                           rests on), `error` (the reason again when nothing could be scored:
+                           not testable or failed), `details` (JSON), `created`; a missing value
                            is null
     explanations/part-*.parquet, scores/part-*.parquet
                            rows written since the last compaction
     interpret/             the response cache, batch state, and the lock compaction holds
+
+Tables written by an earlier version lack some columns: they read as null, and compaction writes
+them back with every column of the current schema (a score's `status` derived from its `error`
+and `value`: failed when it has an error, else measured or undefined); a reader of that version
+drops the columns it does not know and, seeing the `error` of a not-testable score, takes it for
+unscored.
 
 Results are written as they come, scores first, then explanations, each file atomically
 (`files.write_atomic`); a latent counts as done only once its explanation row exists. A result
@@ -60,7 +70,7 @@ from ..index.format import EXPLANATIONS, SCORES
 from .best import Interpretation, best_of
 from .concurrent import LatentResult
 from .explainers import Explanation
-from .scorers import Score
+from .scorers import Score, legacy_status, settled
 
 EXPLANATION_PARTS = "explanations"
 SCORE_PARTS = "scores"
@@ -71,12 +81,17 @@ TIMESTAMP = pa.timestamp("ms", tz="UTC")
 EXPLANATION_KEY = ("latent", "explainer", "model", "prompt_version")
 SCORE_KEY = (*EXPLANATION_KEY, "scorer", "scorer_model", "metric")
 
+KEY_FIELDS = [
+    ("latent", pa.int32()),
+    ("explainer", pa.string()),
+    ("model", pa.string()),
+    ("prompt_version", pa.string()),
+]
+"""The columns of `EXPLANATION_KEY`, first in both tables."""
+
 EXPLANATION_SCHEMA = pa.schema(
     [
-        ("latent", pa.int32()),
-        ("explainer", pa.string()),
-        ("model", pa.string()),
-        ("prompt_version", pa.string()),
+        *KEY_FIELDS,
         ("explanation", pa.string()),
         ("confidence", pa.float64()),
         ("ok", pa.bool_()),
@@ -93,10 +108,7 @@ EXPLANATION_SCHEMA = pa.schema(
 VALUES = ("value", "ci_low", "ci_high", "baseline", "baseline_ci_low", "baseline_ci_high")
 SCORE_SCHEMA = pa.schema(
     [
-        ("latent", pa.int32()),
-        ("explainer", pa.string()),
-        ("model", pa.string()),
-        ("prompt_version", pa.string()),
+        *KEY_FIELDS,
         ("scorer", pa.string()),
         ("scorer_model", pa.string()),
         ("metric", pa.string()),
@@ -105,8 +117,13 @@ SCORE_SCHEMA = pa.schema(
         ("error", pa.string()),
         ("details", pa.string()),
         ("created", TIMESTAMP),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("support", pa.int32()),
     ]
 )
+UNSCORED = ("not_testable", "failed")
+"""Score statuses whose reason is also written as `error` (what earlier versions read)."""
 
 
 class ExplanationKey(NamedTuple):
@@ -159,7 +176,7 @@ def score_table(
 ) -> pa.Table:
     """Score rows of one explanation (`scorer_models`: the model each scorer asked, "" for none)."""
     rows = []
-    for s in scores:
+    for s in map(settled, scores):
         rows.append(
             {
                 "latent": s.latent,
@@ -169,9 +186,12 @@ def score_table(
                 "metric": s.metric,
                 **{name: _number(getattr(s, name)) for name in VALUES},
                 "n": s.n,
-                "error": s.details.get("error"),
+                "error": s.reason if s.status in UNSCORED else None,
                 "details": json.dumps(json_safe(s.details), ensure_ascii=False),
                 "created": created,
+                "status": s.status,
+                "reason": s.reason or None,
+                "support": s.support,
             }
         )
     return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
@@ -246,14 +266,29 @@ def _read(paths: Sequence[Path], schema: pa.Schema) -> pa.Table:
     return table.append_column("_seq", pa.array(np.arange(table.num_rows)))
 
 
+def with_status(scores: pa.Table) -> pa.Table:
+    """Scores with `status` filled where a table from an earlier version left it null: failed when
+    the row has an error, else measured or undefined by its value."""
+    column = scores.column("status")
+    if column.null_count == 0:
+        return scores
+    derived = pc.if_else(
+        pc.is_valid(scores.column("error")),
+        "failed",
+        pc.if_else(pc.is_valid(scores.column("value")), "measured", "undefined"),
+    )
+    filled = pc.coalesce(column, derived)
+    return scores.set_column(scores.schema.get_field_index("status"), "status", filled)
+
+
 def _merge(index_dir: Path) -> Tables:
     explanation_parts = sorted((index_dir / EXPLANATION_PARTS).glob("part-*.parquet"))
     score_parts = sorted((index_dir / SCORE_PARTS).glob("part-*.parquet"))
     folded = [index_dir / EXPLANATIONS] if (index_dir / EXPLANATIONS).is_file() else []
     scored = [index_dir / SCORES] if (index_dir / SCORES).is_file() else []
     explanations = _read(folded + explanation_parts, EXPLANATION_SCHEMA)
-    scores = _read(scored + score_parts, SCORE_SCHEMA)
-    scores = scores.append_column("_clean", pc.is_null(scores.column("error")))
+    scores = with_status(_read(scored + score_parts, SCORE_SCHEMA))
+    scores = scores.append_column("_clean", pc.not_equal(scores.column("status"), "failed"))
     explanations = latest(explanations, EXPLANATION_KEY, ("ok", "created", "_seq")).drop_columns(["_seq"])
     scores = latest(scores, SCORE_KEY, ("_clean", "created", "_seq")).drop_columns(["_seq", "_clean"])
     return Tables(explanations, scores, tuple(explanation_parts + score_parts))
@@ -274,20 +309,10 @@ def _score_of(row: Mapping[str, Any]) -> Score:
         math.nan if row[name] is None else float(row[name]) for name in VALUES
     )
     details = json.loads(row["details"]) if row["details"] else {}
-    n = int(row["n"])
-    return Score(
-        int(row["latent"]),
-        row["scorer"],
-        row["metric"],
-        value,
-        low,
-        high,
-        base,
-        base_low,
-        base_high,
-        n,
-        details,
-    )
+    status = row["status"] or legacy_status(value, details)[0]
+    reason = row["reason"] or row["error"] or ("" if status == "measured" else "not measured")
+    head = (int(row["latent"]), row["scorer"], row["metric"], value, low, high, base, base_low, base_high)
+    return Score(*head, int(row["n"]), details, status, reason, int(row["support"] or 0))
 
 
 def _explanation_of(row: Mapping[str, Any]) -> Explanation:
@@ -319,8 +344,9 @@ def interpretations_of(tables: Tables) -> list[Interpretation]:
 
 
 def measured(tables: Tables) -> set[tuple[int, ExplanationKey, str, str]]:
-    """(latent, explanation key, scorer, scorer model) of every score measured without error."""
-    clean = tables.scores.filter(pc.is_null(tables.scores.column("error")))
+    """(latent, explanation key, scorer, scorer model) of every score that needs no new try: measured,
+    undefined on its examples, or not testable (the same explanation stays untestable); not failed."""
+    clean = tables.scores.filter(pc.not_equal(tables.scores.column("status"), "failed"))
     columns = [clean.column(c).to_pylist() for c in (*EXPLANATION_KEY, "scorer", "scorer_model")]
     return {(row[0], ExplanationKey(*row[1:4]), row[4], row[5]) for row in zip(*columns)}
 

@@ -4,8 +4,9 @@
 `AnthropicBackend`, `LocalBackend` for a transformers model) with a concurrency limit, retries,
 a timeout, a response cache and a usage meter; `BatchClient` does the same over a batch API
 (`OpenAIBatchBackend`, `AnthropicBatchBackend`) and resumes a killed run's batches from a state
-file. `make_client` builds either by name. The `openai` and `anthropic` packages are imported only
-when their backend is built.
+file. `make_client` builds either by a name of the backend registry (`registry`: what `--backend`
+offers; adding a backend is one file that registers it). The `openai` and `anthropic` packages
+are imported only when their backend is built.
 """
 
 from .anthropic_api import AnthropicBackend, AnthropicBatchBackend
@@ -21,21 +22,30 @@ from .errors import (
     MissingAPIKeyError,
     MissingPackageError,
 )
-from .factory import BACKENDS, BackendName, make_client
+from .factory import make_client
 from .local import LocalBackend
 from .openai_api import OpenAIBackend, OpenAIBatchBackend
+from .registry import (
+    BackendEntry,
+    BackendOptions,
+    BackendSettings,
+    backend_entry,
+    backend_names,
+    register_backend,
+)
 from .retry import RetryPolicy, parse_retry_after
 from .usage import PRICES, UsageMeter
 
 __all__ = [
-    "BACKENDS",
     "LLM",
     "PRICES",
     "AnthropicBackend",
     "AnthropicBatchBackend",
     "AuthenticationFailedError",
     "Backend",
-    "BackendName",
+    "BackendEntry",
+    "BackendOptions",
+    "BackendSettings",
     "BatchBackend",
     "BatchClient",
     "BatchError",
@@ -54,6 +64,9 @@ __all__ = [
     "ResponseCache",
     "RetryPolicy",
     "UsageMeter",
+    "backend_entry",
+    "backend_names",
     "make_client",
     "parse_retry_after",
+    "register_backend",
 ]

@@ -9,6 +9,7 @@ ignored (the prompts ask for JSON themselves). The current SDK has no `temperatu
 the request's temperature is sent only when asked for (`send_temperature=True`, for models that
 still accept it); otherwise the model samples at its default and the response cache keeps reruns
 reproducible.
+Registered as the backends `anthropic` and `anthropic-batch`, priced only at api.anthropic.com.
 
 This module knows nothing about caching, retries or prompts.
 """
@@ -18,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...config.backends import ANTHROPIC_URL, backend_settings
 from .base import BatchStatus, ChatRequest, ChatResponse
 from .errors import RequestFailedError
+from .registry import register_backend
 from .sdk import SDKClient, as_dict, import_sdk, read_api_key
-
-ANTHROPIC_URL = "https://api.anthropic.com"
 
 
 def messages_body(request: ChatRequest, send_temperature: bool = False) -> dict[str, Any]:
@@ -133,3 +134,13 @@ class AnthropicBatchBackend(_AnthropicBase):
             return parse_message(result.get("message") or {})
         except RequestFailedError as e:
             return ChatResponse("", error=str(e))
+
+
+register_backend(
+    backend_settings("anthropic"),
+    lambda o: AnthropicBackend(o.base_url, o.api_key_env or "ANTHROPIC_API_KEY"),
+)
+register_backend(
+    backend_settings("anthropic-batch"),
+    lambda o: AnthropicBatchBackend(o.base_url, o.api_key_env or "ANTHROPIC_API_KEY"),
+)

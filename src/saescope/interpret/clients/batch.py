@@ -6,7 +6,7 @@ state file *before* it starts polling. A run killed while waiting finds the batc
 and resumes polling it instead of submitting the same requests again. Polling backs off from
 `poll_interval` to `max_poll_interval`; results are mapped back to requests by custom id, stored in
 the cache, and the batch is then dropped from the state file. Batch tokens are metered at the
-backend's discount.
+backend's discount (and priced only at the provider's own endpoint: `make_client` decides).
 
 The state file is rewritten atomically (`files.write_json`). A run killed in the
 instant between the provider accepting a batch and the state file being written will submit that
@@ -54,6 +54,7 @@ class BatchClient:
         poll_interval: float = 30.0,
         max_poll_interval: float = 600.0,
         max_wait: float = 26 * 3600.0,
+        priced: bool = False,
     ) -> None:
         self.backend = backend
         self.state_path = Path(state_path)
@@ -63,6 +64,8 @@ class BatchClient:
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.max_wait = max_wait
+        self.priced = priced
+        """Whether the meter prices this client's calls (the provider's own endpoint only)."""
         self._rng = random.Random(self.retry.seed)
         self._state: dict[str, Any] | None = None
 
@@ -124,7 +127,7 @@ class BatchClient:
             if response.cached:
                 self.usage.record(r.model, response)
         for k, r in wanted.items():  # each request sent is counted once, however often it was asked
-            self.usage.record(r.model, answers.get(k, missing), self.backend.discount)
+            self.usage.record(r.model, answers.get(k, missing), self.backend.discount, self.priced)
         return out
 
     async def _batches_for(self, wanted: dict[str, ChatRequest]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 Around each `Backend.complete` call: the response cache (a hit costs nothing and sends nothing),
 a concurrency limit (an `asyncio.Semaphore`, held during backoff so that a rate-limited endpoint
 is not hammered), a per-request timeout, retries with exponential backoff and jitter that honour
-the server's `retry-after`, and the usage meter. A request that fails for good comes back as a
+the server's `retry-after`, and the usage meter (pricing the calls only when told that the endpoint
+is the provider's own: `make_client` decides). A request that fails for good comes back as a
 `ChatResponse` with `error`; only what the user must fix (missing or rejected key, an endpoint
 that cannot be reached at all) is raised, as an `LLMError`.
 
@@ -45,6 +46,7 @@ class ChatClient:
         retry: RetryPolicy | None = None,
         cache: ResponseCache | str | Path | None = None,
         usage: UsageMeter | None = None,
+        priced: bool = False,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -54,6 +56,8 @@ class ChatClient:
         self.cache = as_cache(cache)
         self.usage = usage or UsageMeter()
         self.max_concurrency = max_concurrency
+        self.priced = priced
+        """Whether the meter prices this client's calls (the provider's own endpoint only)."""
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._rng = random.Random(self.retry.seed)
 
@@ -79,7 +83,7 @@ class ChatClient:
             response = await self._ask(request)
         if self.cache is not None:
             self.cache.put(key, response, request.model)
-        self.usage.record(request.model, response, getattr(self.backend, "discount", 1.0))
+        self.usage.record(request.model, response, getattr(self.backend, "discount", 1.0), self.priced)
         return response
 
     async def chat_many(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:

@@ -1,7 +1,10 @@
-"""`make_client`: a ready client for a backend name, with the shared machinery configured.
+"""`make_client`: a ready client for a registered backend name, with the shared machinery configured.
 
-Backends: `openai` (any OpenAI-compatible endpoint), `anthropic`, `openai-batch`,
-`anthropic-batch` (need `state_path`) and `local` (a transformers model named in each request).
+Built-in backends (`registry`): `openai` (any OpenAI-compatible endpoint), `anthropic`,
+`openai-batch`, `anthropic-batch` (need `state_path`) and `local` (a transformers model named in
+each request). An online backend is wrapped in a `ChatClient`, a batch API in a `BatchClient`; a
+model on this machine answers one request at a time and is never retried. Calls are priced only at
+the provider's own endpoint.
 
 This module knows nothing about prompts, explainers or scorers.
 """
@@ -9,26 +12,19 @@ This module knows nothing about prompts, explainers or scorers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from .anthropic_api import AnthropicBackend, AnthropicBatchBackend
 from .batch import BatchClient
 from .cache import ResponseCache
 from .client import ChatClient
-from .local import LocalBackend
-from .openai_api import OpenAIBackend, OpenAIBatchBackend
+from .registry import BackendOptions, backend_entry
 from .retry import RetryPolicy
 from .usage import UsageMeter
 
-BackendName = Literal["openai", "anthropic", "openai-batch", "anthropic-batch", "local"]
-BACKENDS: tuple[BackendName, ...] = ("openai", "anthropic", "openai-batch", "anthropic-batch", "local")
-
-_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _UNSET = "<default>"
 
 
 def make_client(
-    backend: BackendName,
+    backend: str,
     *,
     base_url: str | None = None,
     api_key_env: str | None = _UNSET,
@@ -41,39 +37,39 @@ def make_client(
     poll_interval: float = 30.0,
     device: str = "cpu",
 ) -> ChatClient | BatchClient:
-    """A client for `backend`.
+    """A client for the registered backend `backend`.
 
-    `api_key_env` names the environment variable holding the key (default `OPENAI_API_KEY` /
-    `ANTHROPIC_API_KEY`; None for OpenAI-compatible servers that need no key). Batch backends
-    need `state_path`, the JSON file that lets a killed run resume its batches.
+    `api_key_env` names the environment variable holding the key (default: the backend's own,
+    `OPENAI_API_KEY` / `ANTHROPIC_API_KEY`; None for OpenAI-compatible servers that need no key).
+    Batch backends need `state_path`, the JSON file that lets a killed run resume its batches.
     """
-    family = backend.removesuffix("-batch")
-    key_env = _DEFAULT_KEY_ENV.get(family) if api_key_env == _UNSET else api_key_env
-    if backend == "local":
-        return ChatClient(
-            LocalBackend(device),
-            max_concurrency=1,
-            timeout=timeout,
-            retry=RetryPolicy(0),
+    settings, build = backend_entry(backend)
+    if settings.batch and state_path is None:
+        raise ValueError(f"the {backend} backend needs state_path (where its batch ids are kept)")
+    key_env = settings.key_env if api_key_env == _UNSET else api_key_env
+    built = build(BackendOptions(base_url, key_env, device))
+    priced = settings.priced(str(built.base_url))
+    if settings.batch:
+        assert state_path is not None
+        return BatchClient(
+            built,
+            state_path,
             cache=cache,
             usage=usage,
+            retry=retry,
+            poll_interval=poll_interval,
+            priced=priced,
         )
-    if backend in ("openai", "anthropic"):
-        online = (
-            OpenAIBackend(base_url, key_env)
-            if backend == "openai"
-            else AnthropicBackend(base_url, key_env or "ANTHROPIC_API_KEY")
-        )
+    if settings.local:
         return ChatClient(
-            online, max_concurrency=max_concurrency, timeout=timeout, retry=retry, cache=cache, usage=usage
+            built, max_concurrency=1, timeout=timeout, retry=RetryPolicy(0), cache=cache, usage=usage
         )
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if state_path is None:
-        raise ValueError(f"the {backend} backend needs state_path (where its batch ids are kept)")
-    batch = (
-        OpenAIBatchBackend(base_url, key_env)
-        if backend == "openai-batch"
-        else AnthropicBatchBackend(base_url, key_env or "ANTHROPIC_API_KEY")
+    return ChatClient(
+        built,
+        max_concurrency=max_concurrency,
+        timeout=timeout,
+        retry=retry,
+        cache=cache,
+        usage=usage,
+        priced=priced,
     )
-    return BatchClient(batch, state_path, cache=cache, usage=usage, retry=retry, poll_interval=poll_interval)

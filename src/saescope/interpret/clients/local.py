@@ -9,6 +9,7 @@ Anthropic's API does: `{"explanation": "` keeps a small model to the JSON asked 
 is the continuation alone. Loading and generating run in a worker thread, one generation at a
 time, so the event loop stays free. A timed-out request stops waiting, but the generation
 already running in its thread finishes before the next one starts.
+Registered as the backend `local` (free).
 
 This module knows nothing about caching, retries or prompts.
 """
@@ -20,12 +21,15 @@ import logging
 import threading
 from typing import Any
 
+from ...config.backends import backend_settings
 from .base import ChatRequest, ChatResponse
 from .errors import RequestFailedError
+from .registry import register_backend
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LOCAL_MODEL = "smollm2-135m"
+DEFAULT_LOCAL_MODEL = backend_settings("local").default_model
+"""The model the `local` backend asks when none is named (the embedded SmolLM2-135M-Instruct)."""
 
 
 def plain_transcript(messages: list[dict[str, str]]) -> str:
@@ -73,12 +77,12 @@ class LocalBackend:
         self._lock = threading.Lock()
 
     def _loaded(self, model: str) -> Any:
-        from saescope.config import ModelSettings
+        from saescope.config import GenerationSettings
         from saescope.models import load_model
 
         with self._lock:
             if model not in self._models:
-                settings = ModelSettings(model=model, device=self.device, model_dtype=self.model_dtype)  # type: ignore[arg-type]
+                settings = GenerationSettings(model=model, device=self.device, model_dtype=self.model_dtype)  # type: ignore[arg-type]
                 logger.info("loading local model %s on %s", model, self.device)
                 self._models[model] = load_model(settings)
             return self._models[model]
@@ -120,3 +124,6 @@ class LocalBackend:
         """Forget the loaded models."""
         with self._lock:
             self._models.clear()
+
+
+register_backend(backend_settings("local"), lambda o: LocalBackend(o.device))

@@ -8,6 +8,7 @@ environment variable the caller names (default `OPENAI_API_KEY`; None for server
 key) and lives only inside the SDK client. On api.openai.com the token limit is sent as
 `max_completion_tokens` (what newer models require), elsewhere as `max_tokens` (what compatible
 servers understand); `json_mode` becomes `response_format={"type": "json_object"}`.
+Registered as the backends `openai` and `openai-batch`, priced only at api.openai.com.
 
 This module knows nothing about caching, retries or prompts.
 """
@@ -18,11 +19,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...config.backends import OPENAI_URL, backend_settings
 from .base import BatchStatus, ChatRequest, ChatResponse
 from .errors import RequestFailedError
+from .registry import register_backend
 from .sdk import NO_KEY, SDKClient, as_dict, import_sdk, read_api_key
 
-OPENAI_URL = "https://api.openai.com/v1"
 CHAT_PATH = "/v1/chat/completions"
 
 _PENDING = {"validating", "in_progress", "finalizing"}
@@ -156,3 +158,7 @@ class OpenAIBatchBackend(_OpenAIBase):
                 if parsed is not None:
                     found[parsed[0]] = parsed[1]
         return found
+
+
+register_backend(backend_settings("openai"), lambda o: OpenAIBackend(o.base_url, o.api_key_env))
+register_backend(backend_settings("openai-batch"), lambda o: OpenAIBatchBackend(o.base_url, o.api_key_env))

@@ -51,7 +51,7 @@ def read_api_key(env: str | None, backend: str) -> str | None:
     if not key:
         raise MissingAPIKeyError(
             f"the {backend} backend needs an API key in the environment variable {env}, which is not set "
-            "(export it, or name another variable with api_key_env)"
+            "(export it, or name another variable with --api-key-env)"
         )
     return key
 

@@ -3,8 +3,11 @@
 `UsageMeter` counts calls, prompt and completion tokens, cache hits and failures per model, and
 prices tokens from `PRICES` (US dollars per million input / output tokens, matched by the longest
 prefix of the model name after any `provider/` part; batch calls at the backend's discount). The
-table is a rough guide written at one point in time: pass your own prices to override it. Models
-it does not know (local ones included) are counted but not priced, and the summary says so.
+table is a rough guide written at one point in time: pass your own prices to override it. It holds
+the providers' own prices, so a call is priced only when its client says it went to the provider's
+own endpoint (`priced`); the same model name at a proxy or a local server is counted but not
+priced, as are models the table does not know. A model on this machine is free (discount 0). The
+summary never shows a cost it could not estimate: it names what is unpriced, and why.
 
 This module knows nothing about providers or requests beyond a model name.
 """
@@ -34,6 +37,9 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 """Default prices, US dollars per million (input, output) tokens."""
 
+NOT_IN_TABLE = "not in the price table"
+NOT_OWN_ENDPOINT = "no price at this endpoint (the table holds the providers' own prices)"
+
 
 def price_of(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float] | None:
     """The (input, output) price of `model` by longest matching prefix, or None."""
@@ -55,9 +61,11 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
-    """Estimated US dollars (0 when the model is not priced)."""
+    """Estimated US dollars of its priced calls."""
     priced: bool = True
-    """Whether the model is in the price table."""
+    """Whether every call sent was priced (or free)."""
+    unpriced_because: str = ""
+    """Why its calls are not priced ("" when they are)."""
 
 
 @dataclass
@@ -68,8 +76,9 @@ class UsageMeter:
     """US dollars per million (input, output) tokens by model-name prefix."""
     models: dict[str, ModelUsage] = field(default_factory=dict)
 
-    def record(self, model: str, response: ChatResponse, discount: float = 1.0) -> None:
-        """Count one answer (`discount`: price factor, e.g. 0.5 for batch calls, 0 for local models)."""
+    def record(self, model: str, response: ChatResponse, discount: float = 1.0, priced: bool = True) -> None:
+        """Count one answer (`discount`: price factor, e.g. 0.5 for batch calls, 0 for local models;
+        `priced`: whether it came from the provider's own endpoint, where the table's prices apply)."""
         usage = self.models.setdefault(model, ModelUsage())
         if response.cached:
             usage.cached += 1
@@ -81,9 +90,10 @@ class UsageMeter:
         usage.completion_tokens += response.completion_tokens
         if discount == 0:  # free (a local model)
             return
-        price = price_of(model, self.prices)
+        price = price_of(model, self.prices) if priced else None
         if price is None:
             usage.priced = False
+            usage.unpriced_because = NOT_OWN_ENDPOINT if not priced else NOT_IN_TABLE
             return
         usage.cost += (
             discount * (response.prompt_tokens * price[0] + response.completion_tokens * price[1]) / 1e6
@@ -102,14 +112,28 @@ class UsageMeter:
             out.priced = out.priced and (u.priced or u.calls == 0)
         return out
 
+    def unpriced(self) -> dict[str, str]:
+        """Model → why its calls are not priced, for every model with calls that are not."""
+        return {m: u.unpriced_because for m, u in sorted(self.models.items()) if not u.priced and u.calls}
+
+    def cost(self) -> float | None:
+        """Estimated US dollars of the priced calls; None when calls were sent and none could be priced."""
+        unpriced = self.unpriced()
+        if unpriced and all(not u.calls or m in unpriced for m, u in self.models.items()):
+            return None
+        return self.total().cost
+
     def summary(self) -> str:
-        """One line: `12 calls (3 cached, 1 failed), 10,234 prompt + 1,020 completion tokens, ≈$0.0021`."""
+        """One line: `12 calls (3 cached, 1 failed), 10,234 prompt + 1,020 completion tokens, ≈$0.0021`;
+        what is not priced is named instead (`…, cost unpriced (m: why)`) or beside the priced part."""
         t = self.total()
         line = (
             f"{t.calls} calls ({t.cached} cached, {t.failed} failed), "
-            f"{t.prompt_tokens:,} prompt + {t.completion_tokens:,} completion tokens, ≈${t.cost:.4f}"
+            f"{t.prompt_tokens:,} prompt + {t.completion_tokens:,} completion tokens"
         )
-        unpriced = sorted(m for m, u in self.models.items() if not u.priced and u.calls)
-        if unpriced:
-            line += f" (no price for {', '.join(unpriced)})"
-        return line
+        unpriced = self.unpriced()
+        why = "; ".join(f"{m}: {reason}" for m, reason in unpriced.items())
+        cost = self.cost()
+        if cost is None:
+            return f"{line}, cost unpriced ({why})"
+        return f"{line}, ≈${cost:.4f}" + (f" + unpriced calls ({why})" if unpriced else "")
