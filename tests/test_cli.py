@@ -6,7 +6,9 @@ import argparse
 import ast
 import dataclasses
 import errno
+import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +181,14 @@ def test_os_errors_and_interrupts_become_one_line(
     monkeypatch.setattr(saescope.capture, "capture", missing)
     assert cli.main(["capture"]) == 2
     assert "No such file or directory: /nope" in one_line(capsys.readouterr().err, "saescope capture")
+
+    def bare(cfg: C.CaptureConfig) -> None:  # as pyarrow raises it: no strerror, no filename
+        raise FileNotFoundError("/data/part-3.parquet")
+
+    monkeypatch.setattr(saescope.capture, "capture", bare)
+    assert cli.main(["capture"]) == 2
+    said = one_line(capsys.readouterr().err, "saescope capture")
+    assert said == "saescope capture: error: /data/part-3.parquet" and "None" not in said
 
     def user_error(cfg: C.CaptureConfig) -> None:
         raise SaescopeError("the thing is wrong")
@@ -383,13 +393,274 @@ def test_json_is_one_document_on_stdout_for_every_reporting_command(
 
 
 def test_help_and_usage_errors_start_quickly(tmp_path: Path) -> None:
-    """`--help` and argument errors import no torch (it alone takes seconds to import)."""
+    """`--help` and argument errors import no torch (it alone takes seconds to import) — `train` and
+    `convert` included, whose architectures and formats are declared in the torch-free config."""
     code = (
         "import sys; from saescope import cli\n"
-        "for argv in (['--help'], ['capture', '--help'], ['eval', '--nope'], ['verify']):\n"
+        "for argv in (['--help'], ['capture', '--help'], ['train', '--help'], ['convert', '--help'],\n"
+        "             ['eval', '--nope'], ['verify'], ['train', '--arch', 'relu', '--k', '4']):\n"
         "    try: cli.main(argv)\n"
         "    except SystemExit: pass\n"
         "print('torch' in sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "False", proc.stderr
+
+
+# ----- what --help says ---------------------------------------------------------------------------
+def help_of(name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def printed_description(help_text: str) -> str:
+    """The description block of a --help text: between the usage and the first list of arguments."""
+    after_usage = help_text.split("\n\n", 1)[1]
+    return after_usage.split("\npositional arguments:")[0].split("\noptions:")[0].strip()
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_help_prints_the_whole_description(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The config docstring, every paragraph of it, each ending with a full stop (it was cut after
+    its first line: "…best scored first, or")."""
+    doc = inspect.getdoc(cli.COMMANDS[name].config) or ""
+    shown = printed_description(help_of(name, capsys))
+    assert squash(shown) == squash(doc)
+    assert shown.startswith(f"`saescope {name}`: ")
+    paragraphs = shown.split("\n\n")
+    assert len(paragraphs) == len(doc.split("\n\n"))
+    assert all(p.rstrip().endswith(".") for p in paragraphs), shown
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_help_shows_required_options_as_required_never_a_placeholder_default(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    help_text = " ".join(help_of(name, capsys).split())
+    assert "(default: .)" not in help_text
+    assert "(default: )" not in help_text
+    docs = docs_of(cli.COMMANDS[name].config)
+    for f in dataclasses.fields(cli.COMMANDS[name].config):
+        if f.metadata.get("required"):
+            assert f"{' '.join(docs[f.name].split())} (required)" in help_text, f.name
+
+
+# Every field the user must give, by command: its default is only a placeholder.
+REQUIRED = {
+    "verify": ["store"],
+    "eval": ["saes"],
+    "convert": ["sae_dir", "out"],
+    "steer": ["sae", "steer"],
+    "effects": ["sae", "text"],
+    "contrast": ["sae", "positive", "negative"],
+    "index": ["saes"],
+    "query": ["index"],
+    "interpret": ["index"],
+    "explanations": ["index"],
+    "dashboard": ["index"],
+    "serve": ["run"],
+}
+
+
+def test_fields_with_placeholder_defaults_are_marked_required() -> None:
+    for name, command in cli.COMMANDS.items():
+        marked = [f.name for f in dataclasses.fields(command.config) if f.metadata.get("required")]
+        assert marked == REQUIRED.get(name, []), name
+        placeholders = [f.name for f in dataclasses.fields(command.config) if f.default == Path()]
+        assert set(placeholders) <= set(marked), f"{name}: {placeholders} default to a placeholder"
+
+
+@pytest.mark.parametrize(
+    ("argv", "missing"),
+    [
+        (["contrast", "runs/x/sae", "--positive", "p.txt"], "--negative"),
+        (["contrast"], "SAE, --positive, --negative"),
+        (["verify"], "STORE"),
+        (["eval"], "SAE"),
+        (["effects", "runs/x/sae"], "--text"),
+        (["convert", "runs/x/sae"], "--out"),
+        (["steer", "runs/x/sae", "--prompt", "Hi"], "--steer"),
+    ],
+)
+def test_a_missing_required_option_is_one_line_naming_it(
+    argv: list[str], missing: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    line = one_line(capsys.readouterr().err, f"saescope {argv[0]}")
+    assert f"the following arguments are required: {missing}" in line
+    # with a --config file that does not give them either, the same line, after reading it
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    assert cli.main([*argv, "--config", str(path)]) == 2
+    line = one_line(capsys.readouterr().err, f"saescope {argv[0]}")
+    assert line.endswith(f"the following arguments are required: {missing}")
+
+
+def test_required_options_and_positionals_may_come_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Any] = []
+    monkeypatch.setattr(cli, "stage_function", lambda command: seen.append)
+    monkeypatch.setattr(cli, "report", lambda result, as_json: None)
+    path = tmp_path / "c.toml"
+    path.write_text('sae = "runs/x/sae"\npositive = "p.txt"\nnegative = "n.txt"\n')
+    assert cli.main(["contrast", "--config", str(path)]) == 0
+    assert (seen[-1].sae, seen[-1].positive, seen[-1].negative) == (
+        Path("runs/x/sae"),
+        Path("p.txt"),
+        Path("n.txt"),
+    )
+    assert cli.main(["contrast", "runs/y/sae", "--config", str(path), "--negative", "m.txt"]) == 0
+    assert (seen[-1].sae, seen[-1].negative) == (Path("runs/y/sae"), Path("m.txt"))
+    # a positional list from the file is not replaced by the empty list of an absent positional
+    path.write_text('saes = ["runs/a/sae", "runs/b/sae"]\n')
+    assert cli.main(["eval", "--conf", str(path)]) == 0
+    assert seen[-1].saes == (Path("runs/a/sae"), Path("runs/b/sae"))
+
+
+def test_no_help_text_cites_the_seed_documents(capsys: pytest.CaptureFixture[str]) -> None:
+    """Users do not have the documents the project grew from ("seed 001"): name the project or
+    paper instead, in --help and in every docstring and comment of the package."""
+    for name in cli.COMMANDS:
+        help_text = " ".join(help_of(name, capsys).split())
+        assert not re.search(r"(?i)\bseeds? \d{3}", help_text), (
+            name,
+            re.findall(r".{40}seed \d{3}.{20}", help_text),
+        )
+    package = Path(cli.__file__).parent
+    for path in package.rglob("*.py"):
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        assert not re.search(r"(?i)\bseeds? \d{3}", text), path
+
+
+def test_the_missing_api_key_error_names_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from saescope.interpret.clients.sdk import read_api_key
+
+    monkeypatch.delenv("SAESCOPE_TEST_NO_SUCH_KEY", raising=False)
+    with pytest.raises(SaescopeError) as info:
+        read_api_key("SAESCOPE_TEST_NO_SUCH_KEY", "openai")
+    message = str(info.value)
+    assert "SAESCOPE_TEST_NO_SUCH_KEY" in message and "--api-key-env" in message
+    assert "api_key_env" not in message.replace("--api-key-env", "")
+
+
+# ----- --config values of the wrong type ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("command", "name", "text", "error"),
+    [
+        ("train", "c.toml", 'tokens = "lots"\n', '--tokens expects an integer (or nothing), got "lots"'),
+        ("train", "c.toml", 'latents = "x"\n', '--latents expects an integer, or a list of them, got "x"'),
+        (
+            "train",
+            "c.yaml",
+            "latents: [64, many]\n",
+            '--latents expects an integer, or a list of them, got [64, "many"]',
+        ),
+        ("train", "c.json", '{"resume": "true"}', '--resume expects true or false, got "true"'),
+        ("train", "c.toml", 'optimizer = "sgd"\n', '--optimizer expects one of adam, adamw, got "sgd"'),
+        ("train", "c.toml", "lr = [0.1]\n", "--lr expects a number (or nothing), got [0.1]"),
+        ("train", "c.toml", "batch_size = 1.5\n", "--batch-size expects an integer, got 1.5"),
+        (
+            "train",
+            "c.toml",
+            'arch = "gated"\n',
+            '--arch expects one of batchtopk, jumprelu, relu, topk, got "gated"',
+        ),
+        ("train", "c.toml", 'l1_coefficient = "high"\n', '--l1-coefficient expects a number, got "high"'),
+        ("train", "c.toml", "acts = 5\n", "--acts expects a path (or nothing), got 5"),
+        ("steer", "c.yaml", "top_p: high\n", '--top-p expects a number, got "high"'),
+        (
+            "steer",
+            "c.yaml",
+            "positions: [1, last]\n",
+            '--positions expects an integer, or a list of them, got [1, "last"]',
+        ),
+        ("capture", "c.json", '{"tokens": [1, 2]}', "--tokens expects an integer, got [1, 2]"),
+        ("capture", "c.yaml", "tokens: null\n", "--tokens expects an integer, got null"),
+        ("capture", "c.toml", "prepend_bos = 1\n", "--prepend-bos expects true or false, got 1"),
+        (
+            "query",
+            "c.toml",
+            'unit = "word"\n',
+            '--unit expects one of token, sentence, document (or nothing), got "word"',
+        ),
+        ("verify", "c.toml", "store = [1]\n", "STORE expects a path, got [1]"),
+        (
+            "convert",
+            "c.toml",
+            'from = "pickle"\n',
+            '--from expects one of native, saelens, sparsify, gemmascope, got "pickle"',
+        ),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_one_line_naming_the_flag(
+    tmp_path: Path, command: str, name: str, text: str, error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    argv = [command, *POSITIONALS.get(command, []), "--config", str(path)]
+    assert cli.main(argv) == 2
+    line = one_line(capsys.readouterr().err, f"saescope {command}")
+    assert line == f"saescope {command}: error: --config {path}: {error}"
+
+
+POSITIONALS = {"steer": ["runs/x/sae"], "query": ["runs/x/index"], "convert": ["runs/x/sae"]}
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "text", "expected"),
+    [
+        # PyYAML reads 3e-4 and 1e6 as strings; TOML writes 1e6 as a float
+        ("train", "c.yaml", "lr: 3e-4\ntokens: 1e6\n", {"lr": 3e-4, "tokens": 1_000_000}),
+        (
+            "train",
+            "c.toml",
+            "tokens = 1e6\nlatents = 64\nk = [8, 16]\n",
+            {"tokens": 1_000_000, "latents": (64,), "k": (8, 16)},
+        ),
+        (
+            "train",
+            "c.toml",
+            'arch = "relu"\nl1_coefficient = 1\n',
+            {"architecture": "relu", "arch_params": {"l1_coefficient": 1.0}},
+        ),
+        (
+            "train",
+            "c.toml",
+            'architecture = "relu"\narch_params = {l1_coefficient = 2}\n',
+            {"arch_params": {"l1_coefficient": 2.0}},
+        ),
+        (
+            "train",
+            "c.json",
+            '{"epochs": null, "tokens": 10, "acts": "runs/a/acts"}',
+            {"epochs": None, "acts": Path("runs/a/acts")},
+        ),
+        (
+            "capture",
+            "c.yaml",
+            "hookpoint: resid_post:3\nsample_fraction: 1\n",
+            {"hookpoints": ("resid_post:3",), "sample_fraction": 1.0},
+        ),
+    ],
+)
+def test_config_values_are_typed(
+    tmp_path: Path, command: str, name: str, text: str, expected: dict[str, Any]
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    cfg = parse_with_file([command, "--config", str(path)])
+    for key, value in expected.items():
+        got = getattr(cfg, key)
+        assert got == value and type(got) is type(value), key
+
+
+def test_an_option_given_twice_in_a_config_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('arch = "relu"\narchitecture = "topk"\n')
+    with pytest.raises(SaescopeError, match="--arch is given twice"):
+        cli.config_file_values(C.TrainConfig, path)

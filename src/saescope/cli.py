@@ -4,32 +4,33 @@ No pipeline logic lives here. `COMMANDS` names, for every subcommand, its config
 stage function (imported only when the command runs, so `--help` and argument errors are quick).
 Options are derived from the config dataclasses: a field's type gives the option's type (Literal →
 choices, bool → --x/--no-x, tuple → several values, given space- or comma-separated or by
-repeating the option), the string under the field gives its help, and `metadata` may add aliases
-(`flags`), dynamic choices (`choices`, a callable — e.g. the SAE architecture registry), make it
-positional, or gather the fields of other dataclasses into a mapping (`options_from`, a callable
-returning {name: dataclass} — each architecture's own hyperparameters).
+repeating the option), the string under the field gives its help, the class docstring the
+command's description, and `metadata` may add aliases (`flags`), dynamic choices (`choices`, a
+callable — e.g. the architectures of `saescope.config.architectures`), make it positional, mark it
+`required` (its default is a placeholder: help says "(required)", and a command line or config file
+without it is refused naming its flag), or gather the fields of other dataclasses into a mapping
+(`options_from`, a callable returning {name: dataclass} — each architecture's own hyperparameters).
 
 Handled here once for every command: `--config FILE` (TOML, YAML or JSON with the options' own
-names; flags given on the command line override it), `--json` (the result's `to_json()` as one
-JSON document on stdout; otherwise its `render()`), `--version`, and errors: a `SaescopeError`
-(or a bad option) becomes one line on stderr and exit status 2, never a traceback.
+names, each value checked against its field's type; flags given on the command line override it),
+`--json` (the result's `to_json()` as one JSON document on stdout; otherwise its `render()`),
+`--version`, and errors: a `SaescopeError` (or a bad option, or a config-file value of the wrong
+type) becomes one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import dataclasses
 import errno
 import importlib
 import inspect
-import itertools
 import json
 import logging
+import math
 import os
 import sys
-import textwrap
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import config as C
+from .config.base import flag_of, is_required, option_flag
 from .errors import ConfigError, SaescopeError
+from .fielddocs import field_docs
 
 log = logging.getLogger("saescope")
 
@@ -97,29 +100,6 @@ COMMANDS: dict[str, Command] = {
 
 
 # ----- dataclass → argparse ---------------------------------------------------------------
-def field_docs(cls: type) -> dict[str, str]:
-    """The string literal under each field of `cls` and its bases (attribute docstrings)."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, nxt in itertools.pairwise(body):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -140,44 +120,64 @@ def _comma_list(convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     return parse
 
 
-def _option_kwargs(f: dataclasses.Field[Any], tp: Any, optional: bool, doc: str) -> dict[str, Any]:
-    """argparse keyword arguments for one field (type, choices, nargs, help with its default)."""
-    meta = f.metadata
+def _help(f: dataclasses.Field[Any], optional: bool, doc: str) -> str:
+    """A field's help: its docstring and its default, or "(required)" for a field the user must give
+    (whose default is only a placeholder). argparse %-formats help texts, so a % is doubled."""
     default: Any = f.default
     if default is dataclasses.MISSING and callable(f.default_factory):
         default = f.default_factory()
-    # argparse %-formats help texts: a literal % must be doubled
-    kwargs: dict[str, Any] = {"dest": f.name, "help": doc.replace("%", "%%")}
+    if is_required(f):
+        suffix = " (required)"
+    elif default is not None and default != "" and not (isinstance(default, tuple) and not default):
+        shown = ", ".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        suffix = f" (default: {shown})"
+    elif optional and default is None:
+        suffix = " (default: none)"
+    else:
+        suffix = ""
+    return (doc + suffix).replace("%", "%%")
+
+
+def _option_kwargs(
+    f: dataclasses.Field[Any], tp: Any, optional: bool, doc: str, enforce_required: bool
+) -> dict[str, Any]:
+    """argparse keyword arguments for one field (type, choices, nargs, required, help)."""
+    meta = f.metadata
+    kwargs: dict[str, Any] = {"dest": f.name, "help": _help(f, optional, doc)}
+    required = enforce_required and is_required(f)
     origin = typing.get_origin(tp)
     if tp is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif origin is tuple and meta.get("positional"):
-        kwargs["nargs"] = "*"
-        kwargs["type"] = typing.get_args(tp)[0]
+        # absent (not an empty list) when not given, so a --config file's value stands
+        kwargs.update(nargs="+" if required else "*", type=typing.get_args(tp)[0], default=argparse.SUPPRESS)
     elif origin is tuple:
         # "a,b c", "a b c" and "--x a,b --x c" all give three values
-        kwargs["nargs"] = "+"
-        kwargs["type"] = _comma_list(typing.get_args(tp)[0])
-        kwargs["action"] = "extend"
+        kwargs.update(nargs="+", type=_comma_list(typing.get_args(tp)[0]), action="extend")
     elif origin is typing.Literal:
         kwargs["choices"] = list(typing.get_args(tp))
     else:
         kwargs["type"] = tp
+    if meta.get("positional") and origin is not tuple and not required:
+        # may come from a --config file instead; None (left out of the config) when not given
+        kwargs.update(nargs="?", default=None)
+    elif not meta.get("positional"):
+        kwargs.update(default=argparse.SUPPRESS, required=required)
     if "choices" in meta:
         choices: Callable[[], list[str]] = meta["choices"]
         kwargs["choices"] = choices()
-    if default is not None and default != "" and not (isinstance(default, tuple) and not default):
-        shown = ", ".join(map(str, default)) if isinstance(default, tuple) else str(default)
-        kwargs["help"] += f" (default: {shown})".replace("%", "%%")
-    elif optional and default is None:
-        kwargs["help"] += " (default: none)"
     return kwargs
 
 
 def add_dataclass_arguments(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, skip: Sequence[str] = ()
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    skip: Sequence[str] = (),
+    enforce_required: bool = True,
 ) -> None:
-    """One option per field of `cls` (see module docstring)."""
+    """One option per field of `cls` (see module docstring). With `enforce_required`, argparse
+    itself refuses a command line without the required fields; without it (when a --config file may
+    give them) `build_config` checks them once the file is read."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     # The stage's own options first (model, hookpoint, out, …), then the shared model/corpus ones.
@@ -189,16 +189,16 @@ def add_dataclass_arguments(
             _add_gathered_options(parser, f, skip)
             continue
         tp, optional = _unwrap_optional(hints[f.name])
-        kwargs = _option_kwargs(f, tp, optional, docs.get(f.name, ""))
+        kwargs = _option_kwargs(f, tp, optional, docs.get(f.name, ""), enforce_required)
         meta = f.metadata
         if meta.get("positional"):
             kwargs.pop("dest")
-            parser.add_argument(f.name, metavar=meta.get("metavar", f.name.upper()), **kwargs)
+            parser.add_argument(f.name, metavar=flag_of(f), **kwargs)
             continue
-        flags = meta.get("flags", ("--" + f.name.replace("_", "-"),))
+        flags = meta.get("flags", (option_flag(f.name),))
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
-        parser.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+        parser.add_argument(*flags, **kwargs)
 
 
 def gathered_classes(f: dataclasses.Field[Any]) -> dict[str, type]:
@@ -236,17 +236,21 @@ def _gathered_fields(cls: type) -> dict[str, str]:
 
 def build_config(cls: type, namespace: argparse.Namespace, defaults: Mapping[str, Any] | None = None) -> Any:
     """The config from parsed arguments over `defaults` (a `--config` file's values); options set
-    in neither keep the dataclass default."""
+    in neither keep the dataclass default, and a required one set in neither is a `ConfigError`
+    naming it."""
     names = {f.name for f in dataclasses.fields(cls)}
     gathered = _gathered_fields(cls)
     values: dict[str, Any] = dict(defaults or {})
     for k, v in vars(namespace).items():
-        if k not in names and k not in gathered:
-            continue
+        if (k not in names and k not in gathered) or v is None:
+            continue  # None: a positional left to the --config file
         if isinstance(v, list):
             # an option's values come as one list per comma-separated argument
             v = tuple(p for item in v for p in (item if isinstance(item, list) else [item]))
         values[k] = v
+    missing = [flag_of(f) for f in dataclasses.fields(cls) if is_required(f) and f.name not in values]
+    if missing:
+        raise ConfigError(f"the following arguments are required: {', '.join(missing)}")
     for name, owner in gathered.items():
         if name in values:
             values[owner] = {**values.get(owner, {}), name: values.pop(name)}
@@ -286,33 +290,154 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _coerce(value: Any, tp: Any) -> Any:
-    """A value from a config file as the field's type (paths, tuples; numbers stay as given)."""
-    tp, _ = _unwrap_optional(tp)
-    if value is None:
-        return None
-    if tp is Path:
-        return Path(str(value))
-    if typing.get_origin(tp) is tuple:
-        (item,) = typing.get_args(tp)[:1]
-        items = value if isinstance(value, list) else [value]
-        return tuple(Path(str(v)) if item is Path else v for v in items)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+class WrongType(Exception):
+    """A value from a config file that the field's type cannot hold; the message says what it expects."""
+
+
+SCALAR_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}
+"""What a config file's value of each scalar type is, in words."""
+
+
+def _is_mapping(origin: Any) -> bool:
+    return isinstance(origin, type) and issubclass(origin, Mapping)
+
+
+def expected(tp: Any) -> str:
+    """What a field of type `tp` takes, in words (for errors about config-file values)."""
+    tp, optional = _unwrap_optional(tp)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"{expected(typing.get_args(tp)[0])}, or a list of them"
+    if origin is typing.Literal:
+        words = f"one of {', '.join(map(str, typing.get_args(tp)))}"
+    elif _is_mapping(origin):
+        words = "a table of options"
+    else:
+        words = SCALAR_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+    return f"{words} (or nothing)" if optional else words
+
+
+def _number(value: Any, tp: type) -> Any:
+    """An int or float field's value: numbers, and numbers written as text (PyYAML reads `3e-4`
+    and `1e6` as strings); an int field takes a float only when it is whole."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip().replace("_", ""))
+        except ValueError:
+            raise WrongType from None
+        if not math.isfinite(value):
+            raise WrongType
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WrongType
+    if tp is float:
         return float(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise WrongType
+    return int(value)
+
+
+def _scalar(value: Any, tp: Any) -> Any:
+    """`value` as a field of scalar type `tp` holds it, or `WrongType`."""
+    if typing.get_origin(tp) is typing.Literal:
+        if not any(value == o and type(value) is type(o) for o in typing.get_args(tp)):
+            raise WrongType
+        return value
+    if tp in (int, float):
+        return _number(value, tp)
+    if tp is bool and not isinstance(value, bool):
+        raise WrongType
+    if tp is Path or tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and tp is str:
+            return str(value)  # `revision = 1234`, `latents = 5`
+        if not isinstance(value, str):
+            raise WrongType
+        return Path(value) if tp is Path else value
     return value
 
 
-def config_file_values(cls: type, path: Path) -> dict[str, Any]:
-    """A `--config` file's values for `cls`, typed; unknown keys are refused with the valid ones."""
-    raw = read_config_file(path)
+def _coerce(value: Any, tp: Any) -> Any:
+    """A value from a config file as the field's type (paths, tuples, whole floats as ints), or
+    `WrongType` when the type cannot hold it (a string for a number, a list for a scalar…)."""
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise WrongType
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        items = value if isinstance(value, list) else [value]
+        return tuple(_scalar(v, typing.get_args(tp)[0]) for v in items)
+    if _is_mapping(origin):
+        if not isinstance(value, dict):
+            raise WrongType
+        return dict(value)
+    if isinstance(value, (list, dict)):
+        raise WrongType
+    return _scalar(value, tp)
+
+
+def _file_fields(cls: type) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """Every name a config file may use for `cls` → (its field, its type): the fields, their flags'
+    names (`arch` for `architecture`), and the options an `options_from` field gathers."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    gathered = _gathered_fields(cls)
-    unknown = sorted(set(raw) - fields - set(gathered))
+    out: dict[str, tuple[dataclasses.Field[Any], Any]] = {}
+    for f in dataclasses.fields(cls):
+        out[f.name] = (f, hints[f.name])
+        for flag in f.metadata.get("flags", ()):
+            out.setdefault(flag.lstrip("-").replace("-", "_"), (f, hints[f.name]))
+        if "options_from" in f.metadata:
+            for klass in gathered_classes(f).values():
+                own = typing.get_type_hints(klass)
+                out.update({g.name: (g, own[g.name]) for g in dataclasses.fields(klass)})
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A config-file value as the file would write it (`"lots"`, `[1, "x"]`, `true`)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def config_file_values(cls: type, path: Path) -> dict[str, Any]:
+    """A `--config` file's values for `cls`, typed; an unknown key is refused with the valid ones, a
+    value of the wrong type naming its option's flag and what it expects."""
+    raw = read_config_file(path)
+    known = _file_fields(cls)
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        valid = ", ".join(sorted(fields | set(gathered)))
+        valid = ", ".join(sorted(known))
         raise ConfigError(f"--config {path}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
-    return {k: (_coerce(v, hints[k]) if k in hints else v) for k, v in raw.items()}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        f, tp = known[key]
+        if f.name in values:
+            raise ConfigError(f"--config {path}: {flag_of(f)} is given twice")
+        values[f.name] = _file_value(path, f, tp, value)
+        if "options_from" in f.metadata:
+            # a table of the gathered options (e.g. `arch_params = {l1_coefficient = 0.1}`), each typed
+            values[f.name] = {
+                k: _file_value(path, *known[k], v) if k in known else v for k, v in values[f.name].items()
+            }
+    return values
+
+
+def _file_value(path: Path, f: dataclasses.Field[Any], tp: Any, value: Any) -> Any:
+    """One config-file value, typed for field `f`; a `ConfigError` naming its flag and what it
+    expects when the type cannot hold it or it is not among the field's choices."""
+    try:
+        typed = _coerce(value, tp)
+    except WrongType:
+        raise ConfigError(
+            f"--config {path}: {flag_of(f)} expects {expected(tp)}, got {_shown(value)}"
+        ) from None
+    if "choices" in f.metadata:
+        choices = list(f.metadata["choices"]())
+        items = typed if isinstance(typed, tuple) else (typed,)  # an option taking several: each
+        wrong = [v for v in items if v not in choices]
+        if wrong:
+            raise ConfigError(
+                f"--config {path}: {flag_of(f)} expects one of {', '.join(choices)}, got {_shown(wrong[0])}"
+            )
+    return typed
 
 
 # ----- the parser ----------------------------------------------------------------------------
@@ -323,15 +448,44 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class ParagraphsFormatter(argparse.HelpFormatter):
+    """argparse's help layout, but a description keeps its paragraphs (argparse joins them)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = [p for p in text.split("\n\n") if p.strip()]
+        return "\n\n".join(super(ParagraphsFormatter, self)._fill_text(p, width, indent) for p in paragraphs)
+
+
 def version() -> str:
     from . import __version__
 
     return __version__
 
 
-def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def description(cls: type) -> str:
+    """A command's description: its config class's whole docstring (paragraphs kept)."""
+    return inspect.getdoc(cls) or ""
+
+
+def names_config_file(argv: Sequence[str]) -> bool:
+    """Whether `argv` gives `--config` (or an abbreviation argparse accepts): its required options
+    may then come from the file."""
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    pre.add_argument("--config")
+    try:
+        known, _ = pre.parse_known_args(list(argv))
+    except argparse.ArgumentError:
+        return True  # `--config` without its FILE: the full parser says so
+    return known.config is not None
+
+
+def build_parser(
+    commands: Sequence[str] | None = None, enforce_required: bool = True
+) -> argparse.ArgumentParser:
     """The parser, with the options of `commands` (default: every command) built; the others list
-    only their name and help, which keeps start-up quick."""
+    only their name and help, which keeps start-up quick. Without `enforce_required` (a --config
+    file is given) argparse does not demand the required options; `build_config` does, once the
+    file is read."""
     parser = OneLineParser(
         prog="saescope",
         description="Find interpretable features in language models with sparse autoencoders.",
@@ -340,11 +494,15 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"saescope {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     for name, command in COMMANDS.items():
-        description = (inspect.getdoc(command.config) or "").split("\n")[0]
-        p = sub.add_parser(name, help=command.help, description=description)
+        p = sub.add_parser(
+            name,
+            help=command.help,
+            description=description(command.config),
+            formatter_class=ParagraphsFormatter,
+        )
         if commands is not None and name not in commands:
             continue
-        add_dataclass_arguments(p, command.config)
+        add_dataclass_arguments(p, command.config, enforce_required=enforce_required)
         p.add_argument(
             "--config",
             type=Path,
@@ -382,9 +540,12 @@ def _setup_logging(verbose: bool) -> None:
         "filelock",
         "huggingface_hub",
         "datasets",
-        "httpx",
     ):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # the language-model SDKs and their HTTP clients (the SDKs' own fork is httpx2) log a line per
+    # request: shown only with -v
+    for chatty in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic"):
+        logging.getLogger(chatty).setLevel(logging.NOTSET if verbose else logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "transformers" in sys.modules:
@@ -437,7 +598,9 @@ def _user_error(prog: str, e: BaseException) -> int | None:
         )
         return 2
     if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
-        print(f"{prog}: error: {e.strerror}: {e.filename}", file=sys.stderr)
+        # some libraries (pyarrow) raise these with neither strerror nor filename set
+        said = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e) or type(e).__name__
+        print(f"{prog}: error: {said}", file=sys.stderr)
         return 2
     return None
 
@@ -445,7 +608,9 @@ def _user_error(prog: str, e: BaseException) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command_name = _command_in(argv)
-    parser = build_parser([command_name] if command_name else [])
+    parser = build_parser(
+        [command_name] if command_name else [], enforce_required=not names_config_file(argv)
+    )
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     command = COMMANDS[args.command]

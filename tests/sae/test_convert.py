@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from saescope.config import ConvertConfig
+from saescope.config import convert as config_convert
 from saescope.convert import convert
 from saescope.errors import ConfigError, SaescopeError
 from saescope.sae import SparseAutoencoder
@@ -26,6 +27,8 @@ from saescope.sae.batchtopk import BatchTopKSAE
 from saescope.sae.formats import (
     FORMATS_IN,
     FORMATS_OUT,
+    READERS,
+    WRITERS,
     load_gemmascope,
     load_sae,
     load_saelens,
@@ -321,6 +324,24 @@ def test_gemmascope_bad_files_are_refused(tmp_path: Path, damage: str, match: st
 def test_formats_offered_to_the_cli() -> None:
     assert FORMATS_IN == ("native", "saelens", "sparsify", "gemmascope")
     assert FORMATS_OUT == ("native", "saelens", "sparsify")
+
+
+def test_the_formats_implemented_are_the_ones_the_config_declares() -> None:
+    """`convert --from/--to` offer `saescope.config.convert`'s names (known without torch); the
+    formats package reads and writes exactly those."""
+    assert list(READERS) == list(config_convert.FORMATS_IN) and FORMATS_IN is config_convert.FORMATS_IN
+    assert list(WRITERS) == list(config_convert.FORMATS_OUT) and FORMATS_OUT is config_convert.FORMATS_OUT
+
+
+def test_the_convert_config_refuses_unknown_formats_and_missing_paths(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown source format 'pickle' \(--from\)"):
+        ConvertConfig(sae_dir=tmp_path, from_format="pickle", out=tmp_path / "o")
+    with pytest.raises(ConfigError, match=r"unknown target format 'gemmascope' \(--to\)"):
+        ConvertConfig(sae_dir=tmp_path, to_format="gemmascope", out=tmp_path / "o")
+    with pytest.raises(ConfigError, match="give --out"):
+        ConvertConfig(sae_dir=tmp_path)
+    with pytest.raises(ConfigError, match="SAE_DIR"):
+        ConvertConfig(out=tmp_path / "o")
 
 
 def test_hookpoint_names_translate_both_ways() -> None:

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from saescope.config import architectures as settings
 from saescope.errors import ConfigError, SaescopeError
-from saescope.sae import architecture_names, architecture_params, get_architecture
+from saescope.sae import architecture_names, architecture_params, get_architecture, register
 from saescope.sae.formats import load_sae, save_sae
+from saescope.sae.relu import ReLUSAE
 
 from .builders import ARCHITECTURES, make_sae
 
@@ -36,6 +38,31 @@ def test_the_registry_names_each_architecture_s_params() -> None:
         assert cls is get_architecture(name).Params
         assert {f.name for f in dataclasses.fields(cls)} == set(CHANGED[name])
     assert [a for a in ARCHITECTURES if get_architecture(a).takes_k] == ["topk", "batchtopk"]
+
+
+def test_the_settings_registry_and_the_class_registry_hold_the_same_architectures() -> None:
+    """`saescope.config.architectures` (torch-free: the CLI and TrainConfig read it) and
+    `saescope.sae.registry` (the classes) name the same architectures, with the same settings."""
+    assert settings.architecture_names() == architecture_names()
+    for name, entry in settings.ARCHITECTURES.items():
+        cls = get_architecture(name)
+        assert (cls.architecture, cls.Params, cls.takes_k) == (name, entry.params, entry.takes_k)
+
+
+def test_a_class_that_disagrees_with_its_settings_is_not_registered() -> None:
+    class Wrong(ReLUSAE):
+        architecture = "relu"
+        takes_k = True
+
+    with pytest.raises(TypeError, match=r"disagrees with saescope\.config\.architectures"):
+        register(Wrong)
+
+    class Unknown(ReLUSAE):
+        architecture = "gated"
+
+    with pytest.raises(TypeError, match="disagrees"):
+        register(Unknown)
+    assert get_architecture("relu") is ReLUSAE and "gated" not in architecture_names()
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

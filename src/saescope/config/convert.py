@@ -1,5 +1,7 @@
-"""`saescope convert` settings.
+"""`saescope convert` settings, and the names of the formats it reads and writes.
 
+`saescope.sae.formats` implements exactly these formats (a test checks it), so `--help` lists them
+without importing the formats' code.
 This module knows nothing about the formats themselves.
 """
 
@@ -8,16 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import require
+
+FORMATS_IN = ("native", "saelens", "sparsify", "gemmascope")
+"""Formats that can be read (`--from`)."""
+FORMATS_OUT = ("native", "saelens", "sparsify")
+"""Formats that can be written (`--to`)."""
+
 
 def _formats_in() -> list[str]:
-    from ..sae.formats import FORMATS_IN
-
     return list(FORMATS_IN)
 
 
 def _formats_out() -> list[str]:
-    from ..sae.formats import FORMATS_OUT
-
     return list(FORMATS_OUT)
 
 
@@ -25,7 +30,9 @@ def _formats_out() -> list[str]:
 class ConvertConfig:
     """`saescope convert`: import and export SAEs between formats."""
 
-    sae_dir: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE_DIR"})
+    sae_dir: Path = field(
+        default=Path(), metadata={"positional": True, "metavar": "SAE_DIR", "required": True}
+    )
     """Folder (or `params.npz` for Gemma Scope) of the SAE to convert."""
 
     from_format: str = field(default="native", metadata={"flags": ("--from",), "choices": _formats_in})
@@ -34,7 +41,7 @@ class ConvertConfig:
     to_format: str = field(default="native", metadata={"flags": ("--to",), "choices": _formats_out})
     """Format to write."""
 
-    out: Path = Path()
+    out: Path = field(default=Path(), metadata={"required": True})
     """Output folder."""
 
     model: str | None = None
@@ -42,3 +49,15 @@ class ConvertConfig:
 
     hookpoint: str | None = None
     """Hookpoint the SAE belongs to, recorded when the source does not say."""
+
+    def __post_init__(self) -> None:
+        require(str(self.sae_dir) not in ("", "."), "give the SAE to convert (SAE_DIR)")
+        require(
+            self.from_format in FORMATS_IN,
+            f"unknown source format {self.from_format!r} (--from); choose from {', '.join(FORMATS_IN)}",
+        )
+        require(
+            self.to_format in FORMATS_OUT,
+            f"unknown target format {self.to_format!r} (--to); choose from {', '.join(FORMATS_OUT)}",
+        )
+        require(str(self.out) not in ("", "."), "give --out, the folder to write the converted SAE to")

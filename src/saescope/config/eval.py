@@ -16,7 +16,9 @@ from .base import ModelSettings, check_choices
 class EvalConfig(ModelSettings):
     """`saescope eval`: reconstruction, sparsity and downstream metrics of saved SAEs."""
 
-    saes: tuple[Path, ...] = field(default=(), metadata={"positional": True, "metavar": "SAE"})
+    saes: tuple[Path, ...] = field(
+        default=(), metadata={"positional": True, "metavar": "SAE", "required": True}
+    )
     """SAE folders to evaluate (several are compared in one table and one L0-vs-FVU plot)."""
 
     dataset: str | None = None

@@ -12,26 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import require
-from .base import CorpusSettings, ModelSettings
+from .architectures import architecture_names, architecture_params, architecture_settings
+from .base import CorpusSettings, ModelSettings, option_flag
 
 DEFAULT_K = 32
 """Active latents per token of TopK-style SAEs when --k is not given."""
-
-
-def _architectures() -> list[str]:
-    from ..sae.registry import architecture_names
-
-    return architecture_names()
-
-
-def _architecture_params() -> dict[str, type]:
-    from ..sae.registry import architecture_params
-
-    return dict(architecture_params())
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -50,7 +35,7 @@ class TrainConfig(CorpusSettings, ModelSettings):
     next to the store (`runs/NAME/acts` → `runs/NAME/sae`); on the fly `runs/MODEL-HOOKPOINT/sae`."""
 
     architecture: str = field(
-        default="topk", metadata={"flags": ("--arch", "--architecture"), "choices": _architectures}
+        default="topk", metadata={"flags": ("--arch", "--architecture"), "choices": architecture_names}
     )
     """SAE architecture (the registry's names)."""
 
@@ -66,7 +51,7 @@ class TrainConfig(CorpusSettings, ModelSettings):
     at once. Other architectures refuse it (their sparsity comes from their penalty)."""
 
     arch_params: Mapping[str, Any] = field(
-        default_factory=dict, metadata={"options_from": _architecture_params}
+        default_factory=dict, metadata={"options_from": architecture_params}
     )
     """The chosen architecture's own hyperparameters, by name (on the command line each is an option
     of its own, listed under its architecture; in a --config file they are given flat). Those not
@@ -161,11 +146,6 @@ class TrainConfig(CorpusSettings, ModelSettings):
 
     def __post_init__(self) -> None:
         CorpusSettings.__post_init__(self)
-        names = _architectures()
-        require(
-            self.architecture in names,
-            f"unknown architecture {self.architecture!r}; choose from {', '.join(names)}",
-        )
         self._check_sparsity()
         require(all(n > 0 for n in self.latents), "--latents must be positive")
         require(self.expansion_factor > 0, "--expansion-factor must be positive")
@@ -199,28 +179,26 @@ class TrainConfig(CorpusSettings, ModelSettings):
 
     def _check_sparsity(self) -> None:
         """--k and the architecture's own options apply to the chosen architecture, with valid values."""
-        from ..sae.registry import get_architecture
-
-        cls = get_architecture(self.architecture)
+        settings = architecture_settings(self.architecture)
         require(
-            cls.takes_k or not self.k,
+            settings.takes_k or not self.k,
             f"--k does not apply to --arch {self.architecture} (only TopK-style SAEs take k)",
         )
         require(all(k > 0 for k in self.k), "--k must be positive")
-        if cls.takes_k and not self.k:
+        if settings.takes_k and not self.k:
             object.__setattr__(self, "k", (DEFAULT_K,))
         require(
             isinstance(self.arch_params, Mapping),
             f"arch_params must map hyperparameter names to values, got {self.arch_params!r}",
         )
-        owners = {f.name: arch for arch, p in _architecture_params().items() for f in fields(p)}
+        owners = {f.name: arch for arch, p in architecture_params().items() for f in fields(p)}
         for name in self.arch_params:
             require(name in owners, f"unknown architecture option {name!r}; they are {', '.join(owners)}")
             require(
-                name in {f.name for f in fields(cls.Params)},
-                f"{_option(name)} does not apply to --arch {self.architecture} ({owners[name]} only)",
+                name in {f.name for f in fields(settings.params)},
+                f"{option_flag(name)} does not apply to --arch {self.architecture} ({owners[name]} only)",
             )
-        cls.Params.from_dict(self.arch_params, self.architecture)
+        settings.params.from_dict(self.arch_params, self.architecture)
 
     @property
     def output(self) -> Path:

@@ -1,7 +1,8 @@
 """Sparse autoencoders: the shared interface, the architectures, and their file formats."""
 
-from .base import EncoderOutput, ForwardOutput, Hyperparams, LossTerms, SAEConfig, SparseAutoencoder
-from .registry import architecture_names, architecture_params, get_architecture, register
+from ..config.architectures import Hyperparams, architecture_params
+from .base import EncoderOutput, ForwardOutput, LossTerms, SAEConfig, SparseAutoencoder
+from .registry import architecture_names, get_architecture, register
 
 __all__ = [
     "EncoderOutput",

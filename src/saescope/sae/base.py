@@ -12,9 +12,10 @@ of any row in the batch, the other slots padded with value 0). Every stage downs
 index, steering) works with that one representation.
 
 Hyperparameters: each architecture declares `Params`, a frozen dataclass of its own settings (L1
-coefficient, JumpReLU bandwidth…), built from `SAEConfig.hyperparams` and saved with it in `cfg.json`;
-its sparsity penalty reads them from there, so no training loop needs to know which architecture
-it trains.
+coefficient, JumpReLU bandwidth…) taken from `saescope.config.architectures` (torch-free, so the
+command line and `TrainConfig` know them without importing an SAE), built from
+`SAEConfig.hyperparams` and saved with it in `cfg.json`; its sparsity penalty reads them from there,
+so no training loop needs to know which architecture it trains.
 
 Parameter layout: `W_enc` is `[d_in, d_sae]` (the file format), but its storage is latent-major
 (`W_enc.T` is contiguous), so each latent's encoder vector is one contiguous row — what the sparse
@@ -25,16 +26,16 @@ This module knows nothing about training loops, files or models.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, require
+from ..config.architectures import Hyperparams
+from ..errors import require
 from .record import TrainingRecord
 
 
@@ -77,43 +78,6 @@ class LossTerms(NamedTuple):
     """Fraction of variance unexplained of this batch (detached)."""
     l0: Tensor
     """Mean active latents per row (detached)."""
-
-
-P = TypeVar("P", bound="Hyperparams")
-
-
-@dataclass(frozen=True)
-class Hyperparams:
-    """An architecture's own hyperparameters; this base class has none (TopK needs none).
-
-    Each architecture subclasses it as its `Params`: one field per hyperparameter, named as its
-    `saescope train` option, the string under the field being that option's help, the values
-    checked in `__post_init__` (with `require`, naming the option).
-    """
-
-    @classmethod
-    def from_dict(cls: type[P], values: Mapping[str, Any], architecture: str) -> P:
-        """The params from `cfg.json`'s `hyperparams` (or options): missing ones take their
-        defaults; a name this architecture does not have is a `ConfigError`."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            has = f"it has {', '.join(names)}" if names else "it has none"
-            raise ConfigError(f"a {architecture} SAE has no hyperparameter {unknown[0]!r} ({has})")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def option(name: str) -> str:
-    """The command-line option of a hyperparameter: `jumprelu_bandwidth` -> `--jumprelu-bandwidth`."""
-    return "--" + name.replace("_", "-")
-
-
-def is_real(value: Any) -> bool:
-    """A finite int or float (not a bool, not a string read from a file)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -163,10 +127,12 @@ class SparseAutoencoder(nn.Module, ABC):
     """Registry name, e.g. `topk`."""
 
     Params: ClassVar[type[Hyperparams]] = Hyperparams
-    """The dataclass of this architecture's own hyperparameters (`self.params` is one)."""
+    """The dataclass of this architecture's own hyperparameters (`self.params` is one): its
+    `saescope.config.architectures` entry's `params` (`register` checks they agree)."""
 
     takes_k: ClassVar[bool] = False
-    """Whether `SAEConfig.k` (active latents per token) applies: TopK and BatchTopK."""
+    """Whether `SAEConfig.k` (active latents per token) applies: TopK and BatchTopK (as its
+    `saescope.config.architectures` entry says)."""
 
     params: Hyperparams
     """This SAE's hyperparameters, from `cfg.hyperparams` (which then holds all of them)."""
@@ -203,6 +169,16 @@ class SparseAutoencoder(nn.Module, ABC):
         )
         require(cfg.d_in > 0, f"d_in must be positive, got {cfg.d_in}")
         require(cfg.d_sae > 0, f"d_sae (latents) must be positive, got {cfg.d_sae}")
+        if cls.takes_k:
+            require(cfg.k is not None, f"a {cfg.architecture} SAE needs k (active latents per token)")
+            assert cfg.k is not None
+            require(1 <= cfg.k <= cfg.d_sae, f"k must be in [1, latents={cfg.d_sae}], got {cfg.k}")
+
+    @property
+    def k(self) -> int:
+        """Active latents per token (architectures that `takes_k` only)."""
+        assert self.takes_k and self.cfg.k is not None, f"a {self.architecture} SAE has no k"
+        return self.cfg.k
 
     @abstractmethod
     def select(self, pre_acts: Tensor) -> Tensor:

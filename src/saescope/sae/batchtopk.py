@@ -17,34 +17,13 @@ This module knows nothing about training loops or files.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..errors import require
-from .base import ForwardOutput, Hyperparams, SAEConfig, SparseAutoencoder, indices_of_active, is_real, option
+from ..config.architectures import BatchTopKParams
+from .base import ForwardOutput, SAEConfig, SparseAutoencoder, indices_of_active
 from .registry import register
-from .topk import check_k
-
-
-@dataclass(frozen=True)
-class BatchTopKParams(Hyperparams):
-    """Hyperparameters of the BatchTopK SAE."""
-
-    batchtopk_threshold_momentum: float = 0.01
-    """BatchTopK SAE: weight m of the moving average that estimates the inference threshold θ from
-    the smallest activation each training batch keeps (Bussmann et al. 2024, "BatchTopK Sparse
-    Autoencoders", whose code and SAELens use 0.01); θ is a plain running mean for the first 1/m
-    steps."""
-
-    def __post_init__(self) -> None:
-        m = self.batchtopk_threshold_momentum
-        require(
-            is_real(m) and 0 < m <= 1,
-            f"the BatchTopK threshold momentum ({option('batchtopk_threshold_momentum')}) must be in"
-            f" (0, 1], got {m!r}",
-        )
 
 
 @register
@@ -64,16 +43,6 @@ class BatchTopKSAE(SparseAutoencoder):
         self.register_buffer("threshold", torch.zeros(cfg.d_sae, device=device, dtype=dtype or torch.float32))
         # Batches averaged into θ so far (a buffer so checkpoints resume the same average).
         self.register_buffer("threshold_steps", torch.zeros((), device=device, dtype=torch.int64))
-
-    @classmethod
-    def check_config(cls, cfg: SAEConfig) -> None:
-        super().check_config(cfg)
-        check_k(cfg)
-
-    @property
-    def k(self) -> int:
-        assert self.cfg.k is not None
-        return self.cfg.k
 
     def select(self, pre_acts: Tensor) -> Tensor:
         if not self.training:

@@ -20,47 +20,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import SaescopeError, require
-from .base import ForwardOutput, Hyperparams, SAEConfig, SparseAutoencoder, indices_of_active, is_real, option
+from ..config.architectures import JumpReLUParams
+from ..errors import SaescopeError
+from .base import ForwardOutput, SAEConfig, SparseAutoencoder, indices_of_active
 from .registry import register
-
-
-@dataclass(frozen=True)
-class JumpReLUParams(Hyperparams):
-    """Hyperparameters of the JumpReLU SAE."""
-
-    l0_coefficient: float = 0.001
-    """JumpReLU SAE: weight λ of the L0 penalty (Rajamanoharan et al. 2024, "Jumping Ahead"; Gemma
-    Scope), in normalised units (E‖x‖² = 1)."""
-
-    jumprelu_bandwidth: float = 0.001
-    """JumpReLU SAE: width ε of the rectangle kernel of the straight-through estimators that train
-    the thresholds ("Jumping Ahead" and Gemma Scope use 0.001 at E‖x‖² = 1)."""
-
-    jumprelu_init_threshold: float = 0.001
-    """JumpReLU SAE: initial threshold θ of every latent ("Jumping Ahead" and Gemma Scope: 0.001)."""
-
-    def __post_init__(self) -> None:
-        require(
-            is_real(self.l0_coefficient) and self.l0_coefficient >= 0,
-            f"{option('l0_coefficient')} must be >= 0, got {self.l0_coefficient!r}",
-        )
-        require(
-            is_real(self.jumprelu_bandwidth) and self.jumprelu_bandwidth > 0,
-            f"the JumpReLU bandwidth ({option('jumprelu_bandwidth')}) must be positive,"
-            f" got {self.jumprelu_bandwidth!r}",
-        )
-        require(
-            is_real(self.jumprelu_init_threshold) and self.jumprelu_init_threshold > 0,
-            f"the JumpReLU initial threshold ({option('jumprelu_init_threshold')}) must be positive,"
-            f" got {self.jumprelu_init_threshold!r}",
-        )
 
 
 def exact_log(threshold: Tensor, dtype: torch.dtype) -> Tensor:

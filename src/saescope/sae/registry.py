@@ -1,8 +1,10 @@
-"""The architecture registry: name -> SAE class, and name -> its hyperparameters.
+"""The architecture registry: name -> SAE class.
 
-Every architecture module registers its class with `@register`; the CLI derives its choices from
-`architecture_names()` and one option per hyperparameter from `architecture_params()`, so adding an
-architecture is adding one file (and one import below).
+Every architecture module registers its class with `@register`. The architectures' *settings* (each
+one's hyperparameter dataclass and whether it takes k) live in `saescope.config.architectures`,
+torch-free, where the CLI and `TrainConfig` read them; `register` checks that a class agrees with
+its entry there, and a test that both registries hold the same names. Adding an architecture is
+adding one file here (and one import below) and its entry there.
 This module knows nothing about training or file formats.
 """
 
@@ -10,8 +12,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from ..config.architectures import ARCHITECTURES
 from ..errors import ConfigError
-from .base import Hyperparams, SparseAutoencoder
+from .base import SparseAutoencoder
 
 _REGISTRY: dict[str, type[SparseAutoencoder]] = {}
 
@@ -19,7 +22,14 @@ T = TypeVar("T", bound=type[SparseAutoencoder])
 
 
 def register(cls: T) -> T:
-    """Class decorator: make `cls` available under `cls.architecture`."""
+    """Class decorator: make `cls` available under `cls.architecture`, which must have an entry in
+    `saescope.config.architectures` naming the same `Params` and `takes_k`."""
+    settings = ARCHITECTURES.get(cls.architecture)
+    if settings is None or (settings.params, settings.takes_k) != (cls.Params, cls.takes_k):
+        raise TypeError(
+            f"{cls.__name__} ({cls.architecture!r}, Params={cls.Params.__name__}, takes_k={cls.takes_k})"
+            f" disagrees with saescope.config.architectures ({settings})"
+        )
     _REGISTRY[cls.architecture] = cls
     return cls
 
@@ -30,6 +40,7 @@ def _load_builtin() -> None:
 
 
 def architecture_names() -> list[str]:
+    """The registered SAE classes' names, sorted."""
     _load_builtin()
     return sorted(_REGISTRY)
 
@@ -39,9 +50,3 @@ def get_architecture(name: str) -> type[SparseAutoencoder]:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown architecture {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
-
-
-def architecture_params() -> dict[str, type[Hyperparams]]:
-    """Architecture name -> the dataclass of its own hyperparameters (`SparseAutoencoder.Params`)."""
-    _load_builtin()
-    return {name: _REGISTRY[name].Params for name in sorted(_REGISTRY)}

@@ -9,29 +9,11 @@ This module knows nothing about training loops or files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor
 
-from ..errors import require
-from .base import ForwardOutput, Hyperparams, SparseAutoencoder, indices_of_active, is_real, option
+from ..config.architectures import ReLUParams
+from .base import ForwardOutput, SparseAutoencoder, indices_of_active
 from .registry import register
-
-
-@dataclass(frozen=True)
-class ReLUParams(Hyperparams):
-    """Hyperparameters of the ReLU SAE."""
-
-    l1_coefficient: float = 0.2
-    """ReLU SAE: weight λ of the L1 penalty on activations × decoder-row norms (Anthropic, Towards
-    Monosemanticity and its April 2024 update). Inputs are scaled to E‖x‖² = 1 here, so Anthropic's
-    λ = 5 (at E‖x‖² = d_in) corresponds to 5/√d_in."""
-
-    def __post_init__(self) -> None:
-        require(
-            is_real(self.l1_coefficient) and self.l1_coefficient >= 0,
-            f"{option('l1_coefficient')} must be >= 0, got {self.l1_coefficient!r}",
-        )
 
 
 @register

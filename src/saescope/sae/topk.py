@@ -9,33 +9,15 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..errors import require
 from ..kernels import topk_indices
-from .base import SAEConfig, SparseAutoencoder
+from .base import SparseAutoencoder
 from .registry import register
-
-
-def check_k(cfg: SAEConfig) -> None:
-    """k is required and lies in [1, d_sae] (TopK and BatchTopK)."""
-    require(cfg.k is not None, f"a {cfg.architecture} SAE needs k (active latents per token)")
-    assert cfg.k is not None
-    require(1 <= cfg.k <= cfg.d_sae, f"k must be in [1, latents={cfg.d_sae}], got {cfg.k}")
 
 
 @register
 class TopKSAE(SparseAutoencoder):
     architecture = "topk"
     takes_k = True
-
-    @classmethod
-    def check_config(cls, cfg: SAEConfig) -> None:
-        super().check_config(cfg)
-        check_k(cfg)
-
-    @property
-    def k(self) -> int:
-        assert self.cfg.k is not None, "a TopK SAE needs k"
-        return self.cfg.k
 
     def select(self, pre_acts: Tensor) -> Tensor:
         return topk_indices(pre_acts, self.k, impl=self.kernel)

@@ -1,8 +1,10 @@
 """SAE file formats, one per file: native (saescope's own), SAELens, sparsify, Gemma Scope.
 
-`READERS[name](path) -> SparseAutoencoder` and `WRITERS[name](sae, folder) -> folder`; a
-converted SAE reproduces the source's encode and decode to float tolerance. `detect_format` tells
-which format a folder holds. The `saescope convert` stage (`saescope.convert`) is built on these.
+`READERS[name](path) -> SparseAutoencoder` and `WRITERS[name](sae, folder) -> folder`, for exactly
+the format names `saescope.config.convert` declares (`FORMATS_IN`, `FORMATS_OUT`: the choices of
+`convert --from/--to`, known there without importing this package); a converted SAE reproduces the
+source's encode and decode to float tolerance. `detect_format` tells which format a folder holds.
+The `saescope convert` stage (`saescope.convert`) is built on these.
 This package knows nothing about training or stages.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ...config.convert import FORMATS_IN, FORMATS_OUT
 from ...errors import SaescopeError
 from ...files import read_json_object
 from ..base import SparseAutoencoder
@@ -19,11 +22,6 @@ from .gemmascope import GEMMASCOPE_FILE, load_gemmascope
 from .native import FORMAT, WEIGHTS_FILE, load_sae, save_sae
 from .saelens import SAELENS_WEIGHTS, load_saelens, save_saelens
 from .sparsify import load_sparsify, save_sparsify
-
-FORMATS_IN = ("native", "saelens", "sparsify", "gemmascope")
-"""Formats that can be read."""
-FORMATS_OUT = ("native", "saelens", "sparsify")
-"""Formats that can be written."""
 
 READERS: dict[str, Callable[[Path], SparseAutoencoder]] = {
     "native": load_sae,
@@ -36,6 +34,8 @@ WRITERS: dict[str, Callable[[SparseAutoencoder, Path], Path]] = {
     "saelens": save_saelens,
     "sparsify": save_sparsify,
 }
+if list(READERS) != list(FORMATS_IN) or list(WRITERS) != list(FORMATS_OUT):
+    raise TypeError(f"the formats implemented {list(READERS)} → {list(WRITERS)} are not the ones declared")
 
 
 def detect_format(folder: Path) -> str | None:

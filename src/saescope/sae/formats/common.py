@@ -15,12 +15,15 @@ from safetensors import safe_open
 from torch import Tensor
 
 from ...errors import SaescopeError
-from ...files import DTYPE_NAMES, json_safe
+from ...files import DTYPE_NAMES, json_safe, read_json_object
+from ...runs import SAE_CONFIG
 from ..base import SAEConfig, SparseAutoencoder
 from ..record import TrainingRecord
 from ..registry import get_architecture
 
-CFG_FILE = "cfg.json"
+CFG_FILE = SAE_CONFIG
+NATIVE_FORMAT = "saescope.sae/1"
+"""`format` of a native saescope SAE's cfg.json."""
 
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:
@@ -68,6 +71,17 @@ def build_sae(
 def require_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise SaescopeError(f"SAE folder not found: {folder}")
+
+
+def read_foreign_config(folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+    """(path, contents) of the `cfg.json` of a folder said to hold an SAE in the `name` format
+    (SAELens, sparsify): a missing folder or a native saescope SAE is refused with the way out."""
+    require_folder(folder)
+    cfg_path = folder / CFG_FILE
+    raw = read_json_object(cfg_path, what="an SAE config")
+    if raw.get("format") == NATIVE_FORMAT:
+        raise SaescopeError(f"{folder} holds a native saescope SAE, not {name} one (use --from native)")
+    return cfg_path, raw
 
 
 def int_field(cfg: dict[str, Any], key: str, source: Path) -> int:

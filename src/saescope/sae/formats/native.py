@@ -20,13 +20,14 @@ import torch
 
 from ...errors import SaescopeError
 from ...files import dtype_name, read_json_object, write_json, write_safetensors
+from ...runs import SAE_WEIGHTS
 from ..base import SAEConfig, SparseAutoencoder
-from .common import CFG_FILE, build_sae, check_shapes, read_safetensors
+from .common import CFG_FILE, NATIVE_FORMAT, build_sae, check_shapes, read_safetensors
 
 log = logging.getLogger(__name__)
 
-FORMAT = "saescope.sae/1"
-WEIGHTS_FILE = "sae.safetensors"
+FORMAT = NATIVE_FORMAT
+WEIGHTS_FILE = SAE_WEIGHTS
 
 
 def config_from_dict(data: dict[str, Any], source: Path) -> SAEConfig:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ...errors import SaescopeError
-from ...files import dtype_name, read_json_object, write_json, write_safetensors
+from ...files import dtype_name, write_json, write_safetensors
 from ..base import SAEConfig, SparseAutoencoder
 from .common import (
     CFG_FILE,
@@ -31,10 +31,9 @@ from .common import (
     int_field,
     parse_dtype,
     provenance,
+    read_foreign_config,
     read_safetensors,
-    require_folder,
 )
-from .native import FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +106,7 @@ def check_normalization(raw: dict[str, Any], cfg_path: Path) -> None:
 def load_saelens(folder: str | Path) -> SparseAutoencoder:
     """Import an SAELens SAE folder (`cfg.json` + `sae_weights.safetensors`), in eval mode."""
     folder = Path(folder)
-    require_folder(folder)
-    cfg_path = folder / CFG_FILE
-    raw = read_json_object(cfg_path, what="an SAE config")
-    if raw.get("format") == FORMAT:
-        raise SaescopeError(f"{folder} holds a native saescope SAE, not an SAELens one (use --from native)")
+    cfg_path, raw = read_foreign_config(folder, "an SAELens")
     metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     assert isinstance(metadata, dict)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ...errors import SaescopeError
-from ...files import dtype_name, read_json_object, write_json, write_safetensors
+from ...files import dtype_name, write_json, write_safetensors
 from ..base import SAEConfig, SparseAutoencoder
 from .common import (
     CFG_FILE,
@@ -21,10 +21,9 @@ from .common import (
     check_shapes,
     int_field,
     provenance,
+    read_foreign_config,
     read_safetensors,
-    require_folder,
 )
-from .native import FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +33,7 @@ SPARSIFY_WEIGHTS = "sae.safetensors"
 def load_sparsify(folder: str | Path) -> SparseAutoencoder:
     """Import an EleutherAI sparsify SAE folder (one hookpoint: `cfg.json` + `sae.safetensors`)."""
     folder = Path(folder)
-    require_folder(folder)
-    cfg_path = folder / CFG_FILE
-    raw = read_json_object(cfg_path, what="an SAE config")
-    if raw.get("format") == FORMAT:
-        raise SaescopeError(f"{folder} holds a native saescope SAE, not a sparsify one (use --from native)")
+    cfg_path, raw = read_foreign_config(folder, "a sparsify")
     if raw.get("transcode"):
         raise SaescopeError(f"{cfg_path}: sparsify transcoders are not supported (only autoencoders)")
     if raw.get("skip_connection"):
