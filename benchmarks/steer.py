@@ -1,11 +1,18 @@
 """Steering speed on CPU: generated tokens per second with and without an intervention (batch 1
-and 8), against `model.generate` as the baseline of the loop itself; and `saescope effects` on one
-text: the batched, prefix-cached ablations against the same ablations recomputed whole, and the one
-backward pass of attribution.
+and 8), against `model.generate` as the baseline of the loop itself; `saescope effects` on one text:
+the batched, prefix-cached ablations against the same ablations recomputed whole, and the one
+backward pass of attribution; and the command line against the server for the same work.
 
 Targets (issue 12): at most 10% overhead from an intervention; at least 15 steered tokens/s at
 batch 1 for smollm2-135m. Two interventions are timed: an unconditional `add` (no SAE encoding
 needed) and a `clamp` (the SAE encodes every covered position).
+
+Command line vs server (issue 17): `saescope steer --json` as a subprocess and a real
+`saescope serve` process answering POST /api/steer, the same prompt, edit and length, in
+interleaved rounds; each reports its own generation speed (model load excluded: the command line's
+load is read from its log and shown apart), and the command line must be within 10% of the
+server. The same for `saescope effects` against POST /api/effects (its ablation and attribution
+seconds). Both sides run on the same --threads (default 0: the command's own default).
 
 Uses the demo's SAE when there is one (`--sae`), else a random-init TopK SAE of the demo's shape
 (4608 latents, k=32, resid_post:15): speed does not depend on training.
@@ -14,12 +21,19 @@ Uses the demo's SAE when there is one (`--sae`), else a random-init TopK SAE of 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -200,25 +214,172 @@ def effects_figures(bound: BoundSAE, batch_size: int) -> None:
     print(f"  correlation of ablation and attribution: {result.correlation:.3f}")
 
 
+# ----- the command line against the server ------------------------------------------------------
+CLI_PROMPT = "The history of the city begins"
+LOADED = re.compile(r"loaded .* in ([0-9.]+) s")
+
+
+class Side(NamedTuple):
+    """One command-line or server run of the same generation."""
+
+    tokens_per_second: float
+    """Steered tokens per second of generation (model load excluded)."""
+    wall: float
+    """Seconds of the whole command or request."""
+    load: float | None
+    """Seconds the command line spent loading the model (None for the server: loaded before)."""
+
+
+def cli_steer(sae: Path, edit: str, new_tokens: int, threads: int) -> Side:
+    """`saescope steer --json` as a subprocess."""
+    argv = [sys.executable, "-m", "saescope", "steer", str(sae), "--prompt", CLI_PROMPT, "--steer", edit]
+    argv += ["--max-new-tokens", str(new_tokens), "--no-controls", "--target", " the", "--no-stream"]
+    argv += ["--threads", str(threads), "--json"]
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"saescope steer failed: {proc.stderr[-2000:]}")
+    loaded = LOADED.search(proc.stderr)
+    rate = json.loads(proc.stdout)["tokens_per_second"]["steered"]
+    return Side(rate, wall, float(loaded.group(1)) if loaded else None)
+
+
+def cli_effects(sae: Path, threads: int) -> tuple[float, float]:
+    """(ablation + attribution seconds, wall seconds) of `saescope effects --json` as a subprocess."""
+    argv = [sys.executable, "-m", "saescope", "effects", str(sae), "--text", TEXT, "--threads", str(threads)]
+    started = time.perf_counter()
+    proc = subprocess.run([*argv, "--json"], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"saescope effects failed: {proc.stderr[-2000:]}")
+    seconds = json.loads(proc.stdout)["seconds"]
+    return seconds["ablation"] + seconds["attribution"], wall
+
+
+@contextmanager
+def served(run: Path, threads: int) -> Iterator[str]:
+    """`saescope serve RUN --port 0` as its own process; yields its address once the model is loaded."""
+    import httpx
+
+    command = [sys.executable, "-m", "saescope", "serve", str(run), "--port", "0", "--threads", str(threads)]
+    command += ["--max-effects-tokens", "256"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            if "saescope serving on http://" in line:
+                url = line.split()[-1]
+                break
+        else:
+            raise SystemExit("saescope serve did not start")
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
+        while not httpx.get(f"{url}/api/status", timeout=30).json()["loaded"]:
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def server_steer(url: str, latent: int, value: float, new_tokens: int) -> Side:
+    """POST /api/steer of the same generation."""
+    import httpx
+
+    body: dict[str, Any] = {
+        "prompts": [CLI_PROMPT],
+        "interventions": [{"latent": latent, "mode": "add", "value": value}],
+        "max_new_tokens": new_tokens,
+        "controls": False,
+        "targets": [" the"],
+    }
+    started = time.perf_counter()
+    reply = httpx.post(f"{url}/api/steer", json=body, timeout=600)
+    wall = time.perf_counter() - started
+    reply.raise_for_status()
+    rate = next(v["tokens_per_second"] for v in reply.json()["variants"] if v["variant"] == "steered")
+    return Side(rate, wall, None)
+
+
+def server_effects(url: str) -> tuple[float, float]:
+    """(ablation + attribution seconds, wall seconds) of POST /api/effects on the same text."""
+    import httpx
+
+    started = time.perf_counter()
+    reply = httpx.post(f"{url}/api/effects", json={"text": TEXT}, timeout=600)
+    wall = time.perf_counter() - started
+    reply.raise_for_status()
+    seconds = reply.json()["seconds"]
+    return seconds["ablation"] + seconds["attribution"], wall
+
+
+def cli_against_server(sae_dir: Path, new_tokens: int, runs: int, threads: int, scratch: Path) -> None:
+    """The command line and the server, the same generation and effects, interleaved (see the module
+    docstring)."""
+    run = scratch / "run"
+    shutil.copytree(sae_dir, run / "sae")
+    latent, value = 7, 8.0
+    cli: list[Side] = []
+    server: list[Side] = []
+    cli_fx: list[tuple[float, float]] = []
+    server_fx: list[tuple[float, float]] = []
+    with served(run, threads) as url:
+        server_steer(url, latent, value, new_tokens)  # warm-up
+        server_effects(url)
+        for _ in range(runs):
+            cli.append(cli_steer(run / "sae", f"{latent}:add:{value:g}", new_tokens, threads))
+            server.append(server_steer(url, latent, value, new_tokens))
+            cli_fx.append(cli_effects(run / "sae", threads))
+            server_fx.append(server_effects(url))
+    shown = threads or "the default"
+    print(
+        f"\ncommand line vs server, {new_tokens} steered tokens, batch 1, threads {shown} (median of {runs})"
+    )
+    c_rate = statistics.median(s.tokens_per_second for s in cli)
+    s_rate = statistics.median(s.tokens_per_second for s in server)
+    c_wall = statistics.median(s.wall for s in cli)
+    s_wall = statistics.median(s.wall for s in server)
+    loads = [s.load for s in cli if s.load is not None]
+    load = f"{statistics.median(loads):.1f} s" if loads else "not logged"
+    print(f"  steer    command line {c_rate:6.1f} tok/s (whole command {c_wall:.1f} s, model load {load})")
+    print(f"           server       {s_rate:6.1f} tok/s (whole request {s_wall:.1f} s)")
+    print(f"           command line / server = {c_rate / s_rate:.2f} ({within(c_rate / s_rate)} 10%)")
+    c_fx = statistics.median(f for f, _ in cli_fx)
+    s_fx = statistics.median(f for f, _ in server_fx)
+    c_fx_wall = statistics.median(w for _, w in cli_fx)
+    s_fx_wall = statistics.median(w for _, w in server_fx)
+    print(
+        f"  effects  command line {c_fx:6.2f} s of ablation + attribution (whole command {c_fx_wall:.1f} s)"
+    )
+    print(f"           server       {s_fx:6.2f} s (whole request {s_fx_wall:.1f} s)")
+    print(f"           server / command line time = {s_fx / c_fx:.2f} ({within(s_fx / c_fx)} 10%)")
+
+
+def within(ratio: float) -> str:
+    """Whether a speed ratio (command line over server) is within 10%."""
+    return "within" if ratio >= 0.9 else "NOT within"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sae", type=Path, default=Path("runs/demo/sae"))
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32, help="ablated copies per pass (effects)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default 0: saescope's default)")
+    p.add_argument("--only-compare", action="store_true", help="only the command line against the server")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         sae_dir = args.sae if (args.sae / "sae.safetensors").exists() else random_sae(Path(tmp))
-        bound = bind_sae(sae_dir, settings=ModelSettings(device="cpu"))
-        print(
-            f"CPU, {torch.get_num_threads()} threads; {bound.sae.cfg.model} @ {bound.hookpoint.alias}; "
-            f"SAE {sae_dir} ({bound.sae.d_sae} latents, k={bound.sae.cfg.k})"
-        )
-        generation_figures(bound, args.new_tokens, args.runs)
-        effects_figures(bound, args.batch_size)
+        if not args.only_compare:
+            bound = bind_sae(sae_dir, settings=ModelSettings(device="cpu", threads=args.threads))
+            print(
+                f"CPU, {torch.get_num_threads()} threads; {bound.sae.cfg.model} @ {bound.hookpoint.alias}; "
+                f"SAE {sae_dir} ({bound.sae.d_sae} latents, k={bound.sae.cfg.k})"
+            )
+            generation_figures(bound, args.new_tokens, args.runs)
+            effects_figures(bound, args.batch_size)
+        cli_against_server(sae_dir, args.new_tokens, args.runs, args.threads, Path(tmp))
 
 
 if __name__ == "__main__":

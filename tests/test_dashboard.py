@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from saescope import cli
-from saescope.config.dashboard import DashboardConfig
-from saescope.dashboard import PageSettings, dashboard, example_view, explanation_views, latent_view
+from saescope.config.dashboard import DashboardConfig, PageSettings
+from saescope.dashboard import dashboard
 from saescope.errors import SaescopeError
 from saescope.index.format import LatentIndexError
 from saescope.index.reader import Index
 from saescope.render import highlight
+from saescope.render.gather import explanation_views, latent_rows, latent_view
 from tests.render.html_checks import script_texts, unsafe_markup
 from tests.web.builders import D_SAE, DETECTION, EXPLAINED, build_run
 
@@ -56,10 +57,9 @@ def test_pages_show_what_the_index_answers(run: Path, written: Path) -> None:
     top = index.top_examples(latent, 20)
     assert len(top) == 20 and html.count('<li class="example">') >= 20
     for example in top:
-        view = example_view(example, 12)
-        assert view.tokens[view.focus] == example.tokens[view.focus]
-        assert view.activations[view.focus] == pytest.approx(example.activation)  # its own token is outlined
-        assert str(highlight(view.tokens, view.activations, float(stats[latent]["max"]), view.focus)) in html
+        assert example.activations[example.focus] == pytest.approx(example.activation)  # its own token
+        scale = float(stats[latent]["max"])
+        assert str(highlight(example.tokens, example.activations, scale, example.focus)) in html  # outlined
     for n in index.neighbours(latent, 10):
         assert f'<a href="{n.latent}.html">{n.latent}</a>' in html
 
@@ -77,6 +77,14 @@ def test_explanations_are_shown_with_their_scores_escaped(written: Path) -> None
     assert [r["l"] for r in rows] == list(range(D_SAE))
     assert {r["l"]: r["e"] for r in rows if r["e"]} == EXPLAINED
     assert {r["l"]: r["s"] for r in rows if r["s"] is not None} == DETECTION
+
+
+def test_the_server_lists_the_rows_the_dashboard_lists(run: Path, written: Path) -> None:
+    """One builder of rows: the server's list (`latent_rows`) is the static index page's."""
+    index = Index(run / "index")
+    served = [r.to_json() for r in latent_rows(index, explanation_views(index))]
+    static = json.loads(script_texts((written / "index.html").read_text(encoding="utf-8"))["latent-rows"])
+    assert served == static and any(r["t"] for r in served)
 
 
 def test_two_processes_write_the_same_pages_as_one(run: Path, written: Path, tmp_path: Path) -> None:

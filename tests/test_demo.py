@@ -65,11 +65,13 @@ def test_the_quick_demo_runs_every_stage_and_reuses_what_it_made(
     err = capsys.readouterr().err
     assert "saescope demo: error: " in err and "k=16" in err and "--k 8" in err
 
-    # the steered latent moves its token's probability more than a random latent of the same
-    # frequency and a random direction of the same norm (the demo's SAE, in CI too)
-    steering = again["steering"]
-    controls = [c["effect"] for c in steering["controls"].values()]
-    assert len(controls) == 2 and all(steering["effect"]["steered_effect"] > c for c in controls), steering
+    # at the strength the demo picks, the steered latent moves its target words' next-token
+    # probability more than a random latent firing there and a random direction of the same norm
+    # (the demo's SAE, in CI too), and the steered text stays readable
+    effects = again["steering"]["effects"]
+    steered = effects["steered"]["next_token"]["value"]
+    controls = [effects[c]["next_token"]["value"] for c in ("random_latent", "random_direction")]
+    assert steered is not None and None not in controls and all(steered > c for c in controls), effects
 
     latent = again["interpretation"]["stats"][0]["latent"]
     shots = Path(os.environ.get("SAESCOPE_SCREENSHOTS") or tmp_path / "screenshots")

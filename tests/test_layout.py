@@ -1,11 +1,12 @@
 """The package's layout: every module imports, and imports point one way.
 
-Stage modules (capture, train, evals, convert, index, interpret, steer, …) import the ground floor
-(files, errors, config, models, hookpoints, hooks, positions, bound, store, sae, kernels, data,
-distributed, render), never each other — except that interpret, steer and dashboard may read an
-index (and dashboard the explanations interpret stores in it), and the top (cli, demo, web) may
-call any stage. The ground floor never imports a stage. Checked on
-the syntax trees, so imports inside functions count too.
+Stage modules (capture, train, evals, convert, index, interpret, steer, render, dashboard) import the
+ground floor (files, errors, config, models, hookpoints, hooks, positions, bound, store, sae,
+kernels, data, distributed, example, …), never each other — except that interpret, steer and
+render may read an index (render also the explanations interpret stores in it, to gather page
+views), the dashboard writes what render gathers, and the top (cli, demo, web) may call any stage.
+The ground floor never imports a stage. Checked on the syntax trees, so imports inside functions
+count too.
 """
 
 from __future__ import annotations
@@ -35,11 +36,20 @@ GROUND_FLOOR = {
     "data",
     "builtin_corpus",
     "distributed",
-    "render",
+    "example",
+    "fielddocs",
+    "runs",
+    "tokens",
+    "readout",
 }
-STAGES = {"capture", "train", "evals", "convert", "index", "interpret", "steer", "dashboard"}
+STAGES = {"capture", "train", "evals", "convert", "index", "interpret", "steer", "render", "dashboard"}
 TOP = {"cli", "demo", "web", "__init__", "__main__"}
-MAY_READ = {"interpret": {"index"}, "steer": {"index"}, "dashboard": {"index", "interpret"}}
+MAY_READ = {
+    "interpret": {"index"},
+    "steer": {"index"},
+    "render": {"index", "interpret"},
+    "dashboard": {"index", "render"},
+}
 
 
 def modules() -> list[str]:
@@ -118,3 +128,60 @@ def test_the_public_api() -> None:
     assert api.bind_sae.__module__ == "saescope.bound"
     assert api.train_saes.__module__ == "saescope.train.trainer"
     assert isinstance(api.__version__, str) and api.__version__[0].isdigit()
+
+
+def test_config_imports_neither_the_saes_nor_torch() -> None:
+    """The settings are the bottom of the ground floor: `saescope.sae` reads `saescope.config` (the
+    architectures' hyperparameters, the training record's corpus), never the other way round, and
+    `--help` of every command (train included) must not import torch."""
+    for module in (m for m in modules() if top_part(m) == "config"):
+        path = source_of(module)
+        assert "sae" not in imported_parts(path, module), f"{module} imports saescope.sae"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        absolute = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names] + [
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level and n.module
+        ]
+        assert not [name for name in absolute if name.split(".")[0] == "torch"], f"{module} imports torch"
+
+
+def test_the_index_package_has_no_import_cycle() -> None:
+    """Inside `saescope.index` imports form no cycle (those under TYPE_CHECKING count too): the
+    queries take the storage (`index.storage`), and only the package and the query command import
+    the `Index` facade (`index.reader`)."""
+    package = "saescope.index"
+    inside = sorted(m for m in modules() if m == package or m.startswith(package + "."))
+
+    def targets(module: str) -> set[str]:
+        path = source_of(module)
+        base = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                parts = base.split(".")[: len(base.split(".")) - node.level + 1] if node.level else []
+                root = ".".join(parts + ([node.module] if node.module else []))
+                # `from . import x` imports the submodule x, not the package's own names
+                names = ([root] if node.module else []) + [f"{root}.{a.name}" for a in node.names]
+            found |= {n for n in names if n in inside and n != module}
+        return found
+
+    graph = {m: targets(m) for m in inside}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def cycle_from(module: str, path: list[str]) -> list[str] | None:
+        state[module] = 1
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                return [*path, module, other]
+            if other not in state and (found := cycle_from(other, [*path, module])):
+                return found
+        state[module] = 2
+        return None
+
+    for module in inside:
+        cycle = cycle_from(module, []) if module not in state else None
+        assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+    readers = {m for m, imported in graph.items() if f"{package}.reader" in imported}
+    assert readers <= {package, f"{package}.query"}, f"{sorted(readers)} import the Index facade"

@@ -29,6 +29,7 @@ from .hooks import collect_activations
 from .models import LoadedModel, load_model
 from .sae.base import SparseAutoencoder
 from .sae.formats import load_sae
+from .tokens import bos_offset, decode_each, encode
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ class TextCodes(NamedTuple):
     """[T, K] activations of the active latents of each token, largest first (0 in padding slots)."""
     latent_indices: Tensor
     """[T, K] their latent ids."""
+    first: int = 0
+    """Position of the text's first own token: 1 after a BOS (whose activations are far from every
+    other token's, so per-token reports leave it out), else 0."""
+
+    @property
+    def text_positions(self) -> range:
+        """The positions of the text's own tokens (BOS left out)."""
+        return range(self.first, len(self.token_ids))
 
     def top(self, position: int, n: int = 5) -> list[tuple[int, float]]:
         """The `n` most active (latent, activation) pairs at one position."""
@@ -145,11 +154,9 @@ def bind_sae(
 def encode_text(bound: BoundSAE, text: str, prepend_bos: bool = True) -> TextCodes:
     """The SAE's latents on every token of `text` (the model runs up to the SAE's hookpoint only)."""
     tokenizer = bound.loaded_model.tokenizer
-    ids = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
-    if prepend_bos and tokenizer.bos_token_id is not None:
-        ids = [int(tokenizer.bos_token_id), *ids]
-    if not ids:
+    if not text.strip():
         raise SaescopeError("the text is empty: nothing to encode")
+    ids = encode(tokenizer, text, prepend_bos=prepend_bos)
     device = bound.loaded_model.device
     with collect_activations(bound.loaded_model.model, [bound.hookpoint]) as collector:
         input_ids = torch.tensor([ids], device=device)
@@ -158,8 +165,7 @@ def encode_text(bound: BoundSAE, text: str, prepend_bos: bool = True) -> TextCod
     order = codes.latent_acts.argsort(dim=-1, descending=True)
     acts = codes.latent_acts.gather(-1, order).cpu()
     indices = codes.latent_indices.gather(-1, order).cpu()
-    tokens = [tokenizer.decode([i]) for i in ids]
-    return TextCodes(tokens, ids, acts, indices)
+    return TextCodes(decode_each(tokenizer, ids), ids, acts, indices, bos_offset(tokenizer, ids))
 
 
 def heldout_corpus(

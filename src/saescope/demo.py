@@ -1,6 +1,6 @@
 """`saescope demo`: the whole pipeline on the embedded model and the built-in corpus.
 
-capture (SmolLM2-135M, resid_post:15, built-in corpus) → train a TopK SAE (8× width) → evaluate it
+capture (SmolLM2-135M-Instruct, resid_post:15, built-in corpus) → train a TopK SAE (8× width) → evaluate it
 on held-out text → index its latents on more held-out text → explain a few latents (statistics and
 the embedded model) → write the static dashboard → steer one latent beside the unsteered completion
 and its controls. Each stage reuses what an earlier run finished (a store that is complete, a

@@ -35,7 +35,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .bound import BoundSAE, bind_sae, heldout_corpus
-from .config import CorpusSettings, EvalConfig, ModelSettings, to_jsonable
+from .config import CorpusSettings, EvalConfig, model_of, to_jsonable
 from .data import InputBatch, ModelInput, check_corpus, iter_model_inputs
 from .errors import SaescopeError
 from .files import file_sha256, json_safe, read_json, text_sha256, write_json, write_safetensors
@@ -43,6 +43,7 @@ from .hookpoints import Hookpoint
 from .hooks import patch_activations
 from .models import LoadedModel
 from .positions import iter_positions
+from .runs import eval_file
 from .sae.base import SparseAutoencoder
 from .sae.formats import WEIGHTS_FILE
 
@@ -349,7 +350,7 @@ def completeness(metrics: dict[str, Any]) -> tuple[bool, int]:
 def headline(path: Path) -> dict[str, Any] | None:
     """The evaluation `eval.json` holds (None when there is none or it is unreadable)."""
     try:
-        data = read_json(path / "eval.json") if (path / "eval.json").is_file() else None
+        data = read_json(eval_file(path)) if eval_file(path).is_file() else None
     except SaescopeError:
         return None
     return data if isinstance(data, dict) else None
@@ -367,10 +368,7 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
         return SAEEval(path, cached)
     if cfg.dataset is not None:  # a wrong --dataset fails before the model loads
         check_corpus(CorpusSettings(dataset=cfg.dataset, split=cfg.split, text_field=cfg.text_field))
-    settings = ModelSettings(
-        revision=cfg.revision, model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map
-    )
-    bound = bind_sae(path, cfg.model or None, force=cfg.force, settings=settings, models=models)
+    bound = bind_sae(path, cfg.model or None, force=cfg.force, settings=model_of(cfg), models=models)
     sae, loaded, hp = bound.sae, bound.loaded_model, bound.hookpoint
     model_name = cfg.model or sae.cfg.model
     corpus, start = heldout_corpus(sae, cfg.dataset, cfg.split, cfg.text_field, cfg.context_len)
@@ -422,7 +420,7 @@ def write_outputs(path: Path, key: str, metrics: dict[str, Any], sums: Sums) -> 
             path / EVALS_DIR / f"{key}.json",
         )
         return
-    write_json(path / "eval.json", metrics)
+    write_json(eval_file(path), metrics)
     freq = (sums.fired / max(sums.tokens, 1)).float()
     mean_act = (sums.act_sum / sums.fired.clamp_min(1)).float()
     write_safetensors(path / "eval_latents.safetensors", {"frequency": freq, "mean_activation": mean_act})

@@ -7,6 +7,9 @@ GGUF file takes ~20-30 s, so the converted weights are cached as a plain safeten
 `$SAESCOPE_CACHE` (else `$XDG_CACHE_HOME/saescope`, else `~/.cache/saescope`); later loads read
 the cache in about a second.
 
+Torch's threads are set where a model loads (`use_threads`: `--threads`, by default the cores other
+processes are not keeping busy), so every model command runs on one policy.
+
 Hookpoint names are resolved in `saescope.hookpoints`, apart from loading. This module knows
 nothing about hooks, hookpoints, corpora or activation stores.
 """
@@ -27,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .config import ModelSettings
-from .errors import SaescopeError
+from .errors import ConfigError, SaescopeError
 from .files import file_sha256, read_json, torch_dtype, write_json
 
 logger = logging.getLogger(__name__)
@@ -75,6 +78,22 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     if spec not in MODEL_DTYPES:
         raise SaescopeError(f"unknown model dtype {spec!r}; choose from auto, {', '.join(MODEL_DTYPES)}")
     return torch_dtype(spec)
+
+
+# ---------------------------------------------------------------------------------------------------
+# threads
+
+
+def use_threads(threads: int) -> int:
+    """Run torch on `threads` threads (0: leave torch's own setting, every core by default); returns
+    the number in use. Every model command sets it here, through `load_model`, from its config's
+    `threads` (see `ModelSettings.threads` and `GenerationSettings.threads` for the defaults and
+    the measurements behind them)."""
+    if threads < 0:
+        raise ConfigError(f"--threads must be 0 (torch's default) or positive, got {threads}")
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,9 +356,11 @@ def _from_pretrained(source: ModelSource, kwargs: dict[str, Any]) -> Any:
 
 
 def load_model(settings: ModelSettings) -> LoadedModel:
-    """Load the model and tokenizer `settings` name, in eval mode with gradients off."""
+    """Load the model and tokenizer `settings` name, in eval mode with gradients off, and run torch
+    on `settings.threads` threads (`use_threads`)."""
     from transformers import AutoTokenizer
 
+    threads = use_threads(settings.threads)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.model_dtype, device)
     source = _materialise(resolve_model_source(settings))
@@ -367,11 +388,12 @@ def load_model(settings: ModelSettings) -> LoadedModel:
         # The resolved hub commit pins the weights better than a branch name (None for local folders).
         revision = getattr(model.config, "_commit_hash", None) or revision
     logger.info(
-        "loaded %s (%s, %s on %s) in %.1f s",
+        "loaded %s (%s, %s on %s, %d torch threads) in %.1f s",
         source.name,
         type(model).__name__,
         str(dtype).removeprefix("torch."),
         device,
+        threads,
         time.perf_counter() - started,
     )
     return LoadedModel(
@@ -392,4 +414,5 @@ __all__ = [
     "resolve_dtype",
     "resolve_model_source",
     "smollm2_gguf_path",
+    "use_threads",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+from saescope.example import Example
 from saescope.render import (
     ExplanationView,
     Histogram,
@@ -17,7 +18,6 @@ from saescope.render import (
     QuantileGroup,
     Related,
     Scored,
-    TokenExample,
     examples_fragment,
     highlight,
     latent_body,
@@ -32,9 +32,10 @@ EVIL = "<script>alert('x')</script>"
 IMG = '<img src=x onerror="alert(1)">'
 
 
-def example(i: int) -> TokenExample:
+def example(i: int) -> Example:
     tokens = ("The", " ", EVIL, IMG, "&", "\n", f"t{i}")
-    return TokenExample(i, 10 + i, 2.0 - i / 10, tokens, (0.0, 0.0, 2.0 - i / 10, 1.0, 0.5, 0.0, 0.1), 2)
+    acts = (0.0, 0.0, 2.0 - i / 10, 1.0, 0.5, 0.0, 0.1)
+    return Example(tokens, acts, doc_id=i, position=10 + i, activation=2.0 - i / 10, focus=2)
 
 
 def view(latent: int = 5, d_sae: int = 10) -> LatentView:

@@ -1,6 +1,7 @@
 """On the real embedded model and the demo's trained SAE (slow; skipped without `make demo`):
-steering a token-like latent beats both controls on its token, and cached and uncached greedy
-generation agree token for token, steered, in fp32.
+the demo's showcase steers a word-like latent at a readable strength and beats both controls on its
+word's next-token effect, and cached and uncached greedy generation agree token for token, steered,
+in fp32.
 
 `SAESCOPE_DEMO_SAE` may name another trained demo SAE than runs/demo/sae.
 """
@@ -19,6 +20,7 @@ from saescope.steer.generate import Sampling
 from saescope.steer.interventions import Intervention
 from saescope.steer.showcase import demo_steering
 from saescope.steer.steering import generate_steered
+from saescope.tokens import is_whole_word
 
 SAE = Path(os.environ.get("SAESCOPE_DEMO_SAE", "runs/demo/sae"))
 
@@ -34,13 +36,16 @@ def demo() -> BoundSAE:
     return bind_sae(SAE, settings=ModelSettings(device="cpu", model_dtype="float32"))
 
 
-def test_a_token_latent_beats_both_controls(demo: BoundSAE) -> None:
+def test_the_showcase_latent_beats_both_controls_and_stays_readable(demo: BoundSAE) -> None:
     result = demo_steering(SAE, demo.loaded_model)
-    steered = result.effect(result.steered)
-    controls = [result.effect(v) for v in result.controls]
-    assert steered is not None and None not in controls
-    assert all(steered > c for c in controls if c is not None), result.render()
-    assert steered > 1.0, result.render()
+    effects = [v.effects for v in (result.steered, *result.controls)]
+    assert all(e is not None and e.next_token.value is not None for e in effects), result.render()
+    steered, *controls = [
+        e.next_token.value for e in effects if e is not None and e.next_token.value is not None
+    ]
+    assert all(steered > c for c in controls) and steered > 0.5, result.render()
+    assert result.sweep is not None and result.sweep.unsteered.perplexity.value is not None
+    assert all(is_whole_word(demo.loaded_model.tokenizer, t) for t in result.targets.ids)
 
 
 def test_cached_and_uncached_greedy_tokens_agree_when_steered(demo: BoundSAE) -> None:

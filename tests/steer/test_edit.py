@@ -13,7 +13,7 @@ from torch import Tensor
 
 from saescope.sae import SparseAutoencoder
 from saescope.steer.edit import Steering
-from saescope.steer.interventions import Intervention
+from saescope.steer.interventions import Intervention, SteeringError
 
 from .builders import topk_sae
 
@@ -125,3 +125,20 @@ def test_random_direction_control_keeps_the_norm_of_the_edit(sae: SparseAutoenco
     control = Steering(sae, (item,), direction=direction).edit(x, masks) - x
     torch.testing.assert_close(control.norm(dim=1), steered.norm(dim=1), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(control, control.norm(dim=1, keepdim=True) * direction, rtol=1e-5, atol=1e-6)
+
+
+def test_an_absurd_or_overflowing_edit_is_refused_wherever_it_applies(sae: SparseAutoencoder) -> None:
+    """The size checked before generating cannot foresee a latent that first fires on a generated
+    token: every forward pass refuses an edit 1000x the activation it changes, or one that is not
+    finite, instead of generating garbage."""
+    x = inputs()
+    latent, _ = firing_latent(sae, x)
+    masks = torch.ones(1, 1, x.shape[0], dtype=torch.bool)
+    big = Steering(sae, (Intervention(latent, "scale", 1e30),))
+    with pytest.raises(SteeringError, match="more than 1000x the norm of the activation it changes"):
+        big.apply(x[None], masks)
+    overflow = Steering(sae, (Intervention(latent, "add", 1e39),))
+    with pytest.raises(SteeringError, match="not finite"):
+        overflow.apply(x[None], masks)
+    fine = Steering(sae, (Intervention(latent, "scale", 5.0),))
+    assert torch.isfinite(fine.apply(x[None], masks)).all()

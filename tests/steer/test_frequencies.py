@@ -19,10 +19,10 @@ from saescope.config import IndexConfig
 from saescope.data import iter_model_inputs
 from saescope.errors import SaescopeError
 from saescope.hooks import collect_activations
-from saescope.index import read_latent_table
+from saescope.index import read_explanations, read_latent_table
 from saescope.index.build import build_index
+from saescope.index.locate import index_of_sae
 from saescope.steer.frequencies import firing_stats, measured_stats
-from saescope.steer.latent_index import explanations_for, find_index
 
 from .builders import topk_sae
 
@@ -54,15 +54,17 @@ def indexed(bound: BoundSAE, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_index_is_the_one_of_these_weights(
     bound: BoundSAE, indexed: Path, run: Path, tiny_model_dir: Path
 ) -> None:
-    assert find_index(bound.sae, run / "sae") is None  # no RUN/index
-    assert find_index(bound.sae, indexed / "sae") == indexed / "index"
-    assert find_index(bound.sae, run / "sae", indexed / "index") == indexed / "index"  # a copy: same weights
+    assert index_of_sae(bound.sae.file_tensors(), run / "sae") is None  # no RUN/index
+    assert index_of_sae(bound.sae.file_tensors(), indexed / "sae") == indexed / "index"
+    assert (
+        index_of_sae(bound.sae.file_tensors(), run / "sae", indexed / "index") == indexed / "index"
+    )  # a copy: same weights
     other = topk_sae(tiny_model_dir, seed=9)
-    assert find_index(other, indexed / "sae") is None  # RUN/index of other weights: not used
+    assert index_of_sae(other.file_tensors(), indexed / "sae") is None  # RUN/index of other weights: not used
     with pytest.raises(SaescopeError, match="indexes another SAE"):
-        find_index(other, indexed / "sae", indexed / "index")
+        index_of_sae(other.file_tensors(), indexed / "sae", indexed / "index")
     with pytest.raises(SaescopeError, match="not a latent index"):
-        find_index(bound.sae, run / "sae", run / "sae")
+        index_of_sae(bound.sae.file_tensors(), run / "sae", run / "sae")
 
 
 def test_index_statistics_and_explanations_are_read_per_latent(
@@ -76,12 +78,12 @@ def test_index_statistics_and_explanations_are_read_per_latent(
     assert stats.maximum is not None
     assert stats.maximum[latents].tolist() == pytest.approx(table.column("max").to_pylist())
     assert float(stats.frequency.sum()) > 0 and float(stats.maximum.max()) > 0
-    assert explanations_for(None) == {} and explanations_for(indexed / "index") == {}
+    assert read_explanations(indexed / "index") == {}
     copy = tmp_path / "index"
     shutil.copytree(indexed / "index", copy)
     rows = {"latent": [3, 3, 5], "explanation": ["cats", "old", "Paris"], "best": [True, False, True]}
     pq.write_table(pa.table(rows), copy / "explanations.parquet")
-    assert explanations_for(copy) == {3: "cats", 5: "Paris"}
+    assert read_explanations(copy) == {3: "cats", 5: "Paris"}
 
 
 def test_eval_frequencies_serve_when_no_maximum_is_needed(bound: BoundSAE, run: Path) -> None:

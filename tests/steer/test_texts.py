@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from saescope.errors import SaescopeError
-from saescope.steer.texts import Text, encode, encode_all, read_texts
+from saescope.steer.texts import Text, encode_all, read_texts
+from saescope.tokens import encode
 
 TEMPLATE = "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}<bos>assistant:"
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from saescope import cli
 from saescope.bound import BoundSAE, bind_sae, encode_text
 from saescope.config.serve import ServeConfig
 from saescope.index.reader import Index
@@ -87,7 +90,7 @@ def test_a_latent_as_json(http: httpx.Client, index: Index) -> None:
     got = ok(http.get("/api/latents/5"))
     assert got["latent"] == 5 and got["stats"]["fires"] == index.stats_of(5)["count"]
     top = index.top_examples(5, 20)
-    assert [e["tokens"] for e in got["top"]] == [e.tokens for e in top]
+    assert got["top"] == [e.to_json() for e in top]  # the one example shape, focus marked
     assert [n["latent"] for n in got["neighbours"]] == [n.latent for n in index.neighbours(5, 10)]
 
 
@@ -129,15 +132,17 @@ def test_inspect_equals_encoding_the_text(http: httpx.Client, bound: BoundSAE) -
     text = "The cat <script>alert(1)</script> & co"
     got = ok(http.post("/api/inspect", json={"text": text, "latent": 3}))
     codes = encode_text(bound, text)
-    assert [t["token"] for t in got["tokens"]] == codes.tokens
-    for p, t in enumerate(got["tokens"]):
+    assert codes.first == 1  # BOS first: left out of the report, as `query --text` leaves it out
+    assert [t["token"] for t in got["tokens"]] == codes.tokens[1:]
+    for row, (p, t) in enumerate(zip(codes.text_positions, got["tokens"])):
+        assert t["position"] == p
         assert [(x["latent"], x["activation"]) for x in t["latents"]] == [
             (i, pytest.approx(a, rel=1e-5)) for i, a in codes.top(p, 8)
         ]
-        assert got["activations"][p] == pytest.approx(dict(codes.top(p, 100)).get(3, 0.0), rel=1e-5)
+        assert got["activations"][row] == pytest.approx(dict(codes.top(p, 100)).get(3, 0.0), rel=1e-5)
     assert got["latent"] == 3
     default = ok(http.post("/api/inspect", json={"text": text}))
-    assert default["latent"] is not None and max(default["activations"][1:]) > 0
+    assert default["latent"] is not None and max(default["activations"]) > 0
 
 
 def test_effects_equal_the_effects_stage(http: httpx.Client, bound: BoundSAE) -> None:
@@ -186,6 +191,68 @@ def test_the_stream_adds_up_to_the_same_completions(http: httpx.Client) -> None:
     assert events[-1]["event"] == "done"
     assert [v["completions"] for v in events[-1]["variants"]] == [v["completions"] for v in whole["variants"]]
     assert sum(e["event"] == "token" for e in events) > 4
+
+
+def test_the_server_reports_the_command_lines_effects(
+    http: httpx.Client, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same request through /api/steer and `saescope steer --json`: the same completions and
+    the same effects (one code path decides, runs and measures the variants)."""
+    edits = [{"latent": 3, "mode": "add", "value": 6.0}, {"latent": 5, "mode": "clamp", "value": 2.0}]
+    body = steer_body(prompts=["The cat is", "Paris"], interventions=edits, controls=True, targets=[" cat"])
+    served = ok(http.post("/api/steer", json=body))
+    with open_prompts(run, ["The cat is", "Paris"]) as prompts:
+        argv = ["steer", str(run / "sae"), "--prompts", str(prompts), "--steer", "3:add:6,5:clamp:2"]
+        status = cli.main([*argv, "--max-new-tokens", "6", "--target", " cat", "--json"])
+    assert status == 0
+    command = json.loads(capsys.readouterr().out)
+    variants = {v["variant"]: v for v in served["variants"]}
+    assert variants["steered"]["completions"] == command["steered"]
+    assert variants["unsteered"]["completions"] == command["unsteered"]
+    assert served["targets"] == command["targets"] and served["measures"] == command["measures"]
+    assert set(served["effects"]) == {"steered", "random_latent", "random_direction"}
+    for name, effects in command["effects"].items():
+        for measure, value in effects.items():
+            got = served["effects"][name][measure]
+            assert got["covers"] == value["covers"] and got["not_measured"] == value["not_measured"]
+            assert got["value"] == pytest.approx(value["value"], rel=1e-5, abs=1e-6), (name, measure)
+
+
+@contextmanager
+def open_prompts(run: Path, prompts: list[str]) -> Iterator[Path]:
+    """A prompts file beside the run (one per line), removed afterwards."""
+    path = run.parent / f"prompts-{len(prompts)}.txt"
+    path.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    try:
+        yield path
+    finally:
+        path.unlink()
+
+
+def test_a_sweep_comes_with_the_done_event(http: httpx.Client) -> None:
+    body = steer_body(controls=True, targets=[" cat"], sweep=[2.0, 0.5])
+    with http.stream("POST", "/api/steer/stream", json=body) as response:
+        events = read_events(response)
+    assert [e["multiple"] for e in events if e["event"] == "sweep"] == [0.5, 2.0]
+    sweep = events[-1]["sweep"]
+    assert [p["multiple"] for p in sweep["points"]] == [0.5, 2.0]
+    assert sweep["points"][1]["interventions"] == ["3:add:12"] and sweep["ngram"] == 3
+    assert (
+        sweep["points"][0]["perplexity"]["unit"] == "tokens"
+        and sweep["unsteered"]["perplexity"]["covers"] > 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [(1e308, "overflows the model's float32"), (1e30, "more than 1000x")]
+)
+def test_an_absurd_value_is_422_not_a_traceback(http: httpx.Client, value: float, message: str) -> None:
+    body = steer_body(interventions=[{"latent": 3, "mode": "add", "value": value}])
+    for route in ("/api/steer", "/api/steer/stream"):
+        assert message in refused(http.post(route, json=body), 422)["error"]
+    ablate_sweep = steer_body(interventions=[{"latent": 3, "mode": "ablate"}], sweep=[2.0])
+    assert "ablation has none" in refused(http.post("/api/steer", json=ablate_sweep), 422)["error"]
+    assert ok(http.get("/api/status"))["generating"] == 0  # the slot was released
 
 
 # ----- limits and errors ---------------------------------------------------------------------------

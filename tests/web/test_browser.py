@@ -97,7 +97,7 @@ def test_overview(watched: Watched, server: Running, shots: Path) -> None:
     page.goto(server.url + "/")
     assert page.locator("svg.map circle").count() == D_SAE
     assert page.get_by_role("heading", name="Evaluation", exact=True).is_visible()
-    assert page.get_by_role("cell", name="fvu", exact=True).is_visible()
+    assert page.get_by_role("cell", name="fraction of variance unexplained (FVU)", exact=True).is_visible()
     assert page.locator("img[src='/run/images/eval_density.png']").evaluate("i => i.naturalWidth") > 0
     shot(page, shots, "overview")
 

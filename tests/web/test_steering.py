@@ -1,4 +1,5 @@
-"""The playground's streamed generations equal the steering package's own, variant by variant."""
+"""The playground's streamed generations equal the steering package's own, variant by variant, and
+its effects are those `saescope steer` computes."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 
 from saescope.bound import BoundSAE, bind_sae
 from saescope.errors import SaescopeError
-from saescope.steer import Intervention, Sampling, firing_stats, generate_steered, make_steering
-from saescope.steer.controls import control_interventions, random_direction
+from saescope.steer import Intervention, Sampling, firing_stats, generate_steered
+from saescope.steer.experiment import run_steering
 from saescope.steer.generate import generate
 from saescope.steer.steering import patch_for, prompt_batch
+from saescope.steer.variants import SteerOptions
 from saescope.web.steering import SteerPlan, close_variants, start_variants, stream_events
 from saescope.web.worker import ModelWorker
 from tests.builders import one_thread
@@ -30,37 +32,34 @@ def bound(run: Path) -> BoundSAE:
 
 def streamed(bound: BoundSAE, plan: SteerPlan, stats: Any) -> tuple[list[dict[str, Any]], list[Any]]:
     worker = ModelWorker(lambda: bound, queue=0)
-    variants = start_variants(bound, plan, stats)
+    session = start_variants(bound, plan, stats)
 
     async def collect() -> list[dict[str, Any]]:
-        return [e async for e in stream_events(worker, variants)]
+        return [e async for e in stream_events(worker, session)]
 
     try:
-        return asyncio.run(collect()), variants
+        return asyncio.run(collect()), session
     finally:
-        close_variants(bound, variants)
+        close_variants(bound, session)
         worker.close()
 
 
 def test_streamed_variants_equal_the_steering_package(bound: BoundSAE, run: Path) -> None:
     stats = firing_stats(bound, run / "index")
-    plan = SteerPlan(PROMPTS, EDITS, SAMPLING, controls=True, chat=False)
+    plan = SteerPlan(PROMPTS, EDITS, SAMPLING, controls=True, chat=False, targets=(" cat",))
     with one_thread():
-        events, _ = streamed(bound, plan, stats)
+        events, session = streamed(bound, plan, stats)
         expected = {
             "unsteered": generate_steered(bound, list(PROMPTS), [], SAMPLING),
             "steered": generate_steered(bound, list(PROMPTS), list(EDITS), SAMPLING),
         }
         batch = prompt_batch(bound, list(PROMPTS))
-        others = control_interventions(EDITS, stats.frequency, SAMPLING.seed, stats.maximum)
-        for name, steering in (
-            ("random latent", make_steering(bound, others, stats=stats)),
-            (
-                "random direction",
-                make_steering(bound, EDITS, stats=stats, direction=random_direction(32, SAMPLING.seed)),
-            ),
-        ):
+        for name in ("random latent", "random direction"):
+            steering = session.plan.spec(name).steering
+            assert steering is not None
             expected[name] = generate(bound.loaded_model, batch, SAMPLING, patch_for(bound, steering, batch))
+        options = SteerOptions(sampling=SAMPLING, controls=True, target=(" cat",))
+        direct = run_steering(bound, list(PROMPTS), list(EDITS), options, stats).to_json()
     done = events[-1]
     assert done["event"] == "done" and [v["variant"] for v in done["variants"]] == list(expected)
     for variant in done["variants"]:
@@ -71,7 +70,11 @@ def test_streamed_variants_equal_the_steering_package(bound: BoundSAE, run: Path
             if e["variant"] == variant["variant"]:
                 pieces[e["row"]] += e["text"]
         assert pieces == want  # the token events add up to the completions
-    assert done["variants"][2]["interventions"] == [i.describe() for i in others]
+    others = direct["controls"]["random_latent"]["interventions"]
+    assert done["variants"][2]["interventions"] == others
+    # the effects are the command line's, computed by the same code
+    assert done["targets"] == direct["targets"] and done["measures"] == direct["measures"]
+    assert done["effects"] == direct["effects"]
 
 
 def test_variants_take_turns(bound: BoundSAE) -> None:
@@ -80,6 +83,7 @@ def test_variants_take_turns(bound: BoundSAE) -> None:
     )
     events, _ = streamed(bound, plan, None)
     order = [(e["step"], e["variant"]) for e in events[:-1]]
+    assert events[-1]["effects"]["steered"]["next_token"]["unit"] == "positions"
     assert order == sorted(order, key=lambda se: (se[0], se[1] != "unsteered"))
 
 

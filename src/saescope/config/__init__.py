@@ -5,7 +5,17 @@ functions take these configs, so a notebook can do everything the CLI does.
 """
 
 from ..errors import ConfigError
-from .base import CorpusSettings, ModelDType, ModelSettings, StoreDType, check_choices, corpus_of, to_jsonable
+from .base import (
+    CorpusSettings,
+    GenerationSettings,
+    ModelDType,
+    ModelSettings,
+    StoreDType,
+    check_choices,
+    corpus_of,
+    model_of,
+    to_jsonable,
+)
 from .capture import CaptureConfig
 from .convert import ConvertConfig
 from .dashboard import DashboardConfig
@@ -31,6 +41,7 @@ __all__ = [
     "EffectsConfig",
     "EvalConfig",
     "ExplanationsConfig",
+    "GenerationSettings",
     "IndexConfig",
     "InterpretConfig",
     "ModelDType",
@@ -43,5 +54,6 @@ __all__ = [
     "VerifyConfig",
     "check_choices",
     "corpus_of",
+    "model_of",
     "to_jsonable",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import require
-from .base import ModelSettings, check_choices
+from .base import GenerationSettings, check_choices
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 """Hosts that only this machine can reach: serving there needs no token."""
@@ -22,10 +22,10 @@ TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._~-")
 
 
 @dataclass(frozen=True)
-class ServeConfig(ModelSettings):
+class ServeConfig(GenerationSettings):
     """`saescope serve`: a browser UI and a JSON API over one run (latents, text inspector, steering)."""
 
-    run: Path = field(default=Path(), metadata={"positional": True, "metavar": "RUN"})
+    run: Path = field(default=Path(), metadata={"positional": True, "metavar": "RUN", "required": True})
     """The run folder (e.g. runs/demo, holding acts/, sae/, index/)."""
 
     host: str = "127.0.0.1"
@@ -62,10 +62,6 @@ class ServeConfig(ModelSettings):
     queue: int = 4
     """Generations that may wait while one runs; more get "busy, retry" (HTTP 503, Retry-After)."""
 
-    threads: int = 1
-    """Torch threads the model runs on. One is the fastest for the one-token steps of a small
-    model on a busy machine, and leaves the other cores to browsing; raise it for large models."""
-
     model: str = ""
     """Model to run the SAE in. Default: the one the SAE records."""
 
@@ -96,4 +92,4 @@ class ServeConfig(ModelSettings):
             value = getattr(self, name)
             require(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}")
         require(self.queue >= 0, f"--queue must be >= 0, got {self.queue}")
-        require(1 <= self.threads <= 1024, f"--threads must be at least 1, got {self.threads}")
+        require(self.threads >= 0, f"--threads must be 0 (torch's default) or positive, got {self.threads}")

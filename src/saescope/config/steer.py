@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from ..errors import ConfigError, require
-from .base import ModelSettings, check_choices
+from .base import GenerationSettings, check_choices
 
 MODES = ("add", "clamp", "scale", "ablate")
 """What an intervention does to its latent's activation f (see `saescope.steer.edit`)."""
@@ -67,24 +67,35 @@ def parse_intervention_spec(spec: str) -> InterventionSpec:
     return InterventionSpec(int(latent_text), mode, value, relative)
 
 
+def parse_multiple(text: str) -> float:
+    """One --sweep multiple, `2x` or `2`: positive and finite; ConfigError otherwise."""
+    try:
+        value = float(text.strip().lower().removesuffix("x"))
+    except ValueError:
+        raise ConfigError(f"--sweep {text!r}: give multiples such as 0.5x 1x 2x") from None
+    require(math.isfinite(value) and value > 0, f"--sweep {text!r}: a multiple must be positive and finite")
+    return value
+
+
 def _check_common(cfg: SteerConfig | EffectsConfig | ContrastConfig) -> None:
     check_choices(cfg)
     require(str(cfg.sae) not in ("", "."), "give the SAE folder (e.g. runs/demo/sae)")
     require(cfg.batch_size > 0, f"--batch-size must be positive, got {cfg.batch_size}")
+    require(cfg.threads >= 0, f"--threads must be 0 (torch's default) or positive, got {cfg.threads}")
     stats_tokens = getattr(cfg, "stats_tokens", 1)
     require(stats_tokens > 0, f"--stats-tokens must be positive, got {stats_tokens}")
 
 
 @dataclass(frozen=True)
-class SteerConfig(ModelSettings):
+class SteerConfig(GenerationSettings):
     """`saescope steer`: generate with SAE latents edited, beside the unsteered completion and controls.
 
     The controls are a random latent of similar frequency and a random direction of the same norm."""
 
-    sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE"})
+    sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE", "required": True})
     """The SAE folder (e.g. runs/demo/sae)."""
 
-    steer: tuple[str, ...] = ()
+    steer: tuple[str, ...] = field(default=(), metadata={"required": True})
     """Interventions, `LATENT:MODE[:VALUE]`: `12:add:8` adds 8 × the latent's decoder direction,
     `12:clamp:10x` sets the latent to 10× its maximum activation (`12:clamp:4` to 4; `12:add:3x` adds
     3× the maximum), `12:scale:0.5` multiplies it, `12:ablate` removes it."""
@@ -109,8 +120,9 @@ class SteerConfig(ModelSettings):
     """Only where the latent already fires (its activation is positive)."""
 
     splice: bool = False
-    """Replace the activation by the SAE's edited reconstruction, dropping the SAE's error (seed
-    001's way; weaker). By default the error is kept: x + decode(edited) − decode(original)."""
+    """Replace the activation by the SAE's edited reconstruction, dropping the SAE's error (as
+    the llama3_interpretability_sae project steers; weaker). By default the error is kept:
+    x + decode(edited) − decode(original)."""
 
     max_new_tokens: int = 40
     """Tokens to generate per prompt."""
@@ -134,9 +146,18 @@ class SteerConfig(ModelSettings):
     """Also run the controls: a random latent of similar frequency (same mode and strength) and a
     random direction with the norm of the steering edit."""
 
-    target: str | None = None
-    """Text whose first token's log-probability measures the effect. Default: the steered latents'
-    top-logit tokens (decoder direction × unembedding)."""
+    target: tuple[str, ...] = ()
+    """Words whose log-probability measures the effects, each exactly one token (mind the leading
+    space a word inside a sentence has: `" than"`). Default: the steered latents' top logit-effect
+    tokens (decoder direction through the final norm and unembedding) that are whole words."""
+
+    sweep: tuple[str, ...] = ()
+    """Also run the edit at these multiples of its values (`0.5x 1x 2x 4x 8x`): for each, the
+    effects, the steered completion's perplexity under the unsteered model and its repeated
+    3-grams, and the strongest multiple whose perplexity stays within 2x the unsteered one's."""
+
+    plot: Path | None = None
+    """Draw the sweep as a PNG here (matplotlib); without it no plot is drawn."""
 
     use_cache: bool = True
     """Generate through the KV cache; --no-use-cache recomputes every token's whole sequence (slow;
@@ -182,7 +203,19 @@ class SteerConfig(ModelSettings):
             f"--temperature must be >= 0, got {self.temperature}",
         )
         require(0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}")
-        require(self.target != "", "--target must not be empty")
+        for word in self.target:
+            require(word != "", "--target must not be empty")
+        for text in self.sweep:
+            parse_multiple(text)
+        require(self.plot is None or bool(self.sweep), "--plot draws the sweep: give --sweep too")
+        if self.sweep:
+            modes = [parse_intervention_spec(spec).mode for spec in self.steer]
+            require("ablate" not in modes, "--sweep multiplies the edit's values; an ablation has none")
+
+    @property
+    def sweep_multiples(self) -> tuple[float, ...]:
+        """The --sweep multiples as numbers."""
+        return tuple(parse_multiple(text) for text in self.sweep)
 
     @property
     def scope(self) -> Where:
@@ -195,16 +228,16 @@ class SteerConfig(ModelSettings):
 
 
 @dataclass(frozen=True)
-class EffectsConfig(ModelSettings):
+class EffectsConfig(GenerationSettings):
     """`saescope effects`: ablation effect and attribution of every active latent of a text.
 
     Reports each latent's effect on later tokens, their correlation, and the latents that matter
     most for a next token."""
 
-    sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE"})
+    sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE", "required": True})
     """The SAE folder (e.g. runs/demo/sae)."""
 
-    text: str = ""
+    text: str = field(default="", metadata={"required": True})
     """The text to analyse."""
 
     target: str | None = None
@@ -241,20 +274,20 @@ class EffectsConfig(ModelSettings):
 
 
 @dataclass(frozen=True)
-class ContrastConfig(ModelSettings):
+class ContrastConfig(GenerationSettings):
     """`saescope contrast`: the latents that separate two sets of texts.
 
     Ranked by the separation score of Ferrando et al. ("Do I Know This Entity?"),
     P(a>0 | positive) − P(a>0 | negative), with the mean difference and a t-statistic."""
 
-    sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE"})
+    sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE", "required": True})
     """The SAE folder (e.g. runs/demo/sae)."""
 
-    positive: Path = Path()
+    positive: Path = field(default=Path(), metadata={"required": True})
     """Positive texts: a file with one text per line, or a .jsonl/.parquet file or a folder read as
     a corpus (one text per record or file; --text-field names the field)."""
 
-    negative: Path = Path()
+    negative: Path = field(default=Path(), metadata={"required": True})
     """Negative texts, read like --positive."""
 
     positions: ContrastPositions = "last"

@@ -1,14 +1,17 @@
 """HTML of feature pages: pure functions from data to HTML, shared by static dashboards and the web server.
 
-- `views`: what a page shows, as plain values (`LatentView`, `TokenExample`, `LatentRow`, …),
-  readable from the latent index's JSON shapes;
+- `views`: what a page shows, as plain values (`LatentView`, `LatentRow`, …; examples are
+  `saescope.example.Example` windows);
+- `gather`: those views built from a latent index (imported on its own: it reads the index and
+  the stored explanations, which the rendering functions never need);
 - `tokens`: tokens shaded by activation, values on hover, whitespace made visible;
 - `charts`: inline SVG activation histograms and the latent map;
 - `embed`: JSON embedded in a page, safe inside `<script>`;
 - `pages`: the Jinja2 environment (autoescaped) and the page and fragment functions;
 - `templates/` and `static/`: the templates, the CSS and the scripts (no CDN: pages open offline).
 
-This package knows nothing about latent indexes, models, files or the web server.
+Apart from `gather`, this package knows nothing about latent indexes, models, files or the web
+server.
 """
 
 from .charts import histogram_svg, map_svg
@@ -38,7 +41,6 @@ from .views import (
     QuantileGroup,
     Related,
     Scored,
-    TokenExample,
 )
 
 __all__ = [
@@ -55,7 +57,6 @@ __all__ = [
     "QuantileGroup",
     "Related",
     "Scored",
-    "TokenExample",
     "environment",
     "examples_fragment",
     "highlight",

@@ -19,10 +19,11 @@ from typing import Any, NamedTuple
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from ..example import Example
 from .charts import histogram_svg, map_svg
 from .embed import json_script_tag, script_json
 from .tokens import highlight, visible
-from .views import LatentRow, LatentView, QuantileGroup, Related, TokenExample
+from .views import LatentRow, LatentView, QuantileGroup, Related
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -95,7 +96,7 @@ def _macro(name: str) -> Any:
     return getattr(environment().get_template("macros.html").module, name)
 
 
-def examples_fragment(examples: Sequence[TokenExample], scale: float, start: int = 0) -> Markup:
+def examples_fragment(examples: Sequence[Example], scale: float, start: int = 0) -> Markup:
     """A numbered list of examples (numbering from `start` + 1), as on a latent page."""
     return Markup(_macro("examples")(list(examples), scale, start))
 

@@ -1,61 +1,17 @@
 """What a feature page shows, as plain values: the data the rendering functions take.
 
-A latent index answers queries in JSON shapes (its contract, e.g. an example is `{"doc_id",
-"position", "activation", "tokens": [str], "activations": [float]}`); the `from_contract`
-constructors read those shapes, so the static dashboards and the web server hand the renderers the
-same values whichever way they gathered them.
+Examples are `saescope.example.Example` windows as the latent index cuts them (their focus token
+marked); `gather` builds these views from an index, for the static dashboards and the web server
+alike.
 
 This module knows nothing about HTML, the latent index's files or models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-
-class TokenExample(NamedTuple):
-    """A window of tokens around one place in the corpus, with one latent's activation on each."""
-
-    doc_id: int
-    """The document (model input) the window comes from (-1 when unknown)."""
-    position: int
-    """Position in the document of the example's own token (-1 when unknown)."""
-    activation: float
-    """The latent's activation on the example's own token."""
-    tokens: tuple[str, ...]
-    """Decoded tokens of the window, in order."""
-    activations: tuple[float, ...]
-    """The latent's activation on each token (0 where it does not fire)."""
-    focus: int
-    """Index in `tokens` of the example's own token (-1 when the window has none, e.g. a
-    non-activating example)."""
-
-    @classmethod
-    def from_contract(cls, d: Mapping[str, Any]) -> TokenExample:
-        """An example from the index's JSON shape. The window's own token is `focus` when the shape
-        gives it, else the first token carrying the example's activation (a top example's window
-        peaks there)."""
-        tokens = tuple(str(t) for t in d["tokens"])
-        acts = tuple(float(a) for a in d["activations"])
-        if len(tokens) != len(acts):
-            raise ValueError(f"an example has {len(tokens)} tokens but {len(acts)} activations")
-        activation = float(d.get("activation", max(acts, default=0.0)))
-        focus = d.get("focus")
-        if focus is None:
-            focus = _first_match(acts, activation)
-        return cls(int(d.get("doc_id", -1)), int(d.get("position", -1)), activation, tokens, acts, int(focus))
-
-
-def _first_match(acts: Sequence[float], activation: float) -> int:
-    """The first index whose activation is `activation` (relative tolerance for float16 storage),
-    or -1 when the window does not fire or none matches."""
-    if activation <= 0:
-        return -1
-    for i, a in enumerate(acts):
-        if abs(a - activation) <= 1e-3 * abs(activation):
-            return i
-    return -1
+from ..example import Example
 
 
 class Histogram(NamedTuple):
@@ -150,7 +106,7 @@ class QuantileGroup(NamedTuple):
 
     label: str
     """E.g. `quantile 3 of 5 (0.81–1.20)`."""
-    examples: tuple[TokenExample, ...]
+    examples: tuple[Example, ...]
     """The examples drawn from it."""
 
 
@@ -163,7 +119,7 @@ class LatentView(NamedTuple):
     """Latents of its SAE (for previous/next links)."""
     stats: LatentStatsView | None
     """Its statistics (None when the index has none)."""
-    top: tuple[TokenExample, ...]
+    top: tuple[Example, ...]
     """Its top-activating examples, largest first."""
     quantiles: tuple[QuantileGroup, ...]
     """Examples across its activation range, lowest quantile first."""
@@ -218,5 +174,4 @@ __all__ = [
     "QuantileGroup",
     "Related",
     "Scored",
-    "TokenExample",
 ]

@@ -17,9 +17,12 @@ One file per concept:
 - `steering`: the Python API binding the three (`generate_steered`, `stream_steered`);
 - `controls`, `targets`, `frequencies`: control latents and directions, the effect measure's tokens,
   per-latent statistics (latent index, eval output, or held-out text);
-- `latent_index`: the SAE's latent index (found by the fingerprint of its weights) and its
-  explanations;
-- `experiment`: `saescope steer` (steered beside unsteered and controls);
+- `variants`: the variants of a request (unsteered, steered, controls) decided, run and measured one
+  way for the command line and the server; `measures`: the numbers they report (next-token effect
+  and KL, teacher-forced; the change along a completion; perplexity, repeated n-grams);
+- `sweep`: the edit at several strengths, with its fluency cost; `preflight`: what is refused
+  before the model loads;
+- `experiment`: `saescope steer` (steered beside unsteered and controls, with effects);
 - `effects`: `saescope effects` (ablation effects, attribution, their correlation);
 - `contrast`: `saescope contrast` (the separation score of "Do I Know This Entity?"
   between two sets of texts);
@@ -33,12 +36,14 @@ and may read a latent index; it knows nothing about training, capture or the web
 from .contrast import ContrastResult, contrast_latents
 from .edit import Steering
 from .effects import EffectsResult, latent_effects
-from .experiment import SteerOptions, SteerResult, run_steering
+from .experiment import SteerResult, run_steering
 from .frequencies import FiringStats, firing_stats
 from .generate import Completion, Generation, Sampling, Step, generate, generate_steps
 from .interventions import Intervention, parse_interventions
 from .showcase import demo_steering
 from .steering import generate_steered, make_steering, stream_steered
+from .sweep import Sweep
+from .variants import SteerOptions
 
 __all__ = [
     "Completion",
@@ -52,6 +57,7 @@ __all__ = [
     "SteerResult",
     "Steering",
     "Step",
+    "Sweep",
     "contrast_latents",
     "demo_steering",
     "firing_stats",

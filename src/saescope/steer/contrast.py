@@ -29,14 +29,17 @@ import torch
 from torch import Tensor
 
 from ..bound import BoundSAE, bind_sae
+from ..config import model_of
 from ..config.steer import ContrastConfig
 from ..data import ModelInput, spans_by_decoding
 from ..errors import SaescopeError
+from ..index import read_explanations
+from ..index.locate import index_of_sae
 from ..positions import iter_positions
-from .experiment import model_settings
+from ..tokens import encode
 from .frequencies import FiringStats, firing_stats
-from .latent_index import explanations_for, find_index
-from .texts import Text, encode, read_texts
+from .preflight import sae_config, tokenizer_for
+from .texts import Text, read_texts
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +170,9 @@ def text_positions(ids: list[int], text: Text, mode: str, substring: str | None,
 
 
 def model_inputs(
-    bound: BoundSAE, texts: Sequence[Text], mode: str, substring: str | None, chat: bool, prepend_bos: bool
+    tokenizer: Any, texts: Sequence[Text], mode: str, substring: str | None, chat: bool, prepend_bos: bool
 ) -> tuple[list[ModelInput], int]:
     """(the texts as model inputs with the positions to read, how many were skipped)."""
-    tokenizer = bound.loaded_model.tokenizer
     inputs, skipped = [], 0
     for number, text in enumerate(texts):
         ids = encode(tokenizer, text.text, chat, prepend_bos)
@@ -217,6 +219,30 @@ def compare(
     ]
 
 
+def contrast_inputs(
+    tokenizer: Any,
+    positive: Sequence[Text | str],
+    negative: Sequence[Text | str],
+    positions: str = "last",
+    substring: str | None = None,
+    chat: bool = False,
+    prepend_bos: bool = True,
+) -> tuple[list[list[ModelInput]], int]:
+    """([positive inputs, negative inputs], texts skipped): every text tokenized with the positions
+    to compare; a side with no position at all is an error (needs only the tokenizer)."""
+    if positions not in ("last", "all", "substring"):
+        raise SaescopeError(f"positions must be last, all or substring, got {positions!r}")
+    sides, skipped = [], 0
+    for name, texts in (("positive", positive), ("negative", negative)):
+        items = [t if isinstance(t, Text) else Text(t) for t in texts]
+        inputs, missed = model_inputs(tokenizer, items, positions, substring, chat, prepend_bos)
+        if not inputs:
+            raise SaescopeError(f"no {name} text has a position to compare (substring absent everywhere?)")
+        skipped += missed
+        sides.append(inputs)
+    return sides, skipped
+
+
 def contrast_latents(
     bound: BoundSAE,
     positive: Sequence[Text | str],
@@ -232,17 +258,10 @@ def contrast_latents(
     explanations: dict[int, str] | None = None,
 ) -> ContrastResult:
     """Latents separating `positive` from `negative` texts (see the module docstring)."""
-    if positions not in ("last", "all", "substring"):
-        raise SaescopeError(f"positions must be last, all or substring, got {positions!r}")
+    tokenizer = bound.loaded_model.tokenizer
+    inputs, skipped = contrast_inputs(tokenizer, positive, negative, positions, substring, chat, prepend_bos)
     stats = stats or firing_stats(bound, need_maximum=False)
-    sides, skipped = [], 0
-    for name, texts in (("positive", positive), ("negative", negative)):
-        items = [t if isinstance(t, Text) else Text(t) for t in texts]
-        inputs, missed = model_inputs(bound, items, positions, substring, chat, prepend_bos)
-        if not inputs:
-            raise SaescopeError(f"no {name} text has a position to compare (substring absent everywhere?)")
-        skipped += missed
-        sides.append(tally(bound, inputs, batch_size))
+    sides = [tally(bound, side, batch_size) for side in inputs]
     if skipped:
         log.warning("%d texts do not contain their substring; skipped", skipped)
     density = stats.frequency.double()
@@ -266,9 +285,14 @@ def contrast(cfg: ContrastConfig) -> ContrastResult:
     """`saescope contrast` (see the module docstring)."""
     positive = read_texts(cfg.positive, cfg.text_field, cfg.substring_field)
     negative = read_texts(cfg.negative, cfg.text_field, cfg.substring_field)
-    bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_settings(cfg))
+    tokenizer = tokenizer_for(
+        sae_config(cfg.sae), cfg.sae, cfg, cfg.model
+    )  # refuse bad input before the model loads
+    contrast_inputs(tokenizer, positive, negative, cfg.positions, cfg.substring, cfg.chat, cfg.prepend_bos)
+    bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_of(cfg))
     stats = firing_stats(bound, cfg.index, cfg.stats_tokens, need_maximum=False)
-    explained = explanations_for(find_index(bound.sae, bound.path, cfg.index))
+    found = index_of_sae(bound.sae.file_tensors(), bound.path, cfg.index)
+    explained = read_explanations(found) if found is not None else {}
     return contrast_latents(
         bound,
         positive,
@@ -285,4 +309,4 @@ def contrast(cfg: ContrastConfig) -> ContrastResult:
     )
 
 
-__all__ = ["ContrastResult", "LatentContrast", "Tally", "contrast", "contrast_latents"]
+__all__ = ["ContrastResult", "LatentContrast", "Tally", "contrast", "contrast_inputs", "contrast_latents"]

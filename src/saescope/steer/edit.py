@@ -16,6 +16,11 @@ Controls (`saescope.steer.controls`) reuse the same arithmetic: a random latent 
 intervention, and a random direction replaces the edit Σ_i (f'_i − f_i)·d_i at each position by a
 fixed unit vector times that edit's norm.
 
+An edit that is not finite, or whose norm at some position exceeds `ABSURD` × the norm of the
+activation it changes (nothing of the model's own signal would be left), raises `SteeringError`
+in whichever forward pass meets it — the values checked before generating
+(`saescope.steer.variants`) cannot foresee a latent that only fires on generated tokens.
+
 This module knows nothing about models, hooks, prompts or generation.
 """
 
@@ -28,7 +33,10 @@ import torch
 from torch import Tensor
 
 from ..sae.base import SparseAutoencoder
-from .interventions import Intervention
+from .interventions import Intervention, SteeringError
+
+ABSURD = 1000.0
+"""An edit whose norm exceeds this many times the norm of what it edits is refused."""
 
 
 def current_values(
@@ -42,13 +50,15 @@ def current_values(
 
 
 def coefficient(item: Intervention, current: Tensor) -> Tensor:
-    """f'_i − f_i at each row for one intervention (`current` is f_i, [n])."""
+    """f'_i − f_i at each row for one intervention (`current` is f_i, [n]). A value beyond the
+    dtype's range becomes ±inf here (and is refused by `Steering.check`), never an error."""
+    value = torch.tensor(item.value, dtype=torch.float64).to(current.dtype).to(current.device)
     if item.mode == "add":
-        change = torch.full_like(current, item.value)
+        change = torch.zeros_like(current) + value
     elif item.mode == "clamp":
-        change = item.value - current
+        change = value - current
     elif item.mode == "scale":
-        change = (item.value - 1.0) * current
+        change = (value - 1.0) * current
     else:  # ablate
         change = -current
     return change * (current > 0) if item.conditional else change
@@ -87,7 +97,24 @@ class Steering:
         if self.direction is not None:
             delta = delta.norm(dim=-1, keepdim=True) * self.direction.to(x.device, x.dtype)
         base = self.sae.decode(acts, idx) if self.splice else x
-        return base + delta
+        new = base + delta
+        self.check(x, new)
+        return new
+
+    def check(self, x: Tensor, new: Tensor) -> None:
+        """Refuse a new activation that is not finite or moved absurdly far from `x` (see the
+        module docstring)."""
+        described = "; ".join(i.describe() for i in self.interventions)
+        if not bool(torch.isfinite(new).all()):
+            raise SteeringError(f"{described}: the edited activation is not finite; lower the value")
+        moved, size = (new - x).detach().double().norm(dim=-1), x.detach().double().norm(dim=-1)
+        worst = int((moved - ABSURD * size).argmax())
+        if float(moved[worst]) > ABSURD * float(size[worst]):
+            raise SteeringError(
+                f"{described}: the edit's norm ({float(moved[worst]):.3g}) is more than {ABSURD:g}x the "
+                f"norm of the activation it changes ({float(size[worst]):.3g}); give a value of a sensible "
+                "size (e.g. 2x-10x the latent's maximum)"
+            )
 
     def apply(self, act: Tensor, masks: Tensor) -> Tensor:
         """The activation `act` [B, T, d_in] with the edits applied where `masks` [m, B, T] says;
@@ -101,4 +128,4 @@ class Steering:
         return out
 
 
-__all__ = ["Steering", "coefficient", "current_values"]
+__all__ = ["ABSURD", "Steering", "coefficient", "current_values"]

@@ -36,13 +36,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..bound import BoundSAE, bind_sae
+from ..config import model_of
 from ..config.steer import EffectsConfig
 from ..errors import SaescopeError
 from ..hooks import patch_activations
-from .experiment import model_settings
+from ..index import read_explanations
+from ..index.locate import index_of_sae
+from ..tokens import decode_each, encode
 from .generate import cache_argument, new_cache
-from .latent_index import explanations_for, find_index
-from .texts import encode
+from .preflight import sae_config, tokenizer_for
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +139,11 @@ class CleanPass(NamedTuple):
     """[n, d_in] ∂M/∂x (float32)."""
 
 
-def effect_tokens(tokenizer: Any, text: str, target: str | None, prepend_bos: bool) -> list[int]:
-    """s_0 … s_n: the text's tokens, plus the target's first token when given."""
+def effect_tokens(
+    tokenizer: Any, text: str, target: str | None, prepend_bos: bool, max_tokens: int | None = None
+) -> list[int]:
+    """s_0 … s_n: the text's tokens, plus the target's first token when given (refused beyond
+    `max_tokens`; needs only the tokenizer, so the command checks it before the model loads)."""
     ids = encode(tokenizer, text, prepend_bos=prepend_bos)
     if target is not None:
         extra = tokenizer(target, add_special_tokens=False)["input_ids"]
@@ -147,6 +152,8 @@ def effect_tokens(tokenizer: Any, text: str, target: str | None, prepend_bos: bo
         ids.append(int(extra[0]))
     if len(ids) < 2:
         raise SaescopeError("the text is one token long: there is no next token to explain")
+    if max_tokens is not None and len(ids) > max_tokens:
+        raise SaescopeError(f"the text has {len(ids)} tokens, more than --max-tokens {max_tokens}")
     return ids
 
 
@@ -263,9 +270,7 @@ def latent_effects(
 ) -> EffectsResult:
     """Ablation effects, attributions and their correlation on `text` (see the module docstring)."""
     tokenizer = bound.loaded_model.tokenizer
-    ids = effect_tokens(tokenizer, text, target, prepend_bos)
-    if len(ids) > max_tokens:
-        raise SaescopeError(f"the text has {len(ids)} tokens, more than --max-tokens {max_tokens}")
+    ids = effect_tokens(tokenizer, text, target, prepend_bos, max_tokens)
     seq = torch.tensor(ids, device=bound.loaded_model.device)
     started = time.perf_counter()
     clean = clean_pass(bound, seq)
@@ -287,8 +292,8 @@ def latent_effects(
     wanted = explanations or {}
     shown = {r.latent: wanted[r.latent] for r in ranked if r.latent in wanted}
     return EffectsResult(
-        tokens=[str(tokenizer.decode([t])) for t in ids],
-        target=str(tokenizer.decode([ids[-1]])),
+        tokens=decode_each(tokenizer, ids),
+        target=decode_each(tokenizer, [ids[-1]])[0],
         target_logprob=float(clean.next_logprobs[-1]),
         pairs=records,
         correlation=pearson([r.ablation for r in records], [r.attribution for r in records]),
@@ -301,8 +306,13 @@ def latent_effects(
 
 def effects(cfg: EffectsConfig) -> EffectsResult:
     """`saescope effects` (see the module docstring)."""
-    bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_settings(cfg))
-    explained = explanations_for(find_index(bound.sae, bound.path, cfg.index))
+    tokenizer = tokenizer_for(
+        sae_config(cfg.sae), cfg.sae, cfg, cfg.model
+    )  # refuse bad input before the model loads
+    effect_tokens(tokenizer, cfg.text, cfg.target, cfg.prepend_bos, cfg.max_tokens)
+    bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_of(cfg))
+    found = index_of_sae(bound.sae.file_tensors(), bound.path, cfg.index)
+    explained = read_explanations(found) if found is not None else {}
     result = latent_effects(
         bound, cfg.text, cfg.target, cfg.top, cfg.batch_size, cfg.prepend_bos, cfg.max_tokens, explained
     )

@@ -1,74 +1,79 @@
-"""`saescope steer`: a steered generation beside the unsteered one and two controls, with an effect
-measure, so a user sees whether the effect is the latent's.
+"""`saescope steer`: a steered generation beside the unsteered one and two controls, with effects
+that say what they cover, so a user sees whether the effect is the latent's.
 
-Four variants run on the same prompts with the same sampling seed: unsteered, steered, a random
-latent of similar frequency at the same strength, and a random direction of the same norm
-(`saescope.steer.controls`). Each completion is scored by the mean log-probability of the target
-tokens along it (`--target`, else the steered latents' top-logit tokens, `saescope.steer.targets`);
-a variant's effect is its score minus the unsteered score, averaged over prompts.
+Four variants run on the same prompts with the same sampling seed (`saescope.steer.variants`, the
+same code the server's playground runs): unsteered, steered, a random latent that fires where the
+edit applies at a similar frequency, and a random direction of the same norm. Each variant but the
+unsteered one reports (`saescope.steer.measures`): its next-token effect on the targets and the KL
+at the positions its edit changes (teacher-forced on the unsteered completions, so the contexts are
+identical), and the change of the targets' log-probability along its own completion. The targets
+are `--target` words (one token each), else the steered latents' top logit-effect tokens that are
+whole words. With `--sweep`, the edit is also run at several multiples of its value
+(`saescope.steer.sweep`), with its fluency cost.
 
-This module knows nothing about hooks or the arithmetic of an edit.
+Everything that can be refused without the model is refused before it loads
+(`saescope.steer.preflight`). This module knows nothing about hooks or the arithmetic of an edit.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from ..bound import BoundSAE, bind_sae
-from ..config import ModelSettings
+from ..config import model_of
 from ..config.steer import SteerConfig
 from ..errors import SaescopeError
-from .controls import control_interventions, random_direction
-from .edit import Steering
 from .frequencies import FiringStats, firing_stats
-from .generate import Completion, Generation, Sampling, Step, check_length, generate
-from .interventions import Intervention, check_interventions, needs_maximum, parse_interventions
-from .places import places_for
-from .steering import make_steering, patch_for, prompt_batch
-from .targets import target_tokens
+from .generate import Completion, Sampling, Step
+from .interventions import Intervention, needs_maximum, parse_interventions
+from .measures import VariantEffects
+from .preflight import checked_steer_request
+from .sweep import Sweep, run_sweep
+from .targets import Targets
 from .texts import read_lines
+from .variants import (
+    STEERED,
+    UNSTEERED,
+    Generated,
+    SteeringPlan,
+    SteerOptions,
+    check_not_empty,
+    check_prompts,
+    generate_variant,
+    measure_variants,
+    plan_variants,
+    references,
+)
 
 log = logging.getLogger(__name__)
 
-
-class SteerOptions(NamedTuple):
-    """How a steering run generates and what it compares."""
-
-    sampling: Sampling = Sampling()
-    """Token choice (greedy by default) and length."""
-    chat: bool = False
-    """Wrap prompts in the chat template."""
-    prepend_bos: bool = True
-    """Start plain prompts with BOS."""
-    splice: bool = False
-    """Drop the SAE's error (splice the edited reconstruction)."""
-    controls: bool = True
-    """Also run the random-latent and random-direction controls."""
-    target: str | None = None
-    """Text whose first token scores the completions (default: the latents' top-logit tokens)."""
-    target_ids: tuple[int, ...] = ()
-    """Token ids that score the completions, when known as ids (overrides `target`)."""
-    use_cache: bool = True
-    """Generate through the KV cache."""
-    batch_size: int = 8
-    """Prompts per batch."""
+MEASURES = {
+    "next_token": "change of log p(targets) at the positions the edit changes, teacher-forced on each "
+    "prompt followed by its unsteered completion (variant − unsteered, mean over those positions)",
+    "kl": "KL(unsteered ‖ variant) of the next-token distributions at the same positions (nats)",
+    "completion": "mean log p(targets) along the variant's own completion minus along the unsteered "
+    "completion (mean over prompts; counted over the variant's generated tokens)",
+}
+"""What each effect is (the JSON output carries these)."""
 
 
 class Variant(NamedTuple):
-    """One way of running the prompts."""
+    """One way of running the prompts, and what it did."""
 
     name: str
     """`unsteered`, `steered`, `random latent` or `random direction`."""
     interventions: list[str]
     """What was done, as `12:add:8` (absolute values)."""
     completions: list[Completion]
-    """One per prompt, in prompt order."""
-    score: float | None
-    """Mean over prompts of each completion's mean log P(target tokens)."""
+    """One per prompt, in prompt order (empty for a control that could not be run)."""
+    effects: VariantEffects | None
+    """Its effects on the targets (None for the unsteered run, the reference, and a control not run)."""
+    not_run: str | None
+    """Why this control could not be run (None when it ran)."""
     tokens_per_second: float
     """Generation speed of this variant."""
 
@@ -84,16 +89,20 @@ class SteerResult(NamedTuple):
     """With the interventions."""
     controls: list[Variant]
     """Random latent and random direction (empty without controls)."""
-    targets: list[str]
-    """The tokens whose log-probability scores the completions."""
+    targets: Targets
+    """The tokens whose log-probability measures the effects, and where they came from."""
     stats_source: str | None
     """Where latent maxima and frequencies came from (None when none were needed)."""
+    sweep: Sweep | None
+    """The edit at several strengths (None without --sweep)."""
 
-    def effect(self, variant: Variant) -> float | None:
-        """Score of `variant` minus the unsteered score."""
-        if variant.score is None or self.unsteered.score is None:
-            return None
-        return variant.score - self.unsteered.score
+    def variants(self) -> list[Variant]:
+        """Unsteered, steered, then the controls."""
+        return [self.unsteered, self.steered, *self.controls]
+
+    def effects_json(self) -> dict[str, Any]:
+        """Every variant's effects, by JSON name (`steered`, `random_latent`, `random_direction`)."""
+        return effects_json(self.targets, {v.name: (v.effects, v.not_run) for v in self.variants()[1:]})
 
     def to_json(self) -> dict[str, Any]:
         def texts(v: Variant) -> list[str]:
@@ -105,46 +114,77 @@ class SteerResult(NamedTuple):
             "steered": texts(self.steered),
             "interventions": self.steered.interventions,
             "controls": {
-                v.name.replace(" ", "_"): {
+                json_name(v.name): {
                     "interventions": v.interventions,
                     "completions": texts(v),
-                    "score": v.score,
-                    "effect": self.effect(v),
+                    "not_run": v.not_run,
                 }
                 for v in self.controls
             },
-            "effect": {
-                "measure": "mean log-probability of the target tokens along each completion, "
-                "averaged over prompts; effect = variant − unsteered",
-                "targets": self.targets,
-                "unsteered": self.unsteered.score,
-                "steered": self.steered.score,
-                "steered_effect": self.effect(self.steered),
-            },
+            **self.effects_json(),
             "stats_source": self.stats_source,
-            "tokens_per_second": {v.name: v.tokens_per_second for v in self.variants()},
+            "tokens_per_second": {v.name: v.tokens_per_second for v in self.variants() if v.not_run is None},
+            "sweep": self.sweep.to_json() if self.sweep is not None else None,
         }
-
-    def variants(self) -> list[Variant]:
-        """Unsteered, steered, then the controls."""
-        return [self.unsteered, self.steered, *self.controls]
 
     def render(self) -> str:
         lines = []
         for p, prompt in enumerate(self.prompts):
             lines.append(f"prompt {p}: {prompt!r}")
             for v in self.variants():
-                lines.append(f"  {v.name:>16}: {v.completions[p].text!r}")
-        lines.append("")
-        lines.append(f"effect: mean log P({', '.join(repr(t) for t in self.targets)}) along the completions")
-        for v in self.variants():
-            score = "n/a" if v.score is None else f"{v.score:8.3f}"
-            effect = self.effect(v)
-            shift = "" if effect is None or v is self.unsteered else f"  ({effect:+.3f} vs unsteered)"
-            lines.append(f"  {v.name:>16}: {score}{shift}   [{'; '.join(v.interventions) or 'none'}]")
+                text = repr(v.completions[p].text) if v.not_run is None else f"(not run: {v.not_run})"
+                lines.append(f"  {v.name:>16}: {text}")
+        lines += ["", *render_effects(self.targets, self.variants())]
         if self.stats_source:
             lines.append(f"latent statistics: {self.stats_source}")
+        if self.sweep is not None:
+            lines += ["", self.sweep.render()]
         return "\n".join(lines)
+
+
+def json_name(name: str) -> str:
+    """A variant's name as a JSON key (`random latent` → `random_latent`)."""
+    return name.replace(" ", "_")
+
+
+def effects_json(
+    targets: Targets, effects: dict[str, tuple[VariantEffects | None, str | None]]
+) -> dict[str, Any]:
+    """The targets, what each measure is, and each variant's effects (the command line's and the
+    server's JSON share it)."""
+    return {
+        "targets": targets.to_json(),
+        "measures": MEASURES,
+        "effects": {
+            json_name(name): (found.to_json() if found is not None else {"not_run": reason})
+            for name, (found, reason) in effects.items()
+        },
+    }
+
+
+def render_effects(targets: Targets, variants: Sequence[Variant]) -> list[str]:
+    """The effects table of a run's variants."""
+    names = ", ".join(repr(t) for t in targets.tokens)
+    lines = [
+        f"targets: {names} ({targets.source})",
+        "effects on log p(targets), nats — next token: at the positions the edit changes, teacher-forced",
+        "  on the unsteered completions; KL(unsteered ‖ variant) there; completion: along its own completion",
+    ]
+    for v in variants:
+        if v.name == UNSTEERED:
+            scored = [c.target_logprob for c in v.completions if c.target_logprob is not None]
+            tokens = sum(len(c.token_ids) for c in v.completions)
+            mean = f"{sum(scored) / len(scored):.3f}" if scored else "n/a"
+            lines.append(f"  {v.name:>16}: reference (mean log p(targets) along it: {mean}, {tokens} tokens)")
+        elif v.effects is None:
+            lines.append(f"  {v.name:>16}: not run: {v.not_run}")
+        else:
+            e = v.effects
+            lines.append(
+                f"  {v.name:>16}: next token {e.next_token.show()}   KL {e.kl.show('.4f')}   "
+                f"completion {e.completion.show()}   [{'; '.join(v.interventions)}]"
+            )
+    return lines
 
 
 class TerminalStream:
@@ -168,51 +208,19 @@ class TerminalStream:
             self.out.flush()
 
 
-def _run_variant(
-    bound: BoundSAE,
-    name: str,
-    prompts: Sequence[str],
-    steering: Steering | None,
-    options: SteerOptions,
-    targets: Sequence[int],
-    on_step: Callable[[Step], None] | None = None,
-) -> Variant:
-    """Generate every prompt (in batches) under one steering (None: unsteered)."""
-    completions: list[Completion] = []
-    tokens, seconds = 0, 0.0
-    size = options.batch_size
-    for first in range(0, len(prompts), size):
-        batch = prompt_batch(bound, prompts[first : first + size], options.chat, options.prepend_bos)
-        patch = patch_for(bound, steering, batch, first)
-        run: Generation = generate(
-            bound.loaded_model, batch, options.sampling, patch, options.use_cache, targets, on_step
-        )
-        completions += run.completions
-        tokens += run.tokens
-        seconds += run.seconds
-    scores = [c.target_logprob for c in completions if c.target_logprob is not None]
-    described = [i.describe() for i in steering.interventions] if steering is not None else []
-    if steering is not None and steering.direction is not None:
-        described = [f"random direction, the norm of ({'; '.join(described)})"]
-    score = sum(scores) / len(scores) if scores else None
-    return Variant(name, described, completions, score, tokens / seconds if seconds > 0 else 0.0)
-
-
-def check_prompts(
-    bound: BoundSAE, prompts: Sequence[str], interventions: Sequence[Intervention], options: SteerOptions
-) -> None:
-    """Refuse bad input before anything costly runs: no prompt, an empty one, a latent out of
-    range, a position beyond a prompt, a substring absent from one, a context overflow."""
-    if not prompts:
-        raise SaescopeError("give at least one prompt")
-    check_interventions(interventions, bound.sae.d_sae)
-    tokenizer = bound.loaded_model.tokenizer
-    for first in range(0, len(prompts), options.batch_size):
-        batch = prompt_batch(
-            bound, prompts[first : first + options.batch_size], options.chat, options.prepend_bos
-        )
-        places_for(interventions, batch, tokenizer, first)
-        check_length(bound.loaded_model.model, batch, options.sampling.max_new_tokens)
+def run_variants(bound: BoundSAE, plan: SteeringPlan, stream: TextIO | None) -> dict[str, Generated]:
+    """Generate every variant of `plan` (the steered one of a single prompt streamed to `stream`)."""
+    runs: dict[str, Generated] = {}
+    for spec in plan.variants:
+        printer = None
+        if spec.name == STEERED and stream is not None and len(plan.prompts) == 1:
+            printer = TerminalStream(stream, "steered")
+        try:
+            runs[spec.name] = generate_variant(bound, plan, spec, printer)
+        finally:
+            if printer is not None:
+                printer.finish()
+    return runs
 
 
 def run_steering(
@@ -222,8 +230,11 @@ def run_steering(
     options: SteerOptions | None = None,
     stats: FiringStats | None = None,
     stream: TextIO | None = None,
+    sweep: Sequence[float] = (),
+    plot: Path | None = None,
 ) -> SteerResult:
-    """Unsteered, steered and control generations of `prompts` (see the module docstring).
+    """Unsteered, steered and control generations of `prompts`, with their effects (see the module
+    docstring); with `sweep`, the edit at those multiples of its values too (drawn to `plot`).
 
     `stats` are computed when needed and not given; `stream` receives the steered completion of
     a single prompt token by token."""
@@ -232,29 +243,42 @@ def run_steering(
     need_maximum = needs_maximum(interventions)
     if (options.controls or need_maximum) and (stats is None or (need_maximum and stats.maximum is None)):
         stats = firing_stats(bound, need_maximum=need_maximum)
-    steering = make_steering(bound, interventions, options.splice, stats)
-    latents = [i.latent for i in interventions]
-    targets = list(options.target_ids) or target_tokens(
-        bound.loaded_model, bound.sae, latents, options.target
+    plan = plan_variants(bound, prompts, interventions, options, stats)
+    runs = run_variants(bound, plan, stream)
+    check_not_empty(runs[UNSTEERED], runs[STEERED])
+    refs = references(bound, plan, runs[UNSTEERED])
+    effects = measure_variants(bound, plan, refs, runs)
+    swept = run_sweep(bound, plan, refs, runs[UNSTEERED], sweep, plot) if sweep else None
+    variants = [
+        Variant(
+            spec.name,
+            spec.described,
+            runs[spec.name].completions,
+            effects[spec.name],
+            spec.not_run,
+            runs[spec.name].tokens_per_second,
+        )
+        for spec in plan.variants
+    ]
+    return SteerResult(
+        list(prompts), variants[0], variants[1], variants[2:], plan.targets, plan.stats_source, swept
     )
-    printer = TerminalStream(stream, "steered") if stream is not None and len(prompts) == 1 else None
-    unsteered = _run_variant(bound, "unsteered", prompts, None, options, targets)
-    steered = _run_variant(bound, "steered", prompts, steering, options, targets, printer)
-    if printer is not None:
-        printer.finish()
-    controls = []
-    if options.controls:
-        assert stats is not None
-        seed = options.sampling.seed
-        others = control_interventions(interventions, stats.frequency, seed, stats.maximum)
-        control = make_steering(bound, others, options.splice, stats)
-        controls.append(_run_variant(bound, "random latent", prompts, control, options, targets))
-        direction = random_direction(bound.sae.d_in, seed)
-        aimless = make_steering(bound, interventions, options.splice, stats, direction)
-        controls.append(_run_variant(bound, "random direction", prompts, aimless, options, targets))
-    names = [str(bound.loaded_model.tokenizer.decode([t])) for t in targets]
-    source = stats.source if stats is not None else None
-    return SteerResult(list(prompts), unsteered, steered, controls, names, source)
+
+
+def sweep_steering(
+    bound: BoundSAE,
+    prompts: Sequence[str],
+    interventions: Sequence[Intervention],
+    options: SteerOptions,
+    stats: FiringStats,
+    multiples: Sequence[float],
+    plot: Path | None = None,
+) -> Sweep:
+    """The sweep alone (`saescope.steer.sweep`): the unsteered and the steered completions at each
+    multiple, the controls measured teacher-forced only (none of them generated)."""
+    plan = plan_variants(bound, prompts, interventions, options, stats)
+    unsteered = generate_variant(bound, plan, plan.spec(UNSTEERED))
+    return run_sweep(bound, plan, references(bound, plan, unsteered), unsteered, multiples, plot)
 
 
 def prompts_of(cfg: SteerConfig) -> list[str]:
@@ -282,25 +306,34 @@ def options_of(cfg: SteerConfig) -> SteerOptions:
     )
 
 
-def model_settings(cfg: ModelSettings) -> ModelSettings:
-    """Device, dtype and revision of a stage config (the model itself comes from the SAE)."""
-    return ModelSettings(
-        revision=cfg.revision, model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map
-    )
-
-
 def steer(cfg: SteerConfig) -> SteerResult:
     """`saescope steer` (see the module docstring)."""
     prompts = prompts_of(cfg)
-    bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_settings(cfg))
     interventions = parse_interventions(cfg.steer, cfg.scope, cfg.positions, cfg.substring, cfg.conditional)
+    checked_steer_request(
+        cfg.sae, cfg, cfg.model, prompts, interventions, cfg.target, cfg.chat, cfg.prepend_bos
+    )
+    bound = bind_sae(cfg.sae, cfg.model or None, force=cfg.force, settings=model_of(cfg))
     options = options_of(cfg)
     check_prompts(bound, prompts, interventions, options)
     stats = None
     if cfg.controls or needs_maximum(interventions):
         stats = firing_stats(bound, cfg.index, cfg.stats_tokens, need_maximum=needs_maximum(interventions))
     stream = sys.stderr if cfg.stream else None
-    return run_steering(bound, prompts, interventions, options, stats, stream)
+    return run_steering(bound, prompts, interventions, options, stats, stream, cfg.sweep_multiples, cfg.plot)
 
 
-__all__ = ["SteerOptions", "SteerResult", "Variant", "options_of", "prompts_of", "run_steering", "steer"]
+__all__ = [
+    "MEASURES",
+    "SteerOptions",
+    "SteerResult",
+    "Variant",
+    "effects_json",
+    "json_name",
+    "options_of",
+    "prompts_of",
+    "render_effects",
+    "run_steering",
+    "steer",
+    "sweep_steering",
+]

@@ -5,7 +5,7 @@ Gate demo) and to pick control latents of similar frequency; contrast needs freq
 out latents that fire on generic text. Sources, best first:
 
 1. the SAE's latent index (`--index`, else `RUN/index` when it indexes this SAE:
-   `saescope.steer.latent_index`), through `saescope.index.read_latent_table`;
+   `saescope.index.locate`), through `saescope.index.read_latent_table`;
 2. `eval_latents.safetensors` beside the SAE (`saescope eval`: frequencies only — used when no
    maximum is needed);
 3. measured here on `tokens` held-out tokens (`bound.heldout_corpus`, the SAE's own positions).
@@ -29,8 +29,8 @@ from ..bound import BoundSAE, heldout_corpus
 from ..data import iter_model_inputs
 from ..errors import SaescopeError
 from ..index import read_latent_table
+from ..index.locate import index_of_sae
 from ..positions import iter_positions
-from .latent_index import find_index
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def firing_stats(
     bound: BoundSAE, index: Path | None = None, tokens: int = 4096, need_maximum: bool = True
 ) -> FiringStats:
     """The SAE's per-latent statistics from the best source (see the module docstring)."""
-    found = find_index(bound.sae, bound.path, index)
+    found = index_of_sae(bound.sae.file_tensors(), bound.path, index)
     if found is not None:
         return index_stats(found, bound.sae.d_sae)
     if not need_maximum:

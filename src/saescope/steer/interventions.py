@@ -13,7 +13,8 @@ turns them into a change of the activation):
 
 Where: `all` positions, the `prompt` only, `generated` tokens only, explicit prompt `positions`,
 or the tokens covering a `substring` of the prompt; `conditional` restricts any of them to the
-positions where the latent already fires.
+positions where the latent already fires. `SteeringError` is a request that cannot be run
+meaningfully (see `saescope.steer.variants`).
 
 This module knows nothing about models, hooks or generation.
 """
@@ -28,6 +29,12 @@ from ..config.steer import MODES, Mode, Where, parse_intervention_spec
 from ..errors import ConfigError, SaescopeError, require
 
 WHERE = ("all", "prompt", "generated", "positions", "substring")
+
+
+class SteeringError(SaescopeError):
+    """A steering request that cannot give a meaningful result: a value that overflows or is
+    absurd, an edit that makes the model's outputs infinite, an empty steered completion, an edit
+    of a latent that is active nowhere it applies (the server answers HTTP 422)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,7 @@ def needs_maximum(interventions: Sequence[Intervention]) -> bool:
 __all__ = [
     "WHERE",
     "Intervention",
+    "SteeringError",
     "check_interventions",
     "needs_maximum",
     "parse_interventions",

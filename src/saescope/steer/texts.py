@@ -5,9 +5,8 @@ text per record, or per `.txt` file in a folder; `text_field` names the record f
 `substring_field` a per-record substring); any other file (`.txt` included) holds one text per
 line, empty lines skipped — as llama3_interpretability_sae's prompt files.
 
-Tokenizing: with `chat`, a text becomes the user turn of the model's chat template, ending with
-the assistant's turn opening (instruct models); otherwise it is plain text, after BOS when
-`prepend_bos` and the tokenizer has one (as the SAE's training inputs were).
+Tokenizing is `saescope.tokens.encode` (chat template, or BOS once before plain text), prompt by
+prompt, an empty one named by its number.
 
 This module knows nothing about SAEs, hooks or generation.
 """
@@ -20,6 +19,7 @@ from typing import Any, NamedTuple
 from ..config import CorpusSettings
 from ..data import iter_documents
 from ..errors import SaescopeError
+from ..tokens import encode
 
 CORPUS_SUFFIXES = (".jsonl", ".parquet")
 """Single files read as corpora (one text per record) rather than one text per line."""
@@ -63,27 +63,6 @@ def read_texts(path: Path, text_field: str = "text", substring_field: str | None
     return texts
 
 
-def apply_chat(tokenizer: Any, text: str) -> str:
-    """`text` as the user turn of the tokenizer's chat template, the assistant's turn opened."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise SaescopeError("this model's tokenizer has no chat template; drop --chat")
-    messages = [{"role": "user", "content": text}]
-    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-
-
-def encode(tokenizer: Any, text: str, chat: bool = False, prepend_bos: bool = True) -> list[int]:
-    """Token ids of one text (see the module docstring); an empty text is an error."""
-    if not text.strip():
-        raise SaescopeError("a prompt or text is empty")
-    if chat:
-        return list(tokenizer(apply_chat(tokenizer, text), add_special_tokens=False)["input_ids"])
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    bos = tokenizer.bos_token_id
-    if prepend_bos and bos is not None and (not ids or ids[0] != bos):
-        ids.insert(0, int(bos))
-    return ids
-
-
 def encode_all(
     tokenizer: Any, texts: list[str], chat: bool = False, prepend_bos: bool = True
 ) -> list[list[int]]:
@@ -96,4 +75,4 @@ def encode_all(
     return out
 
 
-__all__ = ["CORPUS_SUFFIXES", "Text", "apply_chat", "encode", "encode_all", "read_lines", "read_texts"]
+__all__ = ["CORPUS_SUFFIXES", "Text", "encode_all", "read_lines", "read_texts"]

@@ -24,12 +24,13 @@ from typing import Any
 
 from ..errors import StoreError
 from ..files import read_json, write_json
+from ..runs import STORE_MANIFEST
 from .moments import RunningStats
 
 log = logging.getLogger(__name__)
 
 FORMAT = "saescope.activations/1"
-MANIFEST = "manifest.json"
+MANIFEST = STORE_MANIFEST
 STATS = "stats.safetensors"
 RANKS_DIR = "ranks"
 SHARDS_DIR = "shards"

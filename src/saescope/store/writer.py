@@ -14,8 +14,9 @@ rows and a resume never counts a row twice.
 
 A capture killed at any moment leaves committed shards and at most some temporary or
 uncommitted files, which the next writer on the folder deletes (logging each) before resuming
-at `next_doc`. Seeds 000 and 004 lost hours to formats that could not be sampled from (.pt per
-chunk) or resumed (one preallocated memmap); this store avoids both.
+at `next_doc`. Earlier pipelines lost hours to formats that could not be sampled from (one .pt
+file per chunk, in the Llama-3 "features from scratch" write-up) or resumed (one preallocated
+memmap, in a "Do I Know This Entity?" replication); this store avoids both.
 
 This module knows nothing about models, tokenizers or corpora, nor about reading the store.
 """

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import ModelSettings, TrainConfig, corpus_of, to_jsonable
+from ..config import TrainConfig, corpus_of, model_of, to_jsonable
 from ..distributed import DistInfo
 from ..errors import ConfigError
 
@@ -114,14 +114,7 @@ class ModelSource:
         from ..models import load_model
 
         self.cfg, self.dist = cfg, dist
-        model_settings = ModelSettings(
-            model=cfg.model,
-            revision=cfg.revision,
-            model_dtype=cfg.model_dtype,
-            device=str(device),
-            device_map=cfg.device_map,
-        )
-        self.loaded = load_model(model_settings)
+        self.loaded = load_model(model_of(cfg, device=str(device)))
         self.ready_at = time.perf_counter()  # the probe below is already the model's work
         (self.hookpoint,) = resolve_hookpoints(self.loaded.model, [cfg.hookpoint])
         self.buffer_rows = buffer_rows

@@ -35,6 +35,7 @@ from ..config import TrainConfig, to_jsonable
 from ..errors import CheckpointError, ConfigError, SaescopeError
 from ..kernels import resolve_impl
 from ..models import resolve_device
+from ..runs import SAE_WEIGHTS
 from ..sae.base import SAEConfig, SparseAutoencoder
 from ..sae.formats import save_sae
 from ..sae.init import fold_input_scale, geometric_median, initialize
@@ -571,7 +572,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 def refuse_overwrite(out: Path) -> None:
     """A finished SAE or checkpoints already in --out: refuse rather than silently overwrite."""
-    saved = (out / "sae.safetensors").exists() or any(out.glob("*/sae.safetensors"))
+    saved = (out / SAE_WEIGHTS).exists() or any(out.glob(f"*/{SAE_WEIGHTS}"))
     if saved or latest_checkpoint(out / "checkpoints") is not None:
         raise ConfigError(
             f"{out} already holds an SAE or checkpoints; pass --resume to continue it or use another --out"

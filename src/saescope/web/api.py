@@ -11,7 +11,7 @@
     GET  /api/map                            the 2-D latent map
     POST /api/inspect                        a text's tokens with their top latents
     POST /api/effects                        ablation and attribution for a next token
-    POST /api/steer                          unsteered, steered and control completions
+    POST /api/steer                          unsteered, steered and control completions, their effects
     POST /api/steer/stream                   the same, streamed token by token (server-sent events)
 
 Index queries are plain functions (FastAPI runs them in its thread pool); model work awaits the
@@ -27,13 +27,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import SaescopeError
 from ..files import json_safe
-from ..render import LatentRow, TokenExample
+from ..render import LatentRow
 from ..steer import Intervention, Sampling, latent_effects
 from ..steer.effects import EffectsResult
+from ..steer.interventions import SteeringError
 from .context import Inspection, RunContext
 from .events import EventStream, sse
 from .limits import check_count
@@ -47,7 +49,7 @@ from .schemas import (
     StatusOut,
     SteerRequest,
 )
-from .steering import RunningVariant, SteerPlan, close_variants, needs_stats, start_variants, stream_events
+from .steering import SteerPlan, SteerSession, close_variants, needs_stats, start_variants, stream_events
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +68,6 @@ Ctx = Depends(context)
 
 
 # ----- helpers shared with the HTML routes --------------------------------------------------
-def example_json(e: TokenExample) -> dict[str, Any]:
-    """An example in the index's contract shape (plus `focus`)."""
-    return {
-        "doc_id": e.doc_id,
-        "position": e.position,
-        "activation": e.activation,
-        "tokens": list(e.tokens),
-        "activations": list(e.activations),
-        "focus": e.focus,
-    }
-
-
 def search_rows(
     rows: list[LatentRow],
     q: str,
@@ -150,20 +140,36 @@ def steer_plan(ctx: RunContext, body: SteerRequest) -> SteerPlan:
         for i in body.interventions
     )
     sampling = Sampling(body.max_new_tokens, body.temperature, body.top_p, body.seed)
-    return SteerPlan(tuple(body.prompts), interventions, sampling, body.controls, body.chat)
+    if body.sweep and any(i.mode == "ablate" for i in interventions):
+        raise SteeringError("a sweep multiplies the edit's values; an ablation has none")
+    return SteerPlan(
+        tuple(body.prompts),
+        interventions,
+        sampling,
+        body.controls,
+        body.chat,
+        tuple(body.targets),
+        tuple(body.sweep),
+    )
 
 
-async def start_steering(ctx: RunContext, plan: SteerPlan) -> tuple[list[RunningVariant], Callable[[], None]]:
+async def start_steering(ctx: RunContext, plan: SteerPlan) -> tuple[SteerSession, Callable[[], None]]:
     """Admit a generation (or raise `Busy`) and start its variants; returns them with the slot's
     release function (the caller releases it)."""
     release = await ctx.worker.admit()
     try:
         stats = await ctx.worker.call(ctx.stats) if needs_stats(plan) else None
-        variants = await ctx.worker.call(start_variants, plan, stats)
+        session = await ctx.worker.call(start_variants, plan, stats)
     except BaseException:
         release()
         raise
-    return variants, release
+    return session, release
+
+
+def refused_steering(error: SteeringError) -> JSONResponse:
+    """A steering request that cannot give a meaningful result (an absurd value, outputs that are
+    not finite, an empty steered completion): HTTP 422, the error's one line."""
+    return JSONResponse({"error": str(error)}, status_code=422)
 
 
 # ----- routes -----------------------------------------------------------------------------
@@ -231,9 +237,9 @@ def latent(latent: int, ctx: RunContext = Ctx) -> dict[str, Any]:
     """Everything a latent's page shows (statistics, examples, quantiles, relations, logits)."""
     view = ctx.view(latent)
     out: dict[str, Any] = json_safe(view)
-    out["top"] = [example_json(e) for e in view.top]
+    out["top"] = [e.to_json() for e in view.top]
     out["quantiles"] = [
-        {"label": g.label, "examples": [example_json(e) for e in g.examples]} for g in view.quantiles
+        {"label": g.label, "examples": [e.to_json() for e in g.examples]} for g in view.quantiles
     ]
     return out
 
@@ -249,7 +255,7 @@ def examples(
 ) -> dict[str, Any]:
     """Top examples `offset` … `offset + count` (largest activation first)."""
     found = ctx.examples(latent, offset, count, before, after)
-    return {"latent": latent, "examples": [example_json(e) for e in found]}
+    return {"latent": latent, "examples": [e.to_json() for e in found]}
 
 
 @router.get("/latents/{latent}/quantile", response_model=QuantileOut)
@@ -262,13 +268,13 @@ def quantile(
 ) -> dict[str, Any]:
     """`n` examples from quantile `which` (1 = weakest) of `of` equal-count quantiles."""
     group = ctx.quantile(latent, which, of, n)
-    return {"latent": latent, "label": group.label, "examples": [example_json(e) for e in group.examples]}
+    return {"latent": latent, "label": group.label, "examples": [e.to_json() for e in group.examples]}
 
 
 @router.get("/latents/{latent}/random", response_model=ExamplesOut)
 def random_examples(latent: int, n: int = Query(10, ge=1), ctx: RunContext = Ctx) -> dict[str, Any]:
     """Windows of text where the latent does not fire at all."""
-    return {"latent": latent, "examples": [example_json(e) for e in ctx.random(latent, n)]}
+    return {"latent": latent, "examples": [e.to_json() for e in ctx.random(latent, n)]}
 
 
 @router.get("/latents/{latent}/related", response_model=RelatedListOut)
@@ -306,40 +312,52 @@ async def effects(body: EffectsRequest, ctx: RunContext = Ctx) -> dict[str, Any]
     return out
 
 
-@router.post("/steer")
-async def steer(body: SteerRequest, ctx: RunContext = Ctx) -> dict[str, Any]:
-    """Unsteered, steered (and control) completions, when all are finished."""
-    plan = await run_in_threadpool(steer_plan, ctx, body)
-    variants, release = await start_steering(ctx, plan)
+@router.post("/steer", response_model=None)
+async def steer(body: SteerRequest, ctx: RunContext = Ctx) -> dict[str, Any] | JSONResponse:
+    """Unsteered, steered (and control) completions, when all are finished, with the effects and
+    the sweep `saescope steer --json` reports (`targets`, `measures`, `effects`, `sweep`)."""
+    try:
+        plan = await run_in_threadpool(steer_plan, ctx, body)
+        session, release = await start_steering(ctx, plan)
+    except SteeringError as e:
+        return refused_steering(e)
     done: dict[str, Any] = {}
     try:
-        async for event in stream_events(ctx.worker, variants):
+        async for event in stream_events(ctx.worker, session):
             if event["event"] == "done":
                 done = event
+    except SteeringError as e:
+        return refused_steering(e)
     finally:
         release()
-        ctx.worker.submit(close_variants, variants)
-    return {"prompts": list(plan.prompts), "variants": done.get("variants", [])}
+        ctx.worker.submit(close_variants, session)
+    done.pop("event", None)
+    return {"prompts": list(plan.prompts), **done}
 
 
-@router.post("/steer/stream")
-async def steer_stream(body: SteerRequest, ctx: RunContext = Ctx) -> EventStream:
+@router.post("/steer/stream", response_model=None)
+async def steer_stream(body: SteerRequest, ctx: RunContext = Ctx) -> EventStream | JSONResponse:
     """The same, streamed as server-sent events: `token` events (variant, row, step, text) as they
-    are generated, then one `done` event. A client that disconnects frees the slot at once."""
-    plan = await run_in_threadpool(steer_plan, ctx, body)
-    variants, release = await start_steering(ctx, plan)
+    are generated, `sweep` events as each strength of a sweep starts, then one `done` event. A
+    request refused before the first token gets its HTTP status (422 for an absurd value); an
+    error after it, an `error` event. A client that disconnects frees the slot at once."""
+    try:
+        plan = await run_in_threadpool(steer_plan, ctx, body)
+        session, release = await start_steering(ctx, plan)
+    except SteeringError as e:
+        return refused_steering(e)
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for event in stream_events(ctx.worker, variants):
+            async for event in stream_events(ctx.worker, session):
                 yield sse(event)
         except SaescopeError as e:
             yield sse({"event": "error", "error": str(e)})
         finally:
             release()
-            ctx.worker.submit(close_variants, variants)
+            ctx.worker.submit(close_variants, session)
 
     return EventStream(events())
 
 
-__all__ = ["context", "example_json", "router", "run_effects", "run_inspection", "search_rows", "steer_plan"]
+__all__ = ["context", "router", "run_effects", "run_inspection", "search_rows", "steer_plan"]

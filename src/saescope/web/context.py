@@ -12,33 +12,33 @@ This module knows nothing about HTTP or HTML.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import groupby
 from typing import Any, NamedTuple
 
-from ..bound import BoundSAE, TextCodes, bind_sae, encode_text
-from ..config import ModelSettings
+from ..bound import BoundSAE, bind_sae
+from ..config import model_of
+from ..config.dashboard import PageSettings
 from ..config.serve import ServeConfig
-from ..dashboard import (
-    PageSettings,
-    example_view,
-    explanation_views,
-    latent_view,
-    quantile_group,
-    stats_view,
-    top_tokens,
-)
 from ..errors import SaescopeError
+from ..example import Example
 from ..index.format import LatentIndexError
 from ..index.reader import TOKENIZER_LOCK, Index
-from ..index.results import Example
-from ..render import ExplanationView, LatentRow, LatentView, QuantileGroup, Related, TokenExample
+from ..index.text_latents import text_latents
+from ..render import ExplanationView, LatentRow, LatentView, QuantileGroup, Related
+from ..render.gather import (
+    bare_rows,
+    explanation_text,
+    explanation_views,
+    latent_rows,
+    latent_view,
+    quantile_group,
+    related_of,
+)
 from ..steer import FiringStats, firing_stats
-from ..steer.texts import encode
+from ..tokens import encode
 from .limits import Limits, check_chars, check_count
 from .readers import IndexReaders, default_readers
 from .run import RunParts, find_run_parts
@@ -90,13 +90,6 @@ class Inspection(NamedTuple):
         }
 
 
-def model_settings(cfg: ServeConfig) -> ModelSettings:
-    """Device, dtype and revision of the serve config (the model itself comes from the SAE)."""
-    return ModelSettings(
-        revision=cfg.revision, model_dtype=cfg.model_dtype, device=cfg.device, device_map=cfg.device_map
-    )
-
-
 class RunContext:
     """Everything the routes use (see the module docstring)."""
 
@@ -130,10 +123,7 @@ class RunContext:
     def _bind(self) -> BoundSAE:
         if self.parts.sae is None:
             raise SaescopeError(f"{self.parts.root} has no SAE (sae/cfg.json): nothing to run")
-        import torch
-
-        torch.set_num_threads(self.cfg.threads)
-        return bind_sae(self.parts.sae, self.cfg.model or None, self.cfg.force, model_settings(self.cfg))
+        return bind_sae(self.parts.sae, self.cfg.model or None, self.cfg.force, model_of(self.cfg))
 
     def start(self) -> None:
         """Background work at server start: load the model, build the list of latents.
@@ -198,13 +188,13 @@ class RunContext:
 
     def examples(
         self, latent: int, offset: int, count: int, before: int = 12, after: int = 4
-    ) -> list[TokenExample]:
+    ) -> list[Example]:
         """Top examples `offset` … `offset + count` of a latent."""
         check_count(self.limits, "max_examples", offset + count, "offset + count")
         latent = self.check_latent(latent)
         with self.reader() as index:
             found = index.top_examples(latent, offset + count, before, after)
-        return [example_view(e, before) for e in found[offset:]]
+        return found[offset:]
 
     def quantile(self, latent: int, which: int, of: int, n: int = 5) -> QuantileGroup:
         """Examples from quantile `which` (1 = lowest) of `of` of a latent's activations."""
@@ -217,25 +207,21 @@ class RunContext:
             groups = index.quantile_examples(latent, of, n)
         if which > len(groups):
             raise SaescopeError(f"latent {latent} fires {len(groups)} times: there is no quantile {which}")
-        return quantile_group(groups[which - 1], len(groups), 12)
+        return quantile_group(groups[which - 1], len(groups))
 
-    def random(self, latent: int, n: int) -> list[TokenExample]:
+    def random(self, latent: int, n: int) -> list[Example]:
         """Windows where the latent does not fire."""
         check_count(self.limits, "max_examples", n, "examples")
         latent = self.check_latent(latent)
         with self.reader() as index:
-            found = index.random_examples(latent, n)
-        return [example_view(e, 12) for e in found]
+            return index.random_examples(latent, n)
 
     def related(self, latent: int, kind: str, n: int) -> list[Related]:
         """Co-occurring latents (`cooccurring`) or decoder neighbours (`neighbours`)."""
         check_count(self.limits, "max_examples", n, "latents")
         latent = self.check_latent(latent)
-        text = self.explanation_text
         with self.reader() as index:
-            if kind == "cooccurring":
-                return [Related(r.latent, r.jaccard, text(r.latent)) for r in index.cooccurring(latent, n)]
-            return [Related(r.latent, r.cosine, text(r.latent)) for r in index.neighbours(latent, n)]
+            return list(related_of(index, latent, kind, n, self.explanations))
 
     def view_scale(self, latent: int) -> float:
         """The activation a full shade stands for on a latent's examples: its maximum."""
@@ -243,37 +229,17 @@ class RunContext:
 
     def explanation_text(self, latent: int) -> str:
         """A latent's explanation ("" when none)."""
-        found = self.explanations.get(latent)
-        return found.text if found is not None else ""
+        return explanation_text(self.explanations, latent)
 
     # ----- the list of latents -------------------------------------------------------------
     def _build_rows(self) -> None:
         try:
             if self.index is not None:
-                self._rows = self._rows_from_index(self.index)
+                self._rows = latent_rows(self.index, self.explanations)
         except Exception:  # the list stays without top tokens; the error is the log's
             log.exception("building the list of latents failed")
         finally:
             self._rows_ready.set()
-
-    def _rows_from_index(self, index: Index) -> list[LatentRow]:
-        views = {int(row["latent"]): stats_view(row) for row in index.stats().to_pylist()}
-        live = [latent for latent, view in views.items() if not view.dead]
-        top: dict[int, list[Example]] = {}
-        for _, bucket in groupby(live, key=lambda k: k // index.header.bucket_latents):
-            top.update(index.top_examples_many(list(bucket), 10, 0, 0))  # each bucket read once
-        rows = []
-        for latent, view in views.items():
-            tokens = top_tokens(example_view(e, 0) for e in top.get(latent, []))
-            rows.append(self._row(latent, view.frequency, view.max, tokens))
-        return rows
-
-    def _row(self, latent: int, frequency: float, top: float, tokens: tuple[str, ...]) -> LatentRow:
-        found = self.explanations.get(latent)
-        score = found.headline if found is not None else None
-        return LatentRow(
-            latent, frequency, top, found.text if found else "", score.value if score else None, tokens
-        )
 
     @property
     def rows_complete(self) -> bool:
@@ -288,10 +254,7 @@ class RunContext:
         self._rows_ready.wait(wait)
         if self._rows is not None:
             return self._rows
-        return [
-            self._row(int(r["latent"]), float(r["frequency"]), float(r["max"]), ())
-            for r in self.index.stats().select(["latent", "frequency", "max"]).to_pylist()
-        ]
+        return bare_rows(self.index, self.explanations)
 
     # ----- the model ----------------------------------------------------------------------
     def tokenizer(self) -> Any:
@@ -304,7 +267,7 @@ class RunContext:
                 model = self.cfg.model or (self.parts.sae_cfg or {}).get("model", "")
                 if not model:
                     raise SaescopeError(f"{self.parts.root} has no SAE: nothing to run")
-                self._tokenizer = load_tokenizer(dataclasses.replace(model_settings(self.cfg), model=model))
+                self._tokenizer = load_tokenizer(model_of(self.cfg, model=model))
             return self._tokenizer
 
     def count_tokens(self, text: str, limit: str, what: str, chat: bool = False) -> int:
@@ -329,46 +292,26 @@ class RunContext:
         return float(self.index.stats_of(latent)["max"])
 
     def inspect(self, bound: BoundSAE, text: str, latent: int | None) -> Inspection:
-        """Every token of `text` with its top latents, shaded by `latent` (default: the latent with
-        the largest activation in the text); runs on the model worker."""
-        codes = encode_text(bound, text)
+        """Every token of `text` (BOS left out, as `saescope query --text` reports them) with its
+        top latents, shaded by `latent` (default: the latent with the largest activation in the
+        text); runs on the model worker."""
         if latent is not None and not 0 <= latent < bound.sae.d_sae:
             raise SaescopeError(f"latent {latent} is out of range: the SAE has {bound.sae.d_sae} latents")
-        chosen = latent if latent is not None else strongest(codes)
-        activations = latent_activations(codes, chosen) if chosen is not None else [0.0] * len(codes.tokens)
-        scale = shade_scale(activations, self._index_max(chosen))
+        found = text_latents(bound, text, rank=1)
+        chosen = latent if latent is not None else (found.ranked[0].latent if found.ranked else None)
+        activations = [
+            next((a.activation for a in t.latents if a.latent == chosen), 0.0) for t in found.tokens
+        ]
+        scale = self._index_max(chosen) or max(activations, default=0.0)
         tokens = [
-            TokenLatents(p, token, [(i, a, self.explanation_text(i)) for i, a in codes.top(p, INSPECT_TOP)])
-            for p, token in enumerate(codes.tokens)
+            TokenLatents(
+                t.position,
+                t.token,
+                [(a.latent, a.activation, self.explanation_text(a.latent)) for a in t.latents[:INSPECT_TOP]],
+            )
+            for t in found.tokens
         ]
         return Inspection(tokens, chosen, activations, scale)
-
-
-def shade_scale(activations: list[float], index_max: float) -> float:
-    """The activation a full shade stands for: the latent's maximum in the index, else its
-    largest activation in the text after the first token (a BOS token's activations are often
-    far above every other token's and would wash out the rest)."""
-    if index_max > 0:
-        return index_max
-    rest = activations[1:] if len(activations) > 1 else activations
-    return max(rest, default=0.0)
-
-
-def strongest(codes: TextCodes) -> int | None:
-    """The latent with the largest activation anywhere in the text (BOS skipped when it has one
-    and other tokens)."""
-    acts = codes.latent_acts[1:] if len(codes.tokens) > 1 else codes.latent_acts
-    idx = codes.latent_indices[1:] if len(codes.tokens) > 1 else codes.latent_indices
-    if acts.numel() == 0 or float(acts.max()) <= 0:
-        return None
-    flat = int(acts.flatten().argmax())
-    return int(idx.flatten()[flat])
-
-
-def latent_activations(codes: TextCodes, latent: int) -> list[float]:
-    """One latent's activation on every token (0 where it is not among the active ones)."""
-    hit = (codes.latent_indices == latent) & (codes.latent_acts > 0)
-    return (codes.latent_acts * hit).sum(-1).tolist()
 
 
 __all__ = [
@@ -376,7 +319,4 @@ __all__ = [
     "Inspection",
     "RunContext",
     "TokenLatents",
-    "latent_activations",
-    "shade_scale",
-    "strongest",
 ]

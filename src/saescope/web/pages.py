@@ -66,22 +66,64 @@ def page(ctx: RunContext, template: str, name: str, status: int = 200, **context
 
 
 # ----- pages -------------------------------------------------------------------------------
+SAE_LABELS = {
+    "model": "model",
+    "hookpoint_alias": "hookpoint",
+    "hookpoint": "module",
+    "architecture": "architecture",
+    "d_in": "input width (d_in)",
+    "d_sae": "latents (d_sae)",
+    "k": "active latents per token (k)",
+    "dtype": "weights dtype",
+}
+"""The SAE settings the overview shows, with their labels."""
+TRAINING_LABELS = {"tokens": "trained on (tokens)", "steps": "training steps", "store": "activation store"}
+
+EVAL_SECTIONS = {
+    "reconstruction": "Reconstruction (on the {tokens} evaluation tokens)",
+    "sparsity": "Sparsity (on the {tokens} evaluation tokens)",
+    "downstream": "Downstream, the SAE spliced in (on {predictions} next-token predictions)",
+}
+EVAL_LABELS = {
+    "mse": "mean squared error, per element",
+    "sum_squared_error_per_token": "squared error per token",
+    "fvu": "fraction of variance unexplained (FVU)",
+    "explained_variance": "explained variance (1 − FVU)",
+    "cosine_similarity": "cosine of reconstruction and input, mean",
+    "norm_ratio": "‖reconstruction‖ / ‖input‖, mean",
+    "relative_reconstruction_bias": "relative reconstruction bias",
+    "l0_mean": "active latents per token (L0), mean",
+    "l0_std": "L0, standard deviation",
+    "dead_latents": "dead latents (never fired on these tokens)",
+    "dead_fraction": "dead latents, fraction of all latents",
+    "dense_latents": "dense latents (fire on more than the threshold of these tokens)",
+    "dense_threshold": "dense threshold (fraction of tokens)",
+    "scored_predictions": "next-token predictions scored",
+    "ce_clean": "cross-entropy, clean model (nats)",
+    "ce_spliced": "cross-entropy, SAE spliced in (nats)",
+    "ce_zero_ablation": "cross-entropy, site zero-ablated (nats)",
+    "ce_mean_ablation": "cross-entropy, site mean-ablated (nats)",
+    "delta_ce": "cross-entropy added by the SAE (nats)",
+    "ce_loss_recovered_zero": "CE loss recovered, against zero ablation",
+    "ce_loss_recovered_mean": "CE loss recovered, against mean ablation",
+    "kl_spliced": "KL to the clean model, SAE spliced in (nats)",
+    "kl_zero_ablation": "KL to the clean model, site zero-ablated (nats)",
+    "kl_mean_ablation": "KL to the clean model, site mean-ablated (nats)",
+    "kl_score_zero": "KL score (1 − KL spliced / KL zero-ablated)",
+}
+"""Labels of `eval.json`'s metrics (a metric without one shows its own name)."""
+
+
 def sae_rows(cfg: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The SAE's settings as (name, value) rows."""
+    """The SAE's settings as (label, value) rows."""
     if not cfg:
         return []
-    keys = ("model", "hookpoint_alias", "hookpoint", "architecture", "d_in", "d_sae", "k", "dtype")
-    rows = [(k, str(cfg[k])) for k in keys if cfg.get(k) not in (None, "")]
+    rows = [(label, str(cfg[k])) for k, label in SAE_LABELS.items() if cfg.get(k) not in (None, "")]
     rows += [(f"hyperparameter {k}", str(v)) for k, v in sorted((cfg.get("hyperparams") or {}).items())]
     training = cfg.get("training") or {}
-    for key in ("tokens", "steps", "store"):
+    for key, label in TRAINING_LABELS.items():
         if training.get(key) not in (None, ""):
-            rows.append(
-                (
-                    f"trained on {key}",
-                    f"{training[key]:,}" if isinstance(training[key], int) else str(training[key]),
-                )
-            )
+            rows.append((label, formatted(training[key])))
     return rows
 
 
@@ -91,21 +133,44 @@ def formatted(value: Any) -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
+    if value != value:  # NaN: not measured
+        return "not measured"
     return f"{value:.4g}"
 
 
 def eval_sections(evaluation: dict[str, Any] | None) -> list[tuple[str, list[tuple[str, str]]]]:
-    """`eval.json` as titled sections of (metric, value) rows (numbers only; settings left out)."""
+    """`eval.json` as titled sections of (label, value) rows, each title saying which tokens its
+    numbers cover (numbers only; settings left out)."""
     if not evaluation:
         return []
-    sections = [("tokens", [("evaluation tokens", formatted(evaluation.get("tokens", "")))])]
+    tokens = formatted(evaluation.get("tokens", ""))
+    sections = []
     for name, values in evaluation.items():
         if name in ("settings", "sae") or not isinstance(values, dict):
             continue
-        rows = [(k, formatted(v)) for k, v in values.items() if not isinstance(v, (dict, list))]
+        rows = [
+            (EVAL_LABELS.get(str(k), str(k)), formatted(v))
+            for k, v in values.items()
+            if not isinstance(v, (dict, list, str))
+        ]
         if rows:
-            sections.append((name, rows))
+            predictions = formatted(values.get("scored_predictions", ""))
+            title = EVAL_SECTIONS.get(name, name).format(tokens=tokens, predictions=predictions)
+            sections.append((title, rows))
     return sections
+
+
+def index_rows(ctx: RunContext) -> list[tuple[str, str]]:
+    """The latent index's own counts, each with the tokens it covers."""
+    if ctx.index is None:
+        return []
+    header = ctx.index.header
+    s, tokens = header.summary, f"{header.tokens:,}"
+    return [
+        ("indexed tokens (held-out text)", tokens),
+        (f"dead latents (never fired on the {tokens} indexed tokens)", f"{int(s.get('dead', 0)):,}"),
+        (f"dense latents (on the {tokens} indexed tokens)", f"{int(s.get('dense', 0)):,}"),
+    ]
 
 
 def latent_map_markup(ctx: RunContext) -> tuple[Markup | None, str]:
@@ -128,8 +193,9 @@ def overview(ctx: RunContext = Ctx) -> HTMLResponse:
     listed = [
         ("activation store", "acts/" if parts.acts else "none"),
         ("SAE", "sae/" if parts.sae else "none"),
-        ("latent index", f"index/ ({ctx.index.tokens:,} tokens)" if ctx.index is not None else "none"),
-        ("explanations", f"{len(ctx.explanations):,}" if ctx.explanations else "none"),
+        ("latent index", "index/" if ctx.index is not None else "none"),
+        *index_rows(ctx),
+        ("latents explained", f"{len(ctx.explanations):,}" if ctx.explanations else "none"),
     ]
     svg, method = latent_map_markup(ctx)
     return page(

@@ -1,9 +1,9 @@
-"""The parts of a run folder, found through the run layout; the server works with whichever exist.
+"""The parts of a run folder (`saescope.runs`); the server works with whichever exist.
 
-    runs/NAME/acts        activation store (manifest.json)
+    runs/NAME/acts        activation store
     runs/NAME/sae         cfg.json + weights, eval.json, metrics.csv, training_curves.png,
                           eval_density.png
-    runs/NAME/index       latent index (index.json, complete)
+    runs/NAME/index       latent index, complete, of this SAE (`saescope.index.locate`)
 
 Images are served by their fixed names in `IMAGES`, never by a path a client gives.
 
@@ -18,7 +18,10 @@ from typing import Any, NamedTuple
 
 from ..errors import SaescopeError
 from ..files import read_json
-from ..index.format import LatentIndexError, read_header
+from ..index.format import read_header
+from ..index.locate import index_of_sae
+from ..runs import ACTS, INDEX, SAE, SAE_CONFIG, Run, eval_file
+from ..sae.formats import load_sae
 
 log = logging.getLogger(__name__)
 
@@ -65,31 +68,37 @@ def _json_or_none(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _index_or_none(folder: Path) -> Path | None:
-    if not (folder / "index.json").is_file():
+def _index_or_none(run: Run, has_sae: bool) -> Path | None:
+    """The run's complete index: of the run's SAE when it has one (another SAE's index is not
+    shown beside it), else whatever complete index it holds."""
+    if INDEX not in run.parts():
         return None
     try:
-        read_header(folder)
-    except LatentIndexError as e:
-        log.warning("not using %s: %s", folder, e)
+        if has_sae:
+            return index_of_sae(load_sae(run.sae).file_tensors(), run.sae)
+        read_header(run.index)
+    except SaescopeError as e:
+        log.warning("not using %s: %s", run.index, e)
         return None
-    return folder
+    return run.index
 
 
-def find_run_parts(run: Path) -> RunParts:
-    """The parts of the run at `run`; SaescopeError when it is no folder or holds no part."""
-    run = Path(run)
-    if not run.is_dir():
-        raise SaescopeError(f"{run} is not a run folder (no such folder)")
-    acts = run / "acts" if (run / "acts" / "manifest.json").is_file() else None
-    sae = run / "sae" if (run / "sae" / "cfg.json").is_file() else None
-    sae_cfg = _json_or_none(run / "sae" / "cfg.json") if sae else None
-    evaluation = _json_or_none(run / "sae" / "eval.json") if sae else None
-    index = _index_or_none(run / "index")
+def find_run_parts(root: Path) -> RunParts:
+    """The parts of the run at `root`; SaescopeError when it is no folder or holds no part."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SaescopeError(f"{root} is not a run folder (no such folder)")
+    run = Run(root)
+    present = run.parts()
+    acts = run.acts if ACTS in present else None
+    sae = run.sae if SAE in present else None
+    sae_cfg = _json_or_none(run.sae / SAE_CONFIG) if sae else None
+    evaluation = _json_or_none(eval_file(run.sae)) if sae else None
+    index = _index_or_none(run, sae is not None)
     images = tuple(name for name in IMAGES if sae is not None and (sae / name).is_file())
     if acts is None and sae is None and index is None:
-        raise SaescopeError(f"{run} holds no run parts (expected acts/, sae/ or index/ inside it)")
-    return RunParts(run, acts, sae, sae_cfg, evaluation, index, images)
+        raise SaescopeError(f"{root} holds no run parts (expected {ACTS}/, {SAE}/ or {INDEX}/ inside it)")
+    return RunParts(root, acts, sae, sae_cfg, evaluation, index, images)
 
 
 __all__ = ["IMAGES", "RunParts", "find_run_parts"]

@@ -8,9 +8,13 @@ This module knows nothing about how requests are answered.
 
 from __future__ import annotations
 
-from typing import Literal
+import typing
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+
+from ..example import Example
+from ..fielddocs import field_docs
 
 
 class InspectRequest(BaseModel):
@@ -38,7 +42,9 @@ class InterventionIn(BaseModel):
     latent: int = Field(ge=0)
     mode: Literal["add", "clamp", "scale", "ablate"]
     value: float = Field(0.0, allow_inf_nan=False, description="Amount added, clamped value, or factor.")
-    relative: bool = Field(False, description="clamp only: value is a multiple of the latent's maximum.")
+    relative: bool = Field(
+        False, description="add and clamp only: value is a multiple of the latent's maximum activation."
+    )
     where: Literal["all", "prompt", "generated"] = "all"
     conditional: bool = Field(False, description="Only where the latent already fires.")
 
@@ -56,17 +62,36 @@ class SteerRequest(BaseModel):
         True, description="Also run a random latent of similar frequency and a random direction."
     )
     chat: bool = Field(False, description="Wrap prompts in the model's chat template.")
+    targets: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Words (each exactly one token) that measure the effects (default: the steered "
+        "latents' top logit-effect tokens that are whole words).",
+    )
+    sweep: list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Also run the edit at these multiples of its values (e.g. 0.5, 1, 2, 4, 8), each with "
+        "its effects and fluency cost.",
+    )
 
 
-class ExampleOut(BaseModel):
-    """A context window with one latent's activation per token (the latent index's contract)."""
+def model_of(cls: type, name: str) -> type[BaseModel]:
+    """A pydantic model with the fields, types and field docstrings of the NamedTuple `cls` (its
+    `to_json()` is what the API returns): the schema is derived, never written twice."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    names: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
+    fields: dict[str, Any] = {f: (hints[f], Field(description=docs.get(f, ""))) for f in names}
+    model: type[BaseModel] = create_model(name, __doc__=cls.__doc__, **fields)
+    return model
 
-    doc_id: int
-    position: int
-    activation: float
-    tokens: list[str]
-    activations: list[float]
-    focus: int = Field(description="Index in tokens of the example's own token (-1: none).")
+
+if typing.TYPE_CHECKING:
+    ExampleOut = BaseModel
+else:
+    ExampleOut = model_of(Example, "Example")
+    """An example window (`saescope.example.Example.to_json()`)."""
 
 
 class ExamplesOut(BaseModel):

@@ -1,7 +1,8 @@
 // The steering playground: latents picked by search, each with a mode and a value; the
 // unsteered and steered completions (and the controls) side by side, streamed token by token
-// from /api/steer/stream (server-sent events read from a POST response). Every text from the
-// model is written with textContent.
+// from /api/steer/stream (server-sent events read from a POST response), then the effects on the
+// target tokens (what `saescope steer` reports, each number with what it covers) and, when asked,
+// the sweep of strengths. Every text from the model is written with textContent.
 (function () {
   "use strict";
   var init = JSON.parse(document.getElementById("steer-init").textContent);
@@ -11,6 +12,8 @@
   var output = document.getElementById("steer-output");
   var error = document.getElementById("steer-error");
   var status = document.getElementById("steer-status");
+  var effectsPanel = document.getElementById("steer-effects");
+  var sweepPanel = document.getElementById("steer-sweep");
   var run = document.getElementById("steer-run");
   var stop = document.getElementById("steer-stop");
   var controller = null;
@@ -102,18 +105,85 @@
     return cells;
   }
 
+  // "+1.234 (12 positions)", or "not measured: why"
+  function measured(m, digits, signed) {
+    if (!m) return "";
+    if (m.value === null) return "not measured: " + m.not_measured;
+    var text = m.value.toFixed(digits);
+    if (signed && m.value >= 0) text = "+" + text;
+    return text + " (" + m.covers + " " + m.unit + ")";
+  }
+
+  function table(headers, rows) {
+    var t = element("table", undefined, "related");
+    var head = element("tr");
+    headers.forEach(function (h) { head.appendChild(element("th", h)); });
+    t.appendChild(element("thead")).appendChild(head);
+    var body = element("tbody");
+    rows.forEach(function (cells) {
+      var tr = element("tr");
+      cells.forEach(function (c) { tr.appendChild(element("td", c)); });
+      body.appendChild(tr);
+    });
+    t.appendChild(body);
+    return t;
+  }
+
+  function showEffects(event) {
+    effectsPanel.replaceChildren(element("h2", "Effects on the targets"));
+    var targets = event.targets.tokens.map(function (t) { return JSON.stringify(t); }).join(", ");
+    effectsPanel.appendChild(element("p", "targets: " + targets + " (" + event.targets.source + ")", "muted"));
+    var rows = Object.keys(event.effects).map(function (name) {
+      var e = event.effects[name];
+      if (e.not_run !== undefined) return [name.replace("_", " "), "not run: " + e.not_run, "", ""];
+      return [name.replace("_", " "), measured(e.next_token, 3, true), measured(e.kl, 4, false), measured(e.completion, 3, true)];
+    });
+    effectsPanel.appendChild(table(["variant", "next token Δ log p (nats)", "KL", "along the completion Δ log p"], rows));
+    var notes = element("ul", undefined, "muted");
+    Object.keys(event.measures).forEach(function (k) { notes.appendChild(element("li", k.replace("_", " ") + ": " + event.measures[k])); });
+    effectsPanel.appendChild(notes);
+    effectsPanel.hidden = false;
+  }
+
+  function showSweep(sweep) {
+    if (!sweep) { sweepPanel.hidden = true; return; }
+    sweepPanel.replaceChildren(element("h2", "Sweep of strengths"));
+    var rows = [["none", "", "", "", "", "", measured(sweep.unsteered.perplexity, 2, false), measured(sweep.unsteered.repeated, 2, false), "unsteered"]];
+    sweep.points.forEach(function (p) {
+      rows.push([p.multiple + "x", measured(p.effects.next_token, 3, true), measured(p.effects.kl, 3, false),
+        measured(p.effects.completion, 3, true), measured(p.random_latent, 3, true), measured(p.random_direction, 3, true),
+        measured(p.perplexity, 2, false), measured(p.repeated, 2, false), p.completions.join(" | ")]);
+    });
+    sweepPanel.appendChild(table(["strength", "next token", "KL", "completion", "random latent", "random direction",
+      "perplexity", "repeated " + sweep.ngram + "-grams", "steered text"], rows));
+    var verdict = sweep.readable === null
+      ? "no strength keeps the perplexity within " + sweep.perplexity_limit + "x the unsteered"
+      : "strongest readable: " + sweep.readable + "x (perplexity within " + sweep.perplexity_limit + "x the unsteered)";
+    sweepPanel.appendChild(element("p", verdict, "muted"));
+    sweepPanel.hidden = false;
+  }
+
   function handle(event, cells) {
     if (event.event === "token") {
       var cell = cells[event.variant + "/" + event.row];
       if (cell) cell.textContent += event.text;
+    } else if (event.event === "sweep") {
+      status.textContent = "sweeping: " + event.multiple + "x…";
     } else if (event.event === "done") {
-      var speed = event.variants.map(function (v) {
+      var speed = event.variants.filter(function (v) { return v.not_run === null; }).map(function (v) {
         return v.variant + " " + v.tokens_per_second.toFixed(1) + " tok/s";
       });
       status.textContent = "done · " + speed.join(" · ");
       event.variants.forEach(function (v) {
         if (v.interventions.length) status.textContent += " · " + v.variant + ": " + v.interventions.join("; ");
+        if (v.not_run !== null) {
+          Object.keys(cells).forEach(function (key) {
+            if (key.indexOf(v.variant + "/") === 0) cells[key].textContent = " (not run: " + v.not_run + ")";
+          });
+        }
       });
+      showEffects(event);
+      showSweep(event.sweep);
     } else if (event.event === "error") {
       saescope.showError(error, event.error);
     }
@@ -151,7 +221,11 @@
       seed: Number(document.getElementById("seed").value),
       controls: controls,
       chat: document.getElementById("chat").checked,
+      targets: document.getElementById("targets").value.split(",").filter(function (t) { return t.trim(); }),
+      sweep: document.getElementById("sweep").value.split(/[\s,]+/).filter(function (t) { return t; })
+        .map(function (t) { return Number(t.toLowerCase().replace(/x$/, "")); }),
     };
+    effectsPanel.hidden = true; sweepPanel.hidden = true;
     var names = ["unsteered", "steered"].concat(controls ? ["random latent", "random direction"] : []);
     controller = new AbortController();
     run.disabled = true; stop.disabled = false;
