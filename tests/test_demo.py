@@ -1,8 +1,9 @@
 """`saescope demo --quick`: every stage of the pipeline on the embedded SmolLM2-135M, run twice
 (the second run reuses what the first made); then the run is browsed as a new user would: the
 static dashboard from disk, and `saescope serve` as a real process in Debian's chromium — overview,
-the explained latent's page, a steering run. The screenshots go to $SAESCOPE_SCREENSHOTS when set
-(the README's come from here), else to a temporary folder."""
+the explained latent's page, a steering run. `make demo`'s own run, when there is one, is browsed
+the same way; its screenshots go to $SAESCOPE_SCREENSHOTS when set (the README's come from there),
+else to a temporary folder."""
 
 from __future__ import annotations
 
@@ -74,8 +75,26 @@ def test_the_quick_demo_runs_every_stage_and_reuses_what_it_made(
     assert steered is not None and None not in controls and all(steered > c for c in controls), effects
 
     latent = again["interpretation"]["stats"][0]["latent"]
+    browse(out, latent, tmp_path / "screenshots")
+
+
+DEMO_RUN = Path("runs/demo")
+"""Where `make demo` leaves its run (relative to the repository)."""
+
+
+@pytest.mark.slow
+def test_the_demo_run_in_the_browser(tmp_path: Path) -> None:
+    """`make demo`'s own run browsed as a new user would, its best-explained latent opened (skipped
+    without one). The README's screenshots come from here: SAESCOPE_SCREENSHOTS=docs/screenshots."""
+    if not (DEMO_RUN / "dashboard" / "index.html").is_file():
+        pytest.skip(f"no complete demo run at {DEMO_RUN} (make demo makes one)")
+    from saescope.interpret.tables import best_explanations
+
+    explained = best_explanations(DEMO_RUN / "index").values()
+    scored = [(i.headline.value, i.latent) for i in explained if i.headline is not None]
+    assert scored, "the demo stored no scored explanation"
     shots = Path(os.environ.get("SAESCOPE_SCREENSHOTS") or tmp_path / "screenshots")
-    browse(out, latent, shots)
+    browse(DEMO_RUN, max(scored)[1], shots)
 
 
 @contextmanager
@@ -123,7 +142,7 @@ def browse(run: Path, latent: int, shots: Path) -> None:
         page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
 
-        page.goto((run / "dashboard" / "index.html").as_uri())
+        page.goto((run / "dashboard" / "index.html").resolve().as_uri())
         assert page.locator("#latents tbody tr").count() > 100
         shot(page, shots, "demo-dashboard")
 
@@ -137,13 +156,19 @@ def browse(run: Path, latent: int, shots: Path) -> None:
         shot(page, shots, "demo-latent")
 
         page.goto(f"{url}/steer?latent={latent}")
-        page.fill("#prompts", "def read_config(path):")
+        page.fill("#prompts", "My favourite thing to do on a quiet weekend is")
         page.fill("#max-new-tokens", "12")
+        page.fill("#sweep", "1x 3x")
         page.click("#steer-run")
         page.wait_for_function(
-            "() => document.getElementById('steer-status').textContent.startsWith('done')", timeout=180_000
+            "() => document.getElementById('steer-status').textContent.startsWith('done')", timeout=300_000
         )
         assert page.locator(".completion").count() == 4  # unsteered, steered and two controls
+        effects = page.locator("#steer-effects")
+        assert effects.is_visible() and "next token" in effects.inner_text()  # the measured effects
+        assert page.locator("#steer-sweep").is_visible()
+        page.evaluate("document.getElementById('steer-effects').scrollIntoView({block: 'end'})")
+        page.wait_for_timeout(300)
         shot(page, shots, "demo-steering")
         browser.close()
     assert errors == []

@@ -36,4 +36,4 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
     assert re.match(r"runs/notebook/sae: FVU 0\.\d+  L0 16\.0", lines[0]), lines[0]
     assert (tmp_path / "runs/notebook/sae/sae.safetensors").is_file()
     tokens = [line for line in lines[1:] if "[(" in line]
-    assert len(tokens) >= 8, done.stdout  # one line per token of the sentence, each with its latents
+    assert len(tokens) == 7, done.stdout  # one line per token of the sentence (BOS left out)

@@ -79,10 +79,18 @@ def patch_for(
     return steering_patch(steering, places, bound.hookpoint)
 
 
-def _steering_or_none(
-    bound: BoundSAE, interventions: Sequence[Intervention], splice: bool
-) -> Steering | None:
-    return make_steering(bound, interventions, splice) if interventions else None
+def prepared(
+    bound: BoundSAE,
+    prompts: Sequence[str],
+    interventions: Sequence[Intervention],
+    chat: bool,
+    prepend_bos: bool,
+    splice: bool,
+) -> tuple[PromptBatch, Patch | None]:
+    """The prompts as one batch, and the patch applying `interventions` to it (None: unsteered)."""
+    batch = prompt_batch(bound, prompts, chat, prepend_bos)
+    steering = make_steering(bound, interventions, splice) if interventions else None
+    return batch, patch_for(bound, steering, batch)
 
 
 def stream_steered(
@@ -97,8 +105,7 @@ def stream_steered(
 ) -> Generator[Step, None, None]:
     """One `Step` per generated token of every prompt (all prompts in one batch); closing the
     generator stops the generation and frees its cache."""
-    batch = prompt_batch(bound, prompts, chat, prepend_bos)
-    patch = patch_for(bound, _steering_or_none(bound, interventions, splice), batch)
+    batch, patch = prepared(bound, prompts, interventions, chat, prepend_bos, splice)
     return generate_steps(bound.loaded_model, batch, sampling, patch, use_cache)
 
 
@@ -114,8 +121,7 @@ def generate_steered(
     targets: Sequence[int] = (),
 ) -> Generation:
     """`stream_steered` run to the end (with `targets`, completions are scored by them)."""
-    batch = prompt_batch(bound, prompts, chat, prepend_bos)
-    patch = patch_for(bound, _steering_or_none(bound, interventions, splice), batch)
+    batch, patch = prepared(bound, prompts, interventions, chat, prepend_bos, splice)
     return generate(bound.loaded_model, batch, sampling, patch, use_cache, targets)
 
 
