@@ -204,6 +204,10 @@ def test_cli_json_is_one_document(index_dir: Path, capsys: pytest.CaptureFixture
     word = document["latents"][0]["explanation"]["text"].split('"')[1].strip()
     code, out, _ = run(capsys, "explanations", index_dir, "--search", word, "--json")
     assert code == 0 and chosen[0] in [r["latent"] for r in json.loads(out)["rows"]]
+    found = next(r for r in json.loads(out)["rows"] if r["latent"] == chosen[0])
+    assert found["headline_name"] == "statistics auroc"  # a score says which score it is
+    code, out, _ = run(capsys, "explanations", index_dir)
+    assert code == 0 and "statistics auroc" in out and "n/a" not in out, out
 
 
 def scripted_reply(messages: list[dict[str, Any]]) -> str:

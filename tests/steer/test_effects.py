@@ -96,6 +96,11 @@ def test_correlation_ranking_and_json(bound: BoundSAE) -> None:
     assert doc["top"][0]["token"] == result.tokens[result.top[0].position]
     assert len(doc["pairs"]) == len(result.pairs) and "ablation" in doc["seconds"]
     assert "correlation of ablation and attribution" in result.render()
+    # the columns say their unit and sign, in the terminal and the JSON
+    assert "in nats (positive: the latent raises the target's probability)" in result.render()
+    assert doc["units"] == result.render().splitlines()[3]
+    lone = result._replace(correlation=None)
+    assert "n/a" not in lone.render() and "not measured (fewer than two pairs" in lone.render()
 
 
 def test_bad_texts_are_refused(bound: BoundSAE) -> None:

@@ -35,11 +35,13 @@ class Listed(NamedTuple):
     """Its headline score (`best.HEADLINES`), when it has one."""
     relevance: float | None
     """BM25 relevance to the search (None when listing without one)."""
+    headline_name: str = ""
+    """Which score `headline` is (`scorer metric`, e.g. `statistics auroc`; "" when none)."""
 
     def line(self) -> str:
-        score = "  n/a" if self.headline is None else f"{self.headline:.3f}"
+        score = "not scored" if self.headline is None else f"{self.headline:.3f} {self.headline_name}"
         by = self.explainer + (f"/{self.model}" if self.model else "")
-        return f"{self.latent:>7} {score:>6}  {self.explanation}  [{by}]"
+        return f"{self.latent:>7}  {score:<22}  {self.explanation}  [{by}]"
 
     def to_json(self) -> dict[str, Any]:
         return self._asdict()
@@ -48,11 +50,14 @@ class Listed(NamedTuple):
 def _listed(i: Interpretation) -> Listed:
     top = i.headline
     e = i.explanation
-    return Listed(e.latent, e.text, e.explainer, e.model, None if top is None else top.value, None)
+    value, name = (None, "") if top is None else (top.value, f"{top.scorer} {top.metric}")
+    return Listed(e.latent, e.text, e.explainer, e.model, value, None, name)
 
 
 def _found(hit: SearchHit) -> Listed:
-    return Listed(hit.latent, hit.explanation, hit.explainer, hit.model, hit.headline, hit.relevance)
+    return Listed(
+        hit.latent, hit.explanation, hit.explainer, hit.model, hit.headline, hit.relevance, hit.headline_name
+    )
 
 
 class ExplanationList(NamedTuple):
@@ -78,7 +83,7 @@ class ExplanationList(NamedTuple):
     def render(self) -> str:
         what = f"matching {self.search!r}" if self.search is not None else "best scored first"
         head = f"{self.index_dir}: {self.explained} latents explained; {len(self.rows)} {what}"
-        columns = f"{'latent':>7} {'score':>6}  explanation  [explainer/model]"
+        columns = f"{'latent':>7}  {'headline score':<22}  explanation  [explainer/model]"
         return "\n".join([head, columns, *(r.line() for r in self.rows)])
 
 

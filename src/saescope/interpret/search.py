@@ -40,6 +40,8 @@ class SearchHit(NamedTuple):
     """BM25 relevance (higher is better; comparable within one query only)."""
     headline: float | None
     """The explanation's headline score (`best.HEADLINES`), when it has one."""
+    headline_name: str = ""
+    """Which score that is (`scorer metric`, e.g. `statistics auroc`; "" when none)."""
 
     def to_json(self) -> dict[str, Any]:
         return self._asdict()
@@ -87,7 +89,13 @@ class ExplanationSearch:
             top = entry.headline
             e = entry.explanation
             hits[entry.latent] = SearchHit(
-                e.latent, e.text, e.explainer, e.model, -float(rank), None if top is None else top.value
+                e.latent,
+                e.text,
+                e.explainer,
+                e.model,
+                -float(rank),
+                None if top is None else top.value,
+                "" if top is None else f"{top.scorer} {top.metric}",
             )
             if len(hits) == limit:
                 break

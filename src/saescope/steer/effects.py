@@ -52,6 +52,15 @@ LOGITS_BUDGET = 1 << 26
 """Logit entries (batch × columns × vocabulary) one ablation pass may hold (256 MiB in float32)."""
 
 
+UNITS = (
+    "ablation: log p(target) with the latent minus with it ablated at its position, in nats "
+    "(positive: the latent raises the target's probability); attribution: its first-order estimate, "
+    "same units and sign"
+)
+"""What the ablation and attribution columns hold."""
+CORRELATION_NOTE = "not measured (fewer than two pairs, or no variation)"
+
+
 class PairEffect(NamedTuple):
     """One latent at one position."""
 
@@ -98,6 +107,7 @@ class EffectsResult(NamedTuple):
             "target": self.target,
             "target_logprob": self.target_logprob,
             "correlation": self.correlation,
+            "units": UNITS,
             "top": [self._pair_json(p) for p in self.top],
             "pairs": [self._pair_json(p) for p in self.pairs],
             "seconds": {"ablation": self.ablation_seconds, "attribution": self.attribution_seconds},
@@ -110,12 +120,13 @@ class EffectsResult(NamedTuple):
         return out
 
     def render(self) -> str:
-        corr = "n/a" if self.correlation is None else f"{self.correlation:.3f}"
+        corr = CORRELATION_NOTE if self.correlation is None else f"{self.correlation:.3f}"
         lines = [
             f"target {self.target!r} after {len(self.tokens) - 1} tokens: log p = {self.target_logprob:.3f}",
             f"{len(self.pairs)} active (position, latent) pairs; correlation of ablation and attribution: "
             f"{corr}",
             f"ablation {self.ablation_seconds:.2f} s, attribution {self.attribution_seconds:.2f} s",
+            UNITS,
             "",
             f"{'pos':>4} {'token':<14} {'latent':>7} {'act':>8} {'ablation':>9} {'attrib':>9}  explanation",
         ]

@@ -174,7 +174,7 @@ def render_effects(targets: Targets, variants: Sequence[Variant]) -> list[str]:
         if v.name == UNSTEERED:
             scored = [c.target_logprob for c in v.completions if c.target_logprob is not None]
             tokens = sum(len(c.token_ids) for c in v.completions)
-            mean = f"{sum(scored) / len(scored):.3f}" if scored else "n/a"
+            mean = f"{sum(scored) / len(scored):.3f}" if scored else "not measured"
             lines.append(f"  {v.name:>16}: reference (mean log p(targets) along it: {mean}, {tokens} tokens)")
         elif v.effects is None:
             lines.append(f"  {v.name:>16}: not run: {v.not_run}")
