@@ -56,6 +56,8 @@ def test_pages_show_what_the_index_answers(run: Path, written: Path) -> None:
     html = (written / "latents" / f"{latent}.html").read_text(encoding="utf-8")
     top = index.top_examples(latent, 20)
     assert len(top) == 20 and html.count('<li class="example">') >= 20
+    fires = f"{stats[latent]['count']:,} of the {index.tokens:,} indexed tokens"  # the tokens it covers
+    assert fires in html
     for example in top:
         assert example.activations[example.focus] == pytest.approx(example.activation)  # its own token
         scale = float(stats[latent]["max"])

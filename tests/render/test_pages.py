@@ -76,7 +76,7 @@ def test_a_latent_page_shows_every_part() -> None:
         assert str(highlight(e.tokens, e.activations, 2.0, e.focus)) in html
     assert re.findall(r'<a href="(\d+)\.html">(\d+)</a>', html) == [("3", "3"), ("8", "8"), ("1", "1")]
     assert '<a rel="prev" href="4.html">' in html and '<a rel="next" href="6.html">' in html
-    assert "12 tokens (1.2000%)" in html and '<span class="badge dense">dense</span>' in html
+    assert "12 indexed tokens (1.2000%)" in html and '<span class="badge dense">dense</span>' in html
     assert "<title>0–1: 9</title>" in html and "<title>1–2: 3</title>" in html
     assert "+1.500" in html and "-0.500" in html
     assert "0.700–0.900" in html and "0.500" in html  # the score's interval and its chance baseline

@@ -40,9 +40,9 @@ from .views import (
 
 
 # ----- single answers to views ------------------------------------------------------------------
-def stats_view(row: Mapping[str, Any]) -> LatentStatsView:
+def stats_view(row: Mapping[str, Any], tokens: int = 0) -> LatentStatsView:
     """A row of the index's per-latent statistics as a render view (histogram bins evenly split
-    (0, max], as the index builds them)."""
+    (0, max], as the index builds them); `tokens`: the indexed tokens its counts are of."""
     top = float(row["max"])
     counts = tuple(int(c) for c in row.get("histogram") or ())
     histogram = None
@@ -61,6 +61,7 @@ def stats_view(row: Mapping[str, Any]) -> LatentStatsView:
         histogram=histogram,
         dead=bool(row["dead"]),
         dense=bool(row["dense"]),
+        tokens=tokens,
     )
 
 
@@ -191,7 +192,7 @@ def latent_view(
     asks for many latents at once)."""
     latent = index.check_latent(latent)
     s = settings
-    stats = stats_view(index.stats_of(latent))
+    stats = stats_view(index.stats_of(latent), index.tokens)
     fires = not stats.dead
     answers = Answers(
         stats,
@@ -246,7 +247,8 @@ def latent_views(
     all of them (`Index.*_many`): what a dashboard asks, a few buckets of latents at a time."""
     s = settings
     chosen = sorted(set(index.checked(latents)))
-    stats = {k: stats_view(row) for k, row in zip(chosen, index.stats().take(chosen).to_pylist())}
+    rows = index.stats().take(chosen).to_pylist()
+    stats = {k: stats_view(row, index.tokens) for k, row in zip(chosen, rows)}
     live = [k for k in chosen if not stats[k].dead]
     top, groups = examples_many(index, live, s)
     near = _asked(index.neighbours_many, chosen, s.related)
@@ -303,7 +305,7 @@ def latent_rows(
     """Every latent's row, its top tokens from the same top examples its page shows (read one
     postings bucket at a time, without context)."""
     settings = settings or PageSettings()
-    stats = {int(row["latent"]): stats_view(row) for row in index.stats().to_pylist()}
+    stats = {int(row["latent"]): stats_view(row, index.tokens) for row in index.stats().to_pylist()}
     live = [latent for latent, view in stats.items() if not view.dead]
     top: dict[int, list[Example]] = {}
     if settings.top:
@@ -316,7 +318,7 @@ def bare_rows(index: Index, explanations: Mapping[int, ExplanationView]) -> list
     """Every latent's row without top tokens (statistics and explanations only: no postings read),
     while `latent_rows` is still being gathered."""
     rows = index.stats().to_pylist()
-    return [latent_row(int(row["latent"]), stats_view(row), (), explanations) for row in rows]
+    return [latent_row(int(row["latent"]), stats_view(row, index.tokens), (), explanations) for row in rows]
 
 
 __all__ = [

@@ -42,6 +42,8 @@ class LatentStatsView(NamedTuple):
     """It never fires on the indexed text."""
     dense: bool
     """It fires on more tokens than the index calls dense."""
+    tokens: int = 0
+    """The indexed tokens these counts are of (0: not known)."""
 
 
 class Related(NamedTuple):
