@@ -389,6 +389,7 @@ def test_json_is_one_document_on_stdout_for_every_reporting_command(
         "out": str(tmp_path / "lens"),
         "from": "native",
         "to": "saelens",
+        "approximation": [],  # an SAE's export is exact; a TopK transcoder's says how close it is
     }
 
 
@@ -461,6 +462,10 @@ REQUIRED = {
     "explanations": ["index"],
     "dashboard": ["index"],
     "serve": ["run"],
+    "compare": ["saes"],
+    "export": ["run", "neuronpedia"],
+    "import-explanations": ["export", "index"],
+    "circuit": ["run", "prompt"],
 }
 
 
@@ -567,8 +572,9 @@ def test_the_missing_api_key_error_names_the_flag(monkeypatch: pytest.MonkeyPatc
         (
             "train",
             "c.toml",
-            'arch = "gated"\n',
-            '--arch expects one of batchtopk, jumprelu, relu, topk, got "gated"',
+            'arch = "no-such-sae"\n',
+            "--arch expects one of batchtopk, gated, jumprelu, matryoshka, relu, topk, transcoder,"
+            ' got "no-such-sae"',
         ),
         ("train", "c.toml", 'l1_coefficient = "high"\n', '--l1-coefficient expects a number, got "high"'),
         ("train", "c.toml", "acts = 5\n", "--acts expects a path (or nothing), got 5"),
@@ -593,7 +599,7 @@ def test_the_missing_api_key_error_names_the_flag(monkeypatch: pytest.MonkeyPatc
             "convert",
             "c.toml",
             'from = "pickle"\n',
-            '--from expects one of native, saelens, sparsify, gemmascope, got "pickle"',
+            '--from expects one of auto, native, saelens, sparsify, gemmascope, llamascope, got "pickle"',
         ),
     ],
 )

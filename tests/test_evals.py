@@ -385,7 +385,7 @@ def test_json_prints_exactly_one_document(
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:6] == ["SAE", "arch", "latents", "hookpoint", "L0", "FVU"]
     row = table[1].split()
-    assert row[:4] == ["sae", "relu", "64", "resid_post:1"] and "nan" not in table[1]
+    assert row[:4] == [tmp_path.name, "relu", "64", "resid_post:1"] and "nan" not in table[1]  # its run
     assert row[-6:] == ["–"] * 6 and "not measured (--no-downstream)" in table[2]
 
 

@@ -4,7 +4,8 @@ Stage modules (capture, train, evals, convert, index, interpret, steer, render, 
 ground floor (files, errors, config, models, hookpoints, hooks, positions, bound, store, sae,
 kernels, data, distributed, example, …), never each other — except that interpret, steer and
 render may read an index (render also the explanations interpret stores in it, to gather page
-views), the dashboard writes what render gathers, and the top (cli, demo, web) may call any stage.
+views), the dashboard writes what render gathers, compare reads indexes and runs evals' core
+evaluation under `eval --metrics`, and the top (cli, demo, web) may call any stage.
 The ground floor never imports a stage. Checked on the syntax trees, so imports inside functions
 count too.
 """
@@ -41,14 +42,31 @@ GROUND_FLOOR = {
     "runs",
     "tokens",
     "readout",
+    "stats",
 }
-STAGES = {"capture", "train", "evals", "convert", "index", "interpret", "steer", "render", "dashboard"}
-TOP = {"cli", "demo", "web", "__init__", "__main__"}
+STAGES = {
+    "capture",
+    "train",
+    "evals",
+    "convert",
+    "index",
+    "interpret",
+    "steer",
+    "render",
+    "dashboard",
+    "neuronpedia",
+    "compare",
+    "circuit",
+}
+TOP = {"cli", "demo", "demo_circuits", "web", "__init__", "__main__"}
 MAY_READ = {
     "interpret": {"index"},
     "steer": {"index"},
-    "render": {"index", "interpret"},
+    "render": {"index", "interpret", "circuit"},
     "dashboard": {"index", "render"},
+    "neuronpedia": {"index", "interpret"},
+    "compare": {"index", "evals"},
+    "circuit": {"index"},
 }
 
 

@@ -167,7 +167,7 @@ def test_globs(tiny_llama_model: nn.Module) -> None:
         "resid_post:4",
         "resid_post:-5",
         "resid_post:x",
-        "mlp_in:1",
+        "mlp_inn:1",
         "foo",
         "model.layers.*.nope",
         "model.norm:out",

@@ -39,7 +39,10 @@ _EXPORTS = {
     "steer_generation": "saescope.steer.experiment:steer",
     "measure_effects": "saescope.steer.effects:effects",
     "contrast_texts": "saescope.steer.contrast:contrast",
+    "attribution_graph": "saescope.circuit.command:circuit",
     "serve_run": "saescope.web.serve:serve",
+    "compare_saes": "saescope.compare.command:compare",
+    "evaluate_metrics": "saescope.compare.evaluate:evaluate",
     "run_demo": "saescope.demo:demo",
     # configs
     "CaptureConfig": "saescope.config",
@@ -55,7 +58,9 @@ _EXPORTS = {
     "SteerConfig": "saescope.config",
     "EffectsConfig": "saescope.config",
     "ContrastConfig": "saescope.config",
+    "CircuitConfig": "saescope.config",
     "ServeConfig": "saescope.config",
+    "CompareConfig": "saescope.config",
     "DemoConfig": "saescope.config",
     "ModelSettings": "saescope.config",
     "CorpusSettings": "saescope.config",
@@ -81,6 +86,10 @@ _EXPORTS = {
     "latent_effects": "saescope.steer.effects",
     "contrast_latents": "saescope.steer.contrast",
     "best_explanations": "saescope.interpret.tables",
+    # measuring SAEs against each other (on activations you have, or a bound SAE)
+    "match_decoders": "saescope.compare.matching",
+    "measure_absorption": "saescope.compare.absorption:measure",
+    "measure_probing": "saescope.compare.probing:measure",
     "SaescopeError": "saescope.errors",
 }
 

@@ -4,11 +4,22 @@ Every stage that runs an SAE inside its model (eval, index from text, steer, eff
 serve) loads through `bind_sae`, as every nanochat script loads through one function:
 
     bound = bind_sae("runs/demo/sae")               # the model the SAE records
+    bound = bind_sae("hf:EleutherAI/sae-llama-3-8b-32x/layers.23")   # a published SAE, by name
     bound = bind_sae(path, model=loaded)             # share one loaded model between SAEs
     corpus = heldout_corpus(bound.sae)               # its own corpus, after what training read
 
-The SAE's `cfg.json` names its model and hookpoint; a different `model` is refused unless
-`force`. `heldout_corpus` reads the typed training record (`saescope.sae.record`).
+The SAE is a folder in any format saescope reads or a published SAE's name (`saescope.sae.source`:
+a name binds with its run folder, and `BoundSAE.source` pins its commit). The SAE's config names
+its model and hookpoint; a different `model` is refused unless `force`, and an SAE whose width is
+not its site's in the model is refused. `heldout_corpus` reads the typed training record
+(`saescope.sae.record`).
+
+A dictionary reads at one hookpoint and its decoder writes at another when it is a transcoder
+(`mlp_in:L` → `mlp_out:L`): `BoundSAE.writes` is where decoder directions go, and every stage
+that changes the model through a dictionary (steering, ablations, splicing, effects) does it with
+`BoundSAE.rewrite(fn)`: in each forward pass the activation at `writes` becomes
+`fn(read, written)`, `read` being what the dictionary read in that same pass (for an SAE both are
+the one activation).
 This module knows nothing about what the stages do with the bound SAE.
 """
 
@@ -16,8 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,10 +38,10 @@ from torch import Tensor
 from .config import CorpusSettings, ModelSettings
 from .errors import SaescopeError
 from .hookpoints import Hookpoint, resolve_hookpoints
-from .hooks import collect_activations
+from .hooks import collect_activations, patch_activations
 from .models import LoadedModel, load_model
 from .sae.base import SparseAutoencoder
-from .sae.formats import load_sae
+from .sae.source import open_sae
 from .tokens import bos_offset, decode_each, encode
 
 log = logging.getLogger(__name__)
@@ -44,7 +57,25 @@ class BoundSAE(NamedTuple):
     hookpoint: Hookpoint
     """Where in the model the SAE reads (and where interventions write)."""
     path: Path
-    """The SAE folder."""
+    """The SAE's folder, where what the stages write about it goes (a published SAE's run folder's
+    `sae/`)."""
+    source: str = ""
+    """What the SAE is, pinned: a published SAE's name at its commit (`hf:OWNER/REPO/PATH@<commit>`),
+    else its folder; records name it."""
+    output: Hookpoint | None = None
+    """Where its decoder writes when that is not where it reads (a transcoder: its module's
+    output, e.g. `mlp_out:3`); None for an SAE."""
+
+    @property
+    def writes(self) -> Hookpoint:
+        """Where its decoder directions live in the model: a transcoder's output hookpoint, else
+        the hookpoint it reads."""
+        return self.output or self.hookpoint
+
+    def rewrite(self, fn: Callable[[Tensor, Tensor], Tensor]) -> AbstractContextManager[None]:
+        """Within the block, every forward pass's activation at `writes` is `fn(read, written)`
+        (see `rewriting`)."""
+        return rewriting(self.loaded_model.model, self.hookpoint, self.writes, fn)
 
 
 class TextCodes(NamedTuple):
@@ -120,6 +151,83 @@ def resolve_sae_hookpoint(sae: SparseAutoencoder, loaded: LoadedModel, path: Pat
     return hookpoint
 
 
+_SHORT_FORMS = ("resid_pre", "resid_post", "mlp_in", "mlp_out", "attn_out")
+
+
+def site_width(loaded: LoadedModel, hookpoint: Hookpoint) -> int | None:
+    """The width of the activations at `hookpoint` when the model's config tells it (the residual
+    stream and the MLP's input and output and attention's output are `hidden_size` wide), else None."""
+    if hookpoint.alias.split(":", 1)[0] not in _SHORT_FORMS:
+        return None
+    config = getattr(loaded.model, "config", None)
+    text_config = (
+        config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
+    )
+    width = getattr(text_config, "hidden_size", None)
+    return width if isinstance(width, int) else None
+
+
+def check_width(
+    sae: SparseAutoencoder,
+    loaded: LoadedModel,
+    hookpoint: Hookpoint,
+    label: str,
+    output: Hookpoint | None = None,
+) -> None:
+    """Refuse an SAE whose input width is not its site's in the model (nor, for a transcoder, its
+    output width that of its `output` hookpoint)."""
+    sites = [("reads", hookpoint, sae.d_in)]
+    if output is not None:
+        sites.append(("writes", output, sae.d_out))
+    for verb, site, wide in sites:
+        width = site_width(loaded, site)
+        if width is not None and width != wide:
+            raise SaescopeError(
+                f"{label} {verb} width {wide}, but {site.alias} of {loaded.name} is {width} wide: it is "
+                f"an SAE of another model or site (it records model {sae.cfg.model!r})"
+            )
+
+
+def resolve_output_hookpoint(sae: SparseAutoencoder, loaded: LoadedModel, path: Path) -> Hookpoint | None:
+    """Where a transcoder's decoder writes in `loaded`'s model (None for an SAE)."""
+    spec = sae.cfg.output_hookpoint_alias or sae.cfg.output_hookpoint
+    if not spec:
+        return None
+    try:
+        (hookpoint,) = resolve_hookpoints(loaded.model, [spec])
+    except (SaescopeError, ValueError) as e:
+        raise SaescopeError(
+            f"{path}: its output hookpoint {spec!r} is not one module of {loaded.name}: {e}"
+        ) from None
+    return hookpoint
+
+
+@contextmanager
+def rewriting(
+    model: Any, reads: Hookpoint, writes: Hookpoint, fn: Callable[[Tensor, Tensor], Tensor]
+) -> Iterator[None]:
+    """Within the block, every forward pass replaces the activation at `writes` by
+    `fn(read, written)`: `read` is the activation at `reads` in that same pass, as it arrived (the
+    same tensor as `written` when `reads == writes`). `reads` must fire before `writes`."""
+    if reads == writes:
+        with patch_activations(model, writes, lambda act: fn(act, act)):
+            yield
+        return
+    seen: list[Tensor] = []
+
+    def record(act: Tensor) -> Tensor:
+        seen[:] = [act]
+        return act
+
+    def rewrite(act: Tensor) -> Tensor:
+        if not seen:
+            raise SaescopeError(f"{writes.alias} fired before {reads.alias}: it cannot be rewritten from it")
+        return fn(seen[0], act)
+
+    with patch_activations(model, reads, record), patch_activations(model, writes, rewrite):
+        yield
+
+
 def bind_sae(
     path: str | Path,
     model: str | LoadedModel | None = None,
@@ -127,16 +235,17 @@ def bind_sae(
     settings: ModelSettings | None = None,
     models: dict[str, LoadedModel] | None = None,
 ) -> BoundSAE:
-    """Load the SAE at `path` with its model (see the module docstring).
+    """Load the SAE at `path` (a folder, or a published SAE's name) with its model (see the module
+    docstring).
 
     `model`: a model name (as `--model` takes it), an already loaded model to share, or None for
     the one the SAE records. `settings` gives device, dtype and revision for a model loaded here;
     `models` (name → loaded model) shares loads between calls: a model loaded here is added to it.
     """
-    path = Path(path)
-    sae = load_sae(path)
+    opened = open_sae(path)
+    sae, label = opened.sae, Path(str(path))
     name = model.name if isinstance(model, LoadedModel) else model
-    chosen = model_for(sae, path, name, force)
+    chosen = model_for(sae, label, name, force)
     models = {} if models is None else models
     if isinstance(model, LoadedModel):
         loaded = model
@@ -145,9 +254,11 @@ def bind_sae(
     else:
         base = settings or ModelSettings()
         loaded = models[chosen] = load_model(dataclasses.replace(base, model=chosen))
-    hookpoint = resolve_sae_hookpoint(sae, loaded, path)
+    hookpoint = resolve_sae_hookpoint(sae, loaded, label)
+    output = resolve_output_hookpoint(sae, loaded, label)
+    check_width(sae, loaded, hookpoint, str(label), output)
     sae.to(loaded.device)
-    return BoundSAE(sae.eval(), loaded, hookpoint, path)
+    return BoundSAE(sae.eval(), loaded, hookpoint, opened.folder, opened.source, output)
 
 
 @torch.inference_mode()
@@ -207,9 +318,13 @@ __all__ = [
     "HeldOut",
     "TextCodes",
     "bind_sae",
+    "check_width",
     "encode_text",
     "heldout_corpus",
     "model_for",
+    "resolve_output_hookpoint",
     "resolve_sae_hookpoint",
+    "rewriting",
     "same_model",
+    "site_width",
 ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from .hookpoints import Hookpoint, resolve_hookpoints
 from .hooks import collect_activations
 from .models import LoadedModel, load_model
 from .positions import for_rank, iter_positions
+from .runs import hookpoint_folder
 from .store import DocRecord, StoreWriter, merge_manifest
 from .store.manifest import MANIFEST
 from .store.verify import verify_store
@@ -77,7 +77,7 @@ def store_folder(out: Path, hookpoint: Hookpoint, several: bool) -> Path:
     """`--out` itself for one hookpoint; a sibling folder per hookpoint for several."""
     if not several:
         return out
-    return out / re.sub(r"[^A-Za-z0-9_.-]+", "_", hookpoint.alias or hookpoint.name)
+    return out / hookpoint_folder(hookpoint.alias or hookpoint.name)
 
 
 def probe_widths(loaded: LoadedModel, hookpoints: Sequence[Hookpoint]) -> dict[str, int]:

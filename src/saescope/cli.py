@@ -65,7 +65,10 @@ COMMANDS: dict[str, Command] = {
         C.TrainConfig, "saescope.train:train", "activation store (or a model, on the fly) → SAE"
     ),
     "eval": Command(
-        C.EvalConfig, "saescope.evals:evaluate", "SAE → reconstruction, sparsity, downstream metrics"
+        # core runs in saescope.evals; --metrics absorption,probing in saescope.compare, which runs it
+        C.EvalConfig,
+        "saescope.compare.evaluate:evaluate",
+        "SAE → reconstruction, sparsity, downstream metrics",
     ),
     "convert": Command(
         C.ConvertConfig, "saescope.convert:convert", "import/export SAELens, sparsify, Gemma Scope"
@@ -96,6 +99,22 @@ COMMANDS: dict[str, Command] = {
         C.DashboardConfig, "saescope.dashboard:dashboard", "latent index → static HTML pages"
     ),
     "serve": Command(C.ServeConfig, "saescope.web.serve:serve", "browser UI and JSON API over a run"),
+    "compare": Command(
+        C.CompareConfig, "saescope.compare.command:compare", "SAEs of one site matched, split, compared"
+    ),
+    "circuit": Command(
+        C.CircuitConfig, "saescope.circuit.command:circuit", "prompt → attribution graph, checked by ablation"
+    ),
+    "export": Command(
+        C.ExportConfig,
+        "saescope.neuronpedia.export:export_neuronpedia",
+        "run → Neuronpedia's dataset-export layout",
+    ),
+    "import-explanations": Command(
+        C.ImportExplanationsConfig,
+        "saescope.neuronpedia.explanations:import_explanations",
+        "Neuronpedia's explanations → a latent index",
+    ),
 }
 
 
@@ -618,6 +637,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         defaults = config_file_values(command.config, args.config) if args.config else None
         cfg = build_config(command.config, args, defaults)
+        given = [getattr(cfg, f, None) for f in ("index", "run")]
+        paths = [v for g in given for v in (g if isinstance(g, tuple) else [g])]
+        if any(str(v).startswith(("hf:", "saelens:")) for v in paths):  # a published SAE: its run's
+            cfg = importlib.import_module("saescope.sae.source").runs_of_names(cfg)
         report(run_stage(stage_function(command), cfg, args.json), args.json)
         return 0
     except KeyboardInterrupt:

@@ -4,10 +4,14 @@
 
 The pages open from disk (`file://`) with no server and no network: CSS and scripts sit beside
 them in `assets/`, the index page carries its rows as embedded JSON for sorting and searching,
-histograms are inline SVG. Each latent page shows its statistics and activation histogram, its
-logit effect, top examples with highlighted tokens, examples across its activation quantiles,
-its decoder neighbours and co-occurring latents, and its explanation with its scores once
-`saescope interpret` has stored one.
+histograms are inline SVG. When the index's run holds a comparison of SAEs (`saescope compare`:
+`compare/compare.json`), `families.html` beside the index page shows it — each pair's matching and
+its feature families as a tree — linked from the index page. Each latent page shows its
+statistics and activation histogram, its logit effect, top examples with highlighted tokens,
+examples across its activation quantiles, its decoder neighbours and co-occurring latents, and its
+explanation with its scores once `saescope interpret` has stored one. The run's attribution graphs
+(`saescope circuit`) get a page each under `graphs/` — the same drawing as the server's, its
+latents' examples embedded, without ablating or steering (that needs the model: `saescope serve`).
 
 What a page shows is gathered from the index by `saescope.render.gather` (`latent_views`: each
 index table read once for a few buckets of latents) and rendered by the same `saescope.render`
@@ -38,18 +42,34 @@ from tqdm.auto import tqdm
 
 from .config.dashboard import DashboardConfig, PageSettings
 from .errors import SaescopeError
-from .files import fsync_dir, write_atomic
+from .files import fsync_dir, read_json_object, write_atomic
 from .index.reader import Index
-from .render import STATIC, STATIC_INDEX_LINKS, ExplanationView, LatentRow, latent_page, latents_page
+from .render import (
+    STATIC,
+    STATIC_INDEX_LINKS,
+    STATIC_LATENT_LINKS,
+    ExplanationView,
+    LatentRow,
+    comparison_view,
+    families_page,
+    latent_page,
+    latents_page,
+)
 from .render.gather import explanation_views, latent_views, row_of_view
-from .runs import dashboard_beside
+from .render.graph import graph_list_page, graph_page, graph_view
+from .render.graph_gather import DictionaryIndexes, graph_names, graph_rows, logit_tokens, read_graph
+from .runs import COMPARE_RESULT, dashboard_beside, run_of
 
 log = logging.getLogger(__name__)
 
-ASSETS = ("saescope.css", "latents.js")
+ASSETS = ("saescope.css", "latents.js", "graph.js", "graph.css")
 """Files of `saescope.render`'s static folder a dashboard needs."""
 CHUNK = 256
 """Latents per unit of work handed to a page-writing process (whole postings buckets)."""
+FAMILIES_PAGE = "families.html"
+"""The comparison of SAEs (feature families tree), beside the index page."""
+GRAPHS = "graphs"
+"""The folder of the run's attribution graphs' pages (`graphs/index.html` lists them)."""
 
 
 # ----- the stage -------------------------------------------------------------------------
@@ -213,6 +233,45 @@ def swap_in(staging: Path, folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def write_comparison(cfg: DashboardConfig, index: Index, folder: Path) -> tuple[tuple[str, str], ...]:
+    """`families.html` from the comparison in the index's run, if any; the index page's links to it.
+    Its latents of the indexed SAE link to their pages only when every latent has one."""
+    found = run_of(index.path).compare / COMPARE_RESULT
+    if not found.is_file():
+        return ()
+    try:
+        comparison = read_json_object(found, what="a comparison of SAEs")
+    except SaescopeError as e:
+        log.warning("no comparison page: %s", e)
+        return ()
+    own = (None, None) if cfg.latents else (Path(index.header.sae), index.header.sae_sha256)
+    write_atomic(folder / FAMILIES_PAGE, families_page(comparison_view(comparison, *own)))
+    return ((FAMILIES_PAGE, "comparison"),)
+
+
+def write_graphs(index: Index, folder: Path) -> tuple[tuple[str, str], ...]:
+    """`graphs/NAME.html` for each attribution graph saved in the index's run (`saescope circuit`;
+    each latent's examples from its dictionary's index, embedded; no ablation: that needs the
+    server) and `graphs/index.html` listing them; the index page's link to the list."""
+    circuits = run_of(index.path).circuits
+    if not graph_names(circuits):
+        return ()
+    (folder / GRAPHS).mkdir()
+    indexes = DictionaryIndexes()
+    for name in graph_names(circuits):
+        try:
+            document = read_graph(circuits, name)
+            view = graph_view(document, name, logit_tokens(circuits, name))
+            html = graph_page(view, STATIC_LATENT_LINKS, indexes.details(document), "index.html")
+        except (SaescopeError, KeyError, TypeError, ValueError) as e:
+            log.warning("no page for graph %s: %s", name, e)
+            continue
+        write_atomic(folder / GRAPHS / f"{name}.html", html.encode("utf-8"))
+    listing = graph_list_page(graph_rows(circuits), STATIC_LATENT_LINKS, "Attribution graphs")
+    write_atomic(folder / GRAPHS / "index.html", listing.encode("utf-8"))
+    return ((f"{GRAPHS}/index.html", "attribution graphs"),)
+
+
 def build(cfg: DashboardConfig, index: Index, latents: Sequence[int], folder: Path) -> int:
     """Write the whole dashboard into `folder` (a fresh staging folder); returns the pages written."""
     copy_assets(folder)
@@ -220,7 +279,8 @@ def build(cfg: DashboardConfig, index: Index, latents: Sequence[int], folder: Pa
     header = index.header
     title = f"{len(rows):,} latents of {Path(header.sae).name}"
     subtitle = f"{header.model} · {header.hookpoint} · {header.tokens:,} indexed tokens"
-    write_atomic(folder / "index.html", latents_page(rows, title, subtitle, STATIC_INDEX_LINKS))
+    nav = write_comparison(cfg, index, folder) + write_graphs(index, folder)
+    write_atomic(folder / "index.html", latents_page(rows, title, subtitle, STATIC_INDEX_LINKS, nav))
     return len(rows)
 
 

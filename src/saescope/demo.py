@@ -6,7 +6,8 @@ the embedded model) → write the static dashboard → steer one latent beside t
 and its controls. Each stage reuses what an earlier run finished (a store that is complete, a
 trained SAE, an evaluation with the same weights and settings, a complete index, stored
 explanations), so running the demo twice is cheap. Only calls the stage functions, as the CLI
-would; `--quick` runs every stage small (the test suite runs it).
+would; `--quick` runs every stage small (the test suite runs it). `--circuits` runs the circuits
+demo instead (`saescope.demo_circuits`: transcoders at every layer and one attribution graph).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 from .capture import CaptureResult, capture
 from .config import CaptureConfig, DashboardConfig, DemoConfig, EvalConfig, IndexConfig, TrainConfig
 from .dashboard import DashboardResult, dashboard
+from .demo_circuits import CircuitsDemoResult, circuits_demo, circuits_plan_of
 from .errors import ConfigError
 from .evals import EvalResult, evaluate
 from .files import read_json_object
@@ -202,8 +204,11 @@ def top_examples(index_dir: Path, latents: list[int], n: int = 3) -> dict[int, s
     }
 
 
-def demo(cfg: DemoConfig) -> DemoResult:
-    """Run (or finish) the whole demo pipeline; see the module docstring."""
+def demo(cfg: DemoConfig) -> DemoResult | CircuitsDemoResult:
+    """Run (or finish) the whole demo pipeline, or with --circuits the circuits demo; see the module
+    docstring."""
+    if cfg.circuits:
+        return circuits_demo(circuits_plan_of(cfg))
     started = time.perf_counter()
     plan = plan_of(cfg)
     acts, sae_dir, index_dir, board = (plan.out / p for p in ("acts", "sae", "index", "dashboard"))

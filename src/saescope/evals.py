@@ -14,18 +14,28 @@ captured), at the positions the SAE is meant for (every token but BOS and docume
   CE recovered = (CE_ablated − CE_spliced) / (CE_ablated − CE_clean), ΔCE = CE_spliced − CE_clean,
   and KL(clean ‖ spliced) (SAEBench's core metrics). Predictions are scored at the same positions.
 
+A transcoder (`mlp_in:L` → `mlp_out:L`) is measured on what it reconstructs, the MLP's output:
+FVU and the rest compare its output with the MLP's, and downstream its output replaces the MLP's
+(zero and mean ablation ablate the MLP's output) — the CE and KL of one layer's MLP replaced.
+`replaced_every_mlp` measures a transcoder set's CE and KL with every MLP replaced at once.
+
 Writes `eval.json`, `eval_latents.safetensors` and PNG plots beside each SAE; several SAEs also get
-one comparison table and an L0-vs-FVU plot. Knows nothing about training.
+one comparison table and an L0-vs-FVU plot. The other metric families of `saescope eval --metrics`
+(absorption, probing: measured by `saescope.compare.evaluate`, which runs this one for core) are
+added to eval.json by `record_family` and kept when a core evaluation of the same weights replaces
+it. Knows nothing about training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,18 +44,19 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .bound import BoundSAE, bind_sae, heldout_corpus
+from .bound import BoundSAE, bind_sae, heldout_corpus, rewriting
 from .config import CorpusSettings, EvalConfig, model_of, to_jsonable
+from .config.eval import METRIC_FAMILIES
 from .data import InputBatch, ModelInput, check_corpus, iter_model_inputs
 from .errors import SaescopeError
 from .files import file_sha256, json_safe, read_json, text_sha256, write_json, write_safetensors
 from .hookpoints import Hookpoint
-from .hooks import patch_activations
 from .models import LoadedModel
 from .positions import iter_positions
-from .runs import eval_file
+from .runs import SAE, SAE_EVAL, eval_file, is_sae_folder
 from .sae.base import SparseAutoencoder
 from .sae.formats import WEIGHTS_FILE
+from .sae.source import sae_home
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +168,15 @@ def next_token_losses(
 
 def splice(
     sae: SparseAutoencoder, mask: Tensor, replacement: str, mean: Tensor
-) -> Callable[[Tensor], Tensor]:
-    """The function that replaces a hookpoint's activation at `mask` (see module docstring)."""
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The function (read, written) → new written activation that replaces it at `mask` (see module
+    docstring); the reconstruction is of `read`, what the dictionary read in this pass."""
 
-    def fn(act: Tensor) -> Tensor:
+    def fn(read: Tensor, act: Tensor) -> Tensor:
         if act.shape[:2] != mask.shape:  # e.g. a cached generation step: nothing to splice here
             return act
         if replacement == "sae":
-            new = sae(act.float()).recon.to(act.dtype)
+            new = sae(read.float()).recon.to(act.dtype)
         elif replacement == "zero":
             new = torch.zeros_like(act)
         else:
@@ -174,36 +186,75 @@ def splice(
     return fn
 
 
+class Splice(NamedTuple):
+    """Where a dictionary's reconstruction goes in the model."""
+
+    sae: SparseAutoencoder
+    """The SAE or transcoder."""
+    reads: Hookpoint
+    """The hookpoint it reads."""
+    writes: Hookpoint
+    """The hookpoint its reconstruction replaces: what it reads for an SAE, the module's output
+    for a transcoder."""
+
+
+def splice_of(bound: BoundSAE) -> Splice:
+    """Where `bound`'s reconstruction goes (a transcoder's output hookpoint, resolved on its model)."""
+    return Splice(bound.sae, bound.hookpoint, bound.writes)
+
+
+@contextmanager
+def spliced(
+    model: Any, splices: Sequence[Splice], mask: Tensor, replacement: str, means: Sequence[Tensor]
+) -> Iterator[None]:
+    """Within the block, each splice's `writes` hookpoint holds `replacement` at `mask` (the
+    reconstruction of what it `reads` in this very pass, zeros or the mean)."""
+    with contextlib.ExitStack() as stack:
+        for one, mean in zip(splices, means):
+            fn = splice(one.sae, mask, replacement, mean)
+            stack.enter_context(rewriting(model, one.reads, one.writes, fn))
+        yield
+
+
 @torch.inference_mode()
 def reconstruction_passes(
     bound: BoundSAE, inputs: Sequence[ModelInput], batch_size: int, sums: Sums
 ) -> list[Batch]:
     """Activations up to the hookpoint only (the forward stops there), through the SAE; returns the
-    batches for the downstream passes."""
+    batches for the downstream passes. A transcoder is scored on the output it reconstructs."""
     batches = []
-    passes = iter_positions(bound.loaded_model, [bound.hookpoint], inputs, batch_size)
+    where = splice_of(bound)
+    points = [where.reads] if where.reads == where.writes else [where.reads, where.writes]
+    passes = iter_positions(bound.loaded_model, points, inputs, batch_size)
     total = -(-len(inputs) // batch_size)
     desc = f"eval {bound.path.name}: reconstruction"
     for pb in tqdm(passes, total=total, desc=desc, unit="batch", dynamic_ncols=True):
-        x = pb.activations[bound.hookpoint.name].float()
+        x = pb.activations[where.reads.name].float()
         out = bound.sae(x)
-        sums.add_reconstruction(x, out.recon, out.latent_acts, out.latent_indices)
+        target = pb.activations[where.writes.name].float()
+        sums.add_reconstruction(target, out.recon, out.latent_acts, out.latent_indices)
         batches.append(downstream_batch(pb.tensors))
     return batches
 
 
 @torch.inference_mode()
 def downstream_pass(
-    loaded: LoadedModel, hp: Hookpoint, sae: SparseAutoencoder, batch: Batch, mean: Tensor, sums: Sums
+    loaded: LoadedModel,
+    splices: Sequence[Splice],
+    batch: Batch,
+    means: Sequence[Tensor],
+    sums: Sums,
+    replacements: Sequence[str] = ("sae", "zero", "mean"),
 ) -> None:
-    """Clean, SAE-spliced, zero- and mean-ablated forward passes; CE and KL at the scored positions."""
+    """Clean, SAE-spliced, zero- and mean-ablated forward passes; CE and KL at the scored positions.
+    Every splice is applied in the same pass (a transcoder set replaces every MLP at once)."""
     model = loaded.model
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "use_cache": False}
     ce, _, clean = next_token_losses(model(**inputs).logits, batch, None)
     sums.add_loss("clean", ce, None)
     sums.scored += int(batch.score_mask.sum())
-    for name in ("sae", "zero", "mean"):
-        with patch_activations(model, hp, splice(sae, batch.sae_mask, name, mean)):
+    for name in replacements:
+        with spliced(model, splices, batch.sae_mask, name, means):
             logits = model(**inputs).logits
         ce, kl, _ = next_token_losses(logits, batch, clean)
         sums.add_loss(name, ce, kl)
@@ -248,30 +299,42 @@ def summarize(sums: Sums, downstream: bool) -> dict[str, Any]:
         },
     }
     if downstream and sums.scored:
-        s = sums.scored
-        ce = {k: v / s for k, v in sums.ce.items()}
-        kl = {k: v / s for k, v in sums.kl.items()}
-        out["downstream"] = {
-            "scored_predictions": s,
-            "ce_clean": ce["clean"],
-            "ce_spliced": ce["sae"],
-            "ce_zero_ablation": ce["zero"],
-            "ce_mean_ablation": ce.get("mean", float("nan")),
-            "delta_ce": ce["sae"] - ce["clean"],
-            "ce_loss_recovered_zero": recovered(ce["zero"], ce["sae"], ce["clean"]),
-            "ce_loss_recovered_mean": recovered(ce.get("mean", float("nan")), ce["sae"], ce["clean"]),
-            "kl_spliced": kl["sae"],
-            "kl_zero_ablation": kl["zero"],
-            "kl_mean_ablation": kl.get("mean", float("nan")),
-            "kl_score_zero": 1 - kl["sae"] / kl["zero"] if kl["zero"] > 0 else float("nan"),
-            "positions": POSITIONS_NOTE,
-        }
+        out["downstream"] = summarize_downstream(sums)
     return out
+
+
+def summarize_downstream(sums: Sums) -> dict[str, Any]:
+    """CE and KL of the spliced and ablated passes per scored prediction (mean ablation: nan where
+    it was not run)."""
+    s = max(sums.scored, 1)
+    ce = {k: v / s for k, v in sums.ce.items()}
+    kl = {k: v / s for k, v in sums.kl.items()}
+    return {
+        "scored_predictions": s,
+        "ce_clean": ce["clean"],
+        "ce_spliced": ce["sae"],
+        "ce_zero_ablation": ce["zero"],
+        "ce_mean_ablation": ce.get("mean", float("nan")),
+        "delta_ce": ce["sae"] - ce["clean"],
+        "ce_loss_recovered_zero": recovered(ce["zero"], ce["sae"], ce["clean"]),
+        "ce_loss_recovered_mean": recovered(ce.get("mean", float("nan")), ce["sae"], ce["clean"]),
+        "kl_spliced": kl["sae"],
+        "kl_zero_ablation": kl["zero"],
+        "kl_mean_ablation": kl.get("mean", float("nan")),
+        "kl_score_zero": 1 - kl["sae"] / kl["zero"] if kl["zero"] > 0 else float("nan"),
+        "positions": POSITIONS_NOTE,
+    }
 
 
 class SAEEval(NamedTuple):
     path: Path
     metrics: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        """The SAE's name in tables and legends: its folder's, or its run's for a run's `sae/` (a
+        published SAE's run folder names it: `OWNER--REPO--PATH@<commit>`)."""
+        return self.path.parent.name if self.path.name == SAE and self.path.parent.name else self.path.name
 
 
 class EvalResult(NamedTuple):
@@ -322,12 +385,16 @@ RESULT_SETTINGS = (
 """The settings an evaluation's numbers depend on (with the SAE's weights): the cache key."""
 
 
+def weights_digest(path: Path) -> str:
+    """SHA-256 of the SAE's weights file ("missing" without one): what its results are of."""
+    weights = path / WEIGHTS_FILE
+    return file_sha256(weights) if weights.is_file() else "missing"
+
+
 def eval_key(cfg: EvalConfig, path: Path) -> str:
     """A key for this SAE's weights under these settings (`evals/<key>.json` holds the result)."""
-    weights = path / WEIGHTS_FILE
-    digest = file_sha256(weights) if weights.is_file() else "missing"
     settings = json.dumps(json_safe({k: getattr(cfg, k) for k in RESULT_SETTINGS}), sort_keys=True)
-    return text_sha256(digest + settings)[:16]
+    return text_sha256(weights_digest(path) + settings)[:16]
 
 
 def cached_eval(path: Path, key: str) -> dict[str, Any] | None:
@@ -381,12 +448,13 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
         # Mean ablation uses the mean activation over the evaluation tokens.
         mean = (sums.sum_x / max(sums.tokens, 1)).float().to(loaded.device)
         for batch in tqdm(batches, desc=f"eval {path.name}: downstream", unit="batch", dynamic_ncols=True):
-            downstream_pass(loaded, hp, sae, batch, mean, sums)
+            downstream_pass(loaded, [splice_of(bound)], batch, [mean], sums)
     metrics = summarize(sums, cfg.downstream)
     metrics["settings"] = {
         "model": model_name,
         "hookpoint": hp.name,
         "hookpoint_alias": hp.alias,
+        "reconstructs": sae.cfg.output_hookpoint_alias or hp.alias,
         "corpus": to_jsonable(corpus),
         "first_input": start,
         "inputs": len(inputs),
@@ -394,6 +462,7 @@ def evaluate_one(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) ->
         "eval_config": to_jsonable(cfg),
     }
     metrics["sae"] = {
+        "source": bound.source,
         "architecture": sae.cfg.architecture,
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
@@ -420,11 +489,39 @@ def write_outputs(path: Path, key: str, metrics: dict[str, Any], sums: Sums) -> 
             path / EVALS_DIR / f"{key}.json",
         )
         return
-    write_json(eval_file(path), metrics)
+    write_json(eval_file(path), {**metrics, **other_families(previous, weights_digest(path))})
     freq = (sums.fired / max(sums.tokens, 1)).float()
     mean_act = (sums.act_sum / sums.fired.clamp_min(1)).float()
     write_safetensors(path / "eval_latents.safetensors", {"frequency": freq, "mean_activation": mean_act})
     plot_sparsity(path, freq, torch.cat(sums.l0))
+
+
+FAMILY_WEIGHTS = "family_weights_sha256"
+"""eval.json's record of which weights (`weights_digest`) each family besides core was measured on."""
+
+
+def other_families(evaluation: dict[str, Any] | None, digest: str) -> dict[str, Any]:
+    """The metric families besides core (`--metrics absorption,probing`) that `evaluation` holds
+    for the weights with this `digest`: kept when a core evaluation replaces eval.json."""
+    weights = (evaluation or {}).get(FAMILY_WEIGHTS)
+    if evaluation is None or not isinstance(weights, dict):
+        return {}
+    kept = [name for name in METRIC_FAMILIES if name in evaluation and weights.get(name) == digest]
+    if not kept:
+        return {}
+    return {**{name: evaluation[name] for name in kept}, FAMILY_WEIGHTS: {name: digest for name in kept}}
+
+
+def record_family(path: Path, family: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Add a metric family's result to the SAE's eval.json (created when there is none), noting the
+    weights it is of; returns eval.json as written."""
+    evaluation = headline(path) or {}
+    weights: dict[str, Any] = (
+        evaluation[FAMILY_WEIGHTS] if isinstance(evaluation.get(FAMILY_WEIGHTS), dict) else {}
+    )
+    evaluation = {**evaluation, family: result, FAMILY_WEIGHTS: {**weights, family: weights_digest(path)}}
+    write_json(eval_file(path), evaluation)
+    return evaluation
 
 
 def plot_sparsity(path: Path, freq: Tensor, l0: Tensor) -> None:
@@ -468,7 +565,7 @@ def plot_frontier(evals: Sequence[SAEEval], out: Path) -> Path:
     for i, e in enumerate(evals):
         l0 = e.metrics["sparsity"]["l0_mean"]
         fvu = e.metrics["reconstruction"]["fvu"]
-        ax.scatter([l0], [fvu], marker=markers[i % len(markers)], s=40, label=e.path.name)
+        ax.scatter([l0], [fvu], marker=markers[i % len(markers)], s=40, label=e.label)
     ax.set_xlabel("L0 (mean active latents per token)")
     ax.set_ylabel("FVU (fraction of variance unexplained)")
     ax.set_title("sparsity / fidelity frontier (lower left is better)")
@@ -494,7 +591,7 @@ def _row(e: SAEEval) -> list[str]:
     m = e.metrics
     r, s, d = m["reconstruction"], m["sparsity"], m.get("downstream", {})
     return [
-        e.path.name,
+        e.label,
         m["sae"]["architecture"],
         str(m["sae"]["d_sae"]),
         str(m.get("settings", {}).get("hookpoint_alias") or m.get("settings", {}).get("hookpoint", "?")),
@@ -543,16 +640,105 @@ def format_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def evaluate(cfg: EvalConfig) -> EvalResult:
-    """Evaluate every SAE in `cfg.saes` (see the module docstring)."""
-    models: dict[str, LoadedModel] = {}
-    evals = [evaluate_one(cfg, Path(p), models) for p in cfg.saes]
+def evaluate(cfg: EvalConfig, models: dict[str, LoadedModel] | None = None) -> EvalResult:
+    """Evaluate every SAE in `cfg.saes` (see the module docstring); `models` (name → loaded model)
+    shares model loads with the caller. The core metrics only: `saescope eval --metrics` (with
+    absorption or probing) runs through `saescope.compare.evaluate`."""
+    others = [m for m in cfg.metrics if m != "core"]
+    if others or "core" not in cfg.metrics:
+        raise SaescopeError(
+            f"--metrics {','.join(cfg.metrics)}: saescope.evals measures core only; "
+            "saescope.compare.evaluate (what saescope eval runs) measures the others"
+        )
+    models = {} if models is None else models
+    evals = [e for p in cfg.saes for e in evaluate_path(cfg, sae_home(p), models)]
     plot = None
     if len(evals) > 1:
         out = cfg.out or Path(commonpath(evals))
         plot = plot_frontier(evals, out)
         write_json(out / "eval_comparison.json", EvalResult(evals, plot).to_json())
     return EvalResult(evals, plot)
+
+
+def evaluate_path(cfg: EvalConfig, path: Path, models: dict[str, LoadedModel]) -> list[SAEEval]:
+    """One SAE's evaluation; for a transcoder set's folder, each layer's and then the set's with
+    every MLP replaced at once (`replaced_every_mlp`)."""
+    from .sae.transcoder import transcoder_folders
+
+    folders = [] if is_sae_folder(path) else transcoder_folders(path)
+    if not folders:
+        return [evaluate_one(cfg, path, models)]
+    layers = [evaluate_one(cfg, folder, models) for folder in folders]
+    return [*layers, replaced_every_mlp(cfg, path, folders, layers, models)]
+
+
+def pooled(layers: Sequence[SAEEval]) -> dict[str, Any]:
+    """Reconstruction and sparsity of a set from its layers': FVU pooled (Σ squared errors over Σ
+    variances), the others averaged over layers (dense latents summed)."""
+    rec = [e.metrics["reconstruction"] for e in layers]
+    spa = [e.metrics["sparsity"] for e in layers]
+    variance = sum(r["sum_squared_error_per_token"] / r["fvu"] for r in rec if r["fvu"] > 0)
+    fvu = sum(r["sum_squared_error_per_token"] for r in rec) / variance if variance > 0 else float("nan")
+    return {
+        "reconstruction": {
+            "fvu": fvu,
+            "explained_variance": 1 - fvu,
+            "cosine_similarity": sum(r["cosine_similarity"] for r in rec) / len(rec),
+        },
+        "sparsity": {
+            "l0_mean": sum(x["l0_mean"] for x in spa) / len(spa),
+            "dead_fraction": sum(x["dead_fraction"] for x in spa) / len(spa),
+            "dense_latents": sum(x["dense_latents"] for x in spa),
+        },
+    }
+
+
+def replaced_every_mlp(
+    cfg: EvalConfig,
+    path: Path,
+    folders: Sequence[Path],
+    layers: Sequence[SAEEval],
+    models: dict[str, LoadedModel],
+) -> SAEEval:
+    """CE and KL with every layer's module output replaced by its transcoder's at once (and, for
+    CE recovered, every one zero- and mean-ablated), on the first layer's held-out text."""
+    bounds = [
+        bind_sae(f, cfg.model or None, force=cfg.force, settings=model_of(cfg), models=models)
+        for f in folders
+    ]
+    loaded = bounds[0].loaded_model
+    if len({id(b.loaded_model) for b in bounds}) > 1:
+        raise SaescopeError(f"{path} holds transcoders of different models")
+    corpus, start = heldout_corpus(bounds[0].sae, cfg.dataset, cfg.split, cfg.text_field, cfg.context_len)
+    inputs = eval_inputs(corpus, loaded.tokenizer, start, cfg.tokens)
+    splices = [splice_of(b) for b in bounds]
+    unused = [torch.zeros(()) for _ in splices]  # no mean ablation of every MLP: it is not measured
+    sums = Sums(d_sae=sum(b.sae.d_sae for b in bounds))
+    metrics: dict[str, Any] = {"tokens": sum(int(e.metrics["tokens"]) for e in layers) // len(layers)}
+    metrics |= pooled(layers)
+    if cfg.downstream:
+        # The batches first: the collecting hooks must be gone before the spliced passes run.
+        passes = iter_positions(loaded, [splices[0].reads], inputs, cfg.batch_size)
+        batches = [downstream_batch(pb.tensors) for pb in passes]
+        for batch in tqdm(
+            batches, desc=f"eval {path.name}: every MLP replaced", unit="batch", dynamic_ncols=True
+        ):
+            downstream_pass(loaded, splices, batch, unused, sums, ("sae", "zero"))
+        metrics["downstream"] = summarize_downstream(sums)
+    metrics["settings"] = {
+        "model": bounds[0].sae.cfg.model,
+        "hookpoint_alias": f"every MLP ({len(bounds)} layers)",
+        "corpus": to_jsonable(corpus),
+        "first_input": start,
+        "inputs": len(inputs),
+    }
+    metrics["sae"] = {
+        "architecture": "transcoder set",
+        "d_sae": sums.d_sae,
+        "layers": [b.sae.cfg.hookpoint_alias for b in bounds],
+    }
+    write_json(path / SAE_EVAL, json_safe(metrics), indent=2)
+    return SAEEval(path, metrics)
 
 
 def commonpath(evals: Sequence[SAEEval]) -> str:

@@ -2,7 +2,10 @@
 
 Module paths of the model (`model.layers.15.mlp`; `*` matches one path component, `**` several), a
 module path followed by `:input` (the module's input), and the short forms `resid_pre:L`,
-`resid_post:L`, `mlp_out:L`, `attn_out:L` (negative L counts from the end, `*` means every layer).
+`resid_post:L`, `mlp_in:L`, `mlp_out:L`, `attn_out:L` (negative L counts from the end, `*` means every
+layer). `mlp_in:L` is the MLP's input (`model.layers.L.mlp:input`: after the post-attention norm),
+what a transcoder reads; `output_of` gives the output of the module whose input a hookpoint is
+(`mlp_in:L` → `mlp_out:L`), what it reconstructs.
 The decoder-layer list and the MLP / attention submodules are found by name for the common
 Hugging Face causal LMs, with a structural fallback. Unknown names fail with the valid ones.
 
@@ -52,7 +55,8 @@ _LAYER_LIST_PATHS = (
 )
 _MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe", "fc2")
 _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention", "mixer")
-_SHORT_FORMS = ("resid_pre", "resid_post", "mlp_out", "attn_out")
+_SHORT_FORMS = ("resid_pre", "resid_post", "mlp_in", "mlp_out", "attn_out")
+_INPUT_FORMS = ("resid_pre", "mlp_in")
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def _valid_summary(info: _LayerInfo, model: nn.Module) -> str:
     last = info.count - 1
     forms = ["resid_pre", "resid_post"]
     if info.mlp:
-        forms.append("mlp_out")
+        forms += ["mlp_in", "mlp_out"]
     if info.attn:
         forms.append("attn_out")
     modules = dict(model.named_modules())
@@ -146,8 +150,8 @@ def _alias_of(module_path: str, kind: HookKind, info: _LayerInfo) -> str:
     base = f"{info.path}.{layer}"
     if module_path == base:
         return f"resid_post:{layer}" if kind == "output" else f"resid_pre:{layer}"
-    if kind == "output" and info.mlp and module_path == f"{base}.{info.mlp}":
-        return f"mlp_out:{layer}"
+    if info.mlp and module_path == f"{base}.{info.mlp}":
+        return f"mlp_out:{layer}" if kind == "output" else f"mlp_in:{layer}"
     if kind == "output" and info.attn and module_path == f"{base}.{info.attn}":
         return f"attn_out:{layer}"
     return module_path if kind == "output" else f"{module_path}:input"
@@ -180,10 +184,10 @@ def _resolve_one(spec: str, model: nn.Module, info: _LayerInfo, module_names: li
             if not -info.count <= layer < info.count:
                 raise unknown()
             layers = [layer % info.count]
-        sub = {"mlp_out": info.mlp, "attn_out": info.attn}.get(form, "")
+        sub = {"mlp_in": info.mlp, "mlp_out": info.mlp, "attn_out": info.attn}.get(form, "")
         if sub is None:
             raise unknown()
-        kind: HookKind = "input" if form == "resid_pre" else "output"
+        kind: HookKind = "input" if form in _INPUT_FORMS else "output"
         return [_make(f"{info.path}.{i}" + (f".{sub}" if sub else ""), kind, info) for i in layers]
     if sep and arg != "input":
         raise unknown()
@@ -211,6 +215,17 @@ def resolve_hookpoints(model: nn.Module, specs: Sequence[str]) -> list[Hookpoint
         for hookpoint in _resolve_one(spec.strip(), model, info, module_names):
             seen.setdefault(hookpoint.name, hookpoint)
     return list(seen.values())
+
+
+def output_of(model: nn.Module, hookpoint: Hookpoint) -> Hookpoint:
+    """The output of the module whose input `hookpoint` is (`mlp_in:L` → `mlp_out:L`): what a
+    transcoder reading it reconstructs. `SaescopeError` for a hookpoint that is not an input."""
+    if hookpoint.kind != "input":
+        raise SaescopeError(
+            f"{hookpoint.alias} is a module's output; a transcoder reads a module's input"
+            " (mlp_in:L, or a module path followed by :input)"
+        )
+    return _make(hookpoint.module_path, "output", _find_layers(model))
 
 
 def num_layers(model: nn.Module) -> int:
@@ -256,5 +271,6 @@ __all__ = [
     "hookpoint_order",
     "module_at",
     "num_layers",
+    "output_of",
     "resolve_hookpoints",
 ]

@@ -11,12 +11,18 @@ from typing import Any, NamedTuple, TypeVar, overload
 import torch
 from torch import Tensor
 
-from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
+from saescope.kernels import sparse_encode
+from saescope.sae import ForwardOutput, SAEConfig, SparseAutoencoder, get_architecture
 from saescope.sae.base import fvu
 from saescope.sae.init import initialize
 from tests.builders import one_thread
 
-ARCHITECTURES = ("topk", "batchtopk", "relu", "jumprelu")
+ARCHITECTURES = ("topk", "batchtopk", "relu", "jumprelu", "matryoshka", "gated")
+
+
+def k_of(architecture: str, k: int = 4) -> int | None:
+    """`k` for an SAE of `architecture`: the given k where it takes one (TopK-style), else None."""
+    return k if get_architecture(architecture).takes_k else None
 
 
 S = TypeVar("S", bound=SparseAutoencoder)
@@ -91,9 +97,15 @@ def sparse_dataset(n: int, d_in: int = 16, n_features: int = 48, active: int = 3
 
 
 def step_loss(sae: SparseAutoencoder, x: Tensor) -> Tensor:
-    """Sum of squared errors per row (mean over rows) + the architecture's penalty."""
+    """Sum of squared errors per row (mean over rows) + the architecture's own terms (its penalty,
+    and Matryoshka's prefixes or gated's auxiliary reconstruction), on the SAE's kernel."""
     out = sae(x)
-    return (out.recon - x).pow(2).sum(-1).mean() + sae.sparsity_loss(out)
+    # The selected pre-activations again, with their gradient on the SAE's own kernel path.
+    selected = sparse_encode(
+        x, sae.W_enc, sae.b_enc, sae.b_dec, lambda _: out.latent_indices, impl=sae.kernel
+    )[0]
+    own = sae.architecture_loss(x, selected, out)
+    return (out.recon - x).pow(2).sum(-1).mean() + own.sparsity_loss + own.extra_loss
 
 
 class TrainResult(NamedTuple):
@@ -124,8 +136,11 @@ def train(
     batch: int = 256,
     lr: float = 3e-3,
     seed: int = 0,
+    unit_decoder: bool = False,
 ) -> TrainResult:
     """Adam on random batches of `data`; returns FVU and L0 on the whole of it before and after.
+    With `unit_decoder`, the decoder rows keep unit norm as the trainer keeps them (each row's
+    gradient loses its component along the row, the rows are rescaled after each step).
 
     Runs on one thread: these tensors are tiny, and two threads competing with other work on a
     2-core machine make each step several times slower.
@@ -140,7 +155,11 @@ def train(
             loss = step_loss(sae, x)
             opt.zero_grad()
             loss.backward()
+            if unit_decoder:
+                sae.remove_gradient_parallel_to_decoder_directions()
             opt.step()
+            if unit_decoder:
+                sae.set_decoder_norm_to_unit_norm()
     fvu_end, l0_end = evaluate(sae, data)
     return TrainResult(fvu_start, fvu_end, l0_start, l0_end)
 
@@ -176,3 +195,15 @@ def assert_same_gradients(sae: SparseAutoencoder, x: Tensor) -> dict[str, Tensor
     for name in ref:
         torch.testing.assert_close(fast[name], ref[name], rtol=1e-5, atol=1e-6, msg=f"gradient of {name}")
     return ref
+
+
+def assert_kernels_agree(sae: SparseAutoencoder, x: Tensor) -> tuple[ForwardOutput, ForwardOutput]:
+    """The reference and torch kernels give the same reconstruction and the same gradients (see
+    `assert_same_gradients`); returns both forward passes (reference, torch) for further checks."""
+    sae.kernel = "reference"
+    ref = sae(x)
+    sae.kernel = "torch"
+    fast = sae(x)
+    torch.testing.assert_close(fast.recon, ref.recon, rtol=1e-6, atol=1e-6)
+    assert_same_gradients(sae, x)
+    return ref, fast

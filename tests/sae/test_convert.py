@@ -38,9 +38,11 @@ from saescope.sae.formats import (
     save_sparsify,
 )
 from saescope.sae.formats.saelens import hookpoint_from_transformerlens, hookpoint_to_transformerlens
+from saescope.sae.gated import GatedSAE
 from saescope.sae.jumprelu import JumpReLUSAE
+from saescope.sae.matryoshka import MatryoshkaSAE
 
-from .builders import make_sae, random_inputs
+from .builders import k_of, make_sae, random_inputs
 
 D_IN, D_SAE = 8, 32
 
@@ -99,6 +101,7 @@ def saelens_sae(sl: ModuleType, architecture: str, **cfg: Any) -> Any:
         "topk": (sl.TopKSAE, sl.TopKSAEConfig),
         "jumprelu": (sl.JumpReLUSAE, sl.JumpReLUSAEConfig),
         "gated": (sl.GatedSAE, sl.GatedSAEConfig),
+        "abstopk": (sl.AbsTopKSAE, sl.AbsTopKSAEConfig),
     }
     cls, cfg_cls = classes[architecture]
     sae = cls(cfg_cls(d_in=D_IN, d_sae=D_SAE, **cfg))
@@ -123,6 +126,8 @@ def saelens_sae(sl: ModuleType, architecture: str, **cfg: Any) -> Any:
         ("topk", {"k": 4, "rescale_acts_by_decoder_norm": True}, "topk"),
         ("jumprelu", {}, "jumprelu"),
         ("jumprelu", {"apply_b_dec_to_input": False}, "jumprelu"),
+        ("gated", {}, "gated"),
+        ("gated", {"apply_b_dec_to_input": False}, "gated"),
     ],
 )
 def test_saelens_import_reproduces_saelens(
@@ -156,22 +161,83 @@ def test_saelens_batchtopk_training_checkpoint_imports_in_both_modes(sl: ModuleT
     assert_same_as_saelens(sae, inference, x)
 
 
-@pytest.mark.parametrize("architecture", ["relu", "topk", "jumprelu", "batchtopk"])
+def test_saelens_matryoshka_training_checkpoint_imports_with_its_groups_and_losses(
+    sl: ModuleType, tmp_path: Path
+) -> None:
+    """A Matryoshka BatchTopK training checkpoint of SAELens: its widths become the groups, its batch
+    top-k codes and every prefix's reconstruction error (SAELens's `inner_mse_loss_W`, and the
+    full `mse_loss`) are ours on the same inputs, and its inference model (a JumpReLU) is ours in
+    eval mode."""
+    cfg = sl.MatryoshkaBatchTopKTrainingSAEConfig(
+        d_in=D_IN, d_sae=D_SAE, k=4, matryoshka_widths=[4, 12, D_SAE]
+    )
+    theirs = sl.MatryoshkaBatchTopKTrainingSAE(cfg)
+    assert theirs.cfg.rescale_acts_by_decoder_norm  # exercises the norm folding
+    randomize(theirs)
+    theirs.topk_threshold = torch.tensor(0.35, dtype=torch.double)
+    theirs.save_model(tmp_path / "train")
+    theirs.save_inference_model(tmp_path / "inference")  # before a training step moves its threshold
+    sae = load_saelens(tmp_path / "train")
+    assert isinstance(sae, MatryoshkaSAE) and sae.cfg.k == 4
+    assert sae.prefix_widths == (4, 12, D_SAE) and sae.params.batchtopk_threshold_momentum == 0.01
+    x = random_inputs(32, D_IN)
+    sae.train()
+    with torch.no_grad():
+        out = sae(x)
+        step = sl.saes.sae.TrainStepInput(x, {}, None, n_training_steps=0, is_logging_step=False)
+        losses = theirs.training_forward_pass(step).losses
+        torch.testing.assert_close(sae.encode_dense(x), theirs.encode(x), rtol=1e-5, atol=1e-5)
+        ours = sae.prefix_losses(x, out)
+    torch.testing.assert_close(ours, torch.stack([losses["inner_mse_loss_4"], losses["inner_mse_loss_12"]]))
+    torch.testing.assert_close((x - out.recon).pow(2).sum(-1).mean(), losses["mse_loss"])
+    sae.eval()
+    inference = sl.SAE.load_from_disk(tmp_path / "inference")
+    assert inference.cfg.architecture() == "jumprelu"
+    assert_same_as_saelens(sae, inference, x)
+
+
+def test_saelens_gated_training_losses_are_ours(sl: ModuleType, tmp_path: Path) -> None:
+    """SAELens's gated training SAE, saved and imported: the same gate L1 and auxiliary
+    reconstruction (SAELens does not freeze the decoder there, which changes gradients, not values)."""
+    theirs = sl.GatedTrainingSAE(sl.GatedTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, l1_coefficient=0.7))
+    randomize(theirs)
+    theirs.save_model(tmp_path / "train")
+    sae = load_saelens(tmp_path / "train")
+    assert isinstance(sae, GatedSAE)
+    with torch.no_grad():
+        sae.cfg = sae.cfg.with_updates(hyperparams={"gate_l1_coefficient": 0.7})
+        sae.params = GatedSAE.Params(gate_l1_coefficient=0.7)
+        x = random_inputs(32, D_IN)
+        out = sae(x)
+        own = sae.architecture_loss(x, out.pre_acts.gather(-1, out.latent_indices), out)
+        step = sl.saes.sae.TrainStepInput(x, {"l1": 0.7}, None, n_training_steps=0, is_logging_step=False)
+        losses = theirs.training_forward_pass(step).losses
+    torch.testing.assert_close(own.sparsity_loss, losses["l1_loss"])
+    torch.testing.assert_close(own.extra_loss, losses["auxiliary_reconstruction_loss"])
+    torch.testing.assert_close((x - out.recon).pow(2).sum(-1).mean(), losses["mse_loss"])
+
+
+@pytest.mark.parametrize("architecture", ["relu", "topk", "jumprelu", "batchtopk", "matryoshka", "gated"])
 def test_saelens_export_loads_in_saelens_with_the_same_outputs(
     sl: ModuleType, tmp_path: Path, architecture: str
 ) -> None:
-    sae = make_sae(architecture, k=4 if "topk" in architecture else None)
+    sae = make_sae(architecture, k=k_of(architecture))
     if isinstance(sae, JumpReLUSAE):
         with torch.no_grad():
             sae.log_threshold.copy_((0.05 + 0.3 * torch.rand(sae.d_sae)).log())
     if isinstance(sae, BatchTopKSAE):
         with torch.no_grad():
             sae.threshold.fill_(0.25)
+    if isinstance(sae, GatedSAE):
+        with torch.no_grad():
+            sae.r_mag.copy_(0.5 * torch.randn(sae.d_sae))
+            sae.b_mag.copy_(0.2 * torch.randn(sae.d_sae))
     sae.eval()
     save_saelens(sae, tmp_path / "out")
     theirs = sl.SAE.load_from_disk(tmp_path / "out")
-    expected = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
-    assert theirs.cfg.architecture() == expected[architecture]
+    # BatchTopK and Matryoshka as JumpReLU, as SAELens saves them for inference
+    expected = {"relu": "standard", "topk": "topk", "gated": "gated"}.get(architecture, "jumprelu")
+    assert theirs.cfg.architecture() == expected
     assert theirs.cfg.metadata.model_name == "tiny"
     assert theirs.cfg.metadata.hook_name == "blocks.1.hook_resid_post"
     assert_same_as_saelens(sae, theirs, random_inputs(64, D_IN))
@@ -186,7 +252,7 @@ def test_saelens_export_loads_in_saelens_with_the_same_outputs(
     [
         ("standard", {"normalize_activations": "layer_norm"}, "layer_norm"),
         ("standard", {"normalize_activations": "expected_average_only_in"}, "scaling factor"),
-        ("gated", {}, "architecture 'gated' is not supported"),
+        ("abstopk", {"k": 4}, "architecture 'abstopk' is not supported"),
     ],
 )
 def test_saelens_settings_that_cannot_be_folded_are_refused(
@@ -247,7 +313,6 @@ def test_sparsify_export_loads_in_sparsify_with_the_same_outputs(
     ("cfg", "match"),
     [
         ({"skip_connection": True}, "skip connection"),
-        ({"transcode": True}, "transcoders"),
         ({"activation": "groupmax"}, "activation 'groupmax'"),
     ],
 )
@@ -322,8 +387,8 @@ def test_gemmascope_bad_files_are_refused(tmp_path: Path, damage: str, match: st
 
 # ----- the stage --------------------------------------------------------------------------------
 def test_formats_offered_to_the_cli() -> None:
-    assert FORMATS_IN == ("native", "saelens", "sparsify", "gemmascope")
-    assert FORMATS_OUT == ("native", "saelens", "sparsify")
+    assert FORMATS_IN == ("native", "saelens", "sparsify", "gemmascope", "llamascope")
+    assert FORMATS_OUT == ("native", "saelens", "sparsify", "circuit-tracer")
 
 
 def test_the_formats_implemented_are_the_ones_the_config_declares() -> None:
@@ -374,9 +439,9 @@ def test_convert_gemmascope_to_native_records_model_and_hookpoint(tmp_path: Path
     torch.testing.assert_close(recon(sae, x), gemmascope_tutorial(params, x)[1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("architecture", ["relu", "topk", "jumprelu", "batchtopk"])
+@pytest.mark.parametrize("architecture", ["relu", "topk", "jumprelu", "batchtopk", "matryoshka", "gated"])
 def test_convert_native_to_saelens_and_back_is_exact(tmp_path: Path, architecture: str) -> None:
-    sae = make_sae(architecture, k=4 if "topk" in architecture else None)
+    sae = make_sae(architecture, k=k_of(architecture))
     if isinstance(sae, BatchTopKSAE):
         with torch.no_grad():
             sae.threshold.fill_(0.2)

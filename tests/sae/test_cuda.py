@@ -15,7 +15,7 @@ from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.init import fold_input_scale, geometric_median, initialize
 from saescope.sae.jumprelu import JumpReLUSAE
 
-from .builders import ARCHITECTURES, gradients, make_sae, random_inputs, step_loss
+from .builders import ARCHITECTURES, gradients, k_of, make_sae, random_inputs, step_loss
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -27,7 +27,7 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
 
 def cuda_sae(architecture: str, d_in: int = 64, d_sae: int = 512) -> SparseAutoencoder:
     kwargs = HYPERPARAMS.get(architecture, {})
-    sae = make_sae(architecture, d_in=d_in, d_sae=d_sae, k=16 if "topk" in architecture else None, **kwargs)
+    sae = make_sae(architecture, d_in=d_in, d_sae=d_sae, k=k_of(architecture, 16), **kwargs)
     if isinstance(sae, BatchTopKSAE):
         with torch.no_grad():
             sae.threshold.fill_(0.3)

@@ -16,7 +16,7 @@ from saescope.sae import architecture_names, architecture_params, get_architectu
 from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.relu import ReLUSAE
 
-from .builders import ARCHITECTURES, make_sae
+from .builders import ARCHITECTURES, k_of, make_sae
 
 # A value other than the default for every hyperparameter of every architecture.
 CHANGED: dict[str, dict[str, Any]] = {
@@ -24,20 +24,19 @@ CHANGED: dict[str, dict[str, Any]] = {
     "batchtopk": {"batchtopk_threshold_momentum": 0.125},
     "relu": {"l1_coefficient": 0.75},
     "jumprelu": {"l0_coefficient": 0.02, "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": 0.3},
+    "matryoshka": {"batchtopk_threshold_momentum": 0.125, "matryoshka_groups": [0.25, 0.75]},
+    "gated": {"gate_l1_coefficient": 0.3},
+    "transcoder": {"transcoder_skip": True},
 }
-
-
-def k_of(architecture: str) -> int | None:
-    return 4 if get_architecture(architecture).takes_k else None
 
 
 def test_the_registry_names_each_architecture_s_params() -> None:
     params = architecture_params()
-    assert list(params) == architecture_names() == sorted(ARCHITECTURES)
+    assert list(params) == architecture_names() == sorted([*ARCHITECTURES, "transcoder"])
     for name, cls in params.items():
         assert cls is get_architecture(name).Params
         assert {f.name for f in dataclasses.fields(cls)} == set(CHANGED[name])
-    assert [a for a in ARCHITECTURES if get_architecture(a).takes_k] == ["topk", "batchtopk"]
+    assert [a for a in ARCHITECTURES if get_architecture(a).takes_k] == ["topk", "batchtopk", "matryoshka"]
 
 
 def test_the_settings_registry_and_the_class_registry_hold_the_same_architectures() -> None:
@@ -58,11 +57,11 @@ def test_a_class_that_disagrees_with_its_settings_is_not_registered() -> None:
         register(Wrong)
 
     class Unknown(ReLUSAE):
-        architecture = "gated"
+        architecture = "crosscoder"
 
     with pytest.raises(TypeError, match="disagrees"):
         register(Unknown)
-    assert get_architecture("relu") is ReLUSAE and "gated" not in architecture_names()
+    assert get_architecture("relu") is ReLUSAE and "crosscoder" not in architecture_names()
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -79,7 +78,7 @@ def test_hyperparams_are_saved_in_cfg_json_and_loaded_back(tmp_path: Path, archi
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_defaults_are_recorded_in_full(tmp_path: Path, architecture: str) -> None:
     sae = make_sae(architecture, k=k_of(architecture))
-    defaults = dataclasses.asdict(get_architecture(architecture).Params())
+    defaults = get_architecture(architecture).Params().to_dict()
     assert sae.cfg.hyperparams == defaults
     save_sae(sae, tmp_path / "sae")
     assert json.loads((tmp_path / "sae" / "cfg.json").read_text())["hyperparams"] == defaults

@@ -8,14 +8,15 @@ import torch
 from saescope.errors import ConfigError
 from saescope.sae import SAEConfig, SparseAutoencoder, get_architecture
 from saescope.sae.batchtopk import BatchTopKSAE
+from saescope.sae.gated import GatedSAE, encoder_init_scale
 from saescope.sae.init import fold_input_scale, geometric_median, initialize
 from saescope.sae.jumprelu import JumpReLUSAE
 
-from .builders import ARCHITECTURES, make_sae, random_inputs
+from .builders import ARCHITECTURES, k_of, make_sae, random_inputs
 
 
 def fresh(architecture: str, d_in: int = 8, d_sae: int = 32) -> SparseAutoencoder:
-    k = 4 if "topk" in architecture else None
+    k = k_of(architecture)
     return get_architecture(architecture)(SAEConfig(architecture=architecture, d_in=d_in, d_sae=d_sae, k=k))
 
 
@@ -26,7 +27,9 @@ def test_initialize_sets_unit_decoder_rows_and_tied_encoder(architecture: str) -
     b_dec = torch.arange(8.0)
     initialize(sae, generator=torch.Generator().manual_seed(3), b_dec=b_dec)
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32))
-    assert torch.equal(sae.W_enc, sae.W_dec.t())
+    # a gated SAE's encoder is scaled (by a power of two here: exactly)
+    scale = encoder_init_scale(8, 32) if isinstance(sae, GatedSAE) else 1.0
+    assert torch.equal(sae.W_enc, scale * sae.W_dec.t())
     assert sae.W_enc.data_ptr() == storage and sae.W_enc.t().is_contiguous(), "W_enc must stay latent-major"
     assert torch.equal(sae.b_enc, torch.zeros(32)) and torch.equal(sae.b_dec, b_dec)
     # Random directions: far from each other, not a fixed pattern.
@@ -94,7 +97,7 @@ def test_geometric_median_in_one_dimension_is_the_median_and_handles_coincident_
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_fold_input_scale_by_power_of_two_is_bit_exact(architecture: str) -> None:
-    sae = make_sae(architecture, k=4 if "topk" in architecture else None)
+    sae = make_sae(architecture, k=k_of(architecture))
     if isinstance(sae, BatchTopKSAE):
         with torch.no_grad():
             sae.threshold.fill_(0.2)
@@ -113,7 +116,7 @@ def test_fold_input_scale_by_power_of_two_is_bit_exact(architecture: str) -> Non
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_fold_input_scale_keeps_latents_and_unscales_the_reconstruction(architecture: str) -> None:
-    sae = make_sae(architecture, k=4 if "topk" in architecture else None)
+    sae = make_sae(architecture, k=k_of(architecture))
     if isinstance(sae, BatchTopKSAE):
         with torch.no_grad():
             sae.threshold.fill_(0.2)

@@ -15,17 +15,17 @@ from saescope import files
 from saescope.errors import SaescopeError
 from saescope.sae.formats import FORMAT, load_sae, save_sae
 
-from .builders import ARCHITECTURES, make_sae, random_inputs
+from .builders import ARCHITECTURES, k_of, make_sae, random_inputs
 
 
 def saved(tmp_path: Path, architecture: str = "topk") -> Path:
-    sae = make_sae(architecture, k=4 if "topk" in architecture else None)
+    sae = make_sae(architecture, k=k_of(architecture))
     return save_sae(sae, tmp_path / "sae")
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_round_trip_is_exact_and_restores_latent_major_storage(tmp_path: Path, architecture: str) -> None:
-    sae = make_sae(architecture, k=4 if "topk" in architecture else None)
+    sae = make_sae(architecture, k=k_of(architecture))
     sae.cfg = sae.cfg.with_updates(training={"tokens": 123}, normalization={"method": "x", "scale": 0.5})
     save_sae(sae, tmp_path / "sae")
     loaded = load_sae(tmp_path / "sae")
@@ -146,7 +146,7 @@ def test_a_transposed_w_enc_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"architecture": "gated"}, "unknown architecture 'gated'"),
+        ({"architecture": "crosscoder"}, "unknown architecture 'crosscoder'"),
         ({"format": "something/2"}, "not a saescope SAE"),
         ({"format": None}, "saescope convert"),
         ({"d_in": "eight"}, "d_in must be an integer"),

@@ -194,12 +194,17 @@ def test_no_hook_is_left_however_a_generation_ends(bound: BoundSAE) -> None:
     next(abandoned)
     del abandoned
 
-    def broken(act: Tensor, start: int) -> Tensor:
+    def broken(read: Tensor, act: Tensor, start: int) -> Tensor:
         raise RuntimeError("boom")
 
     batch = prompt_batch(bound, PROMPTS[:2])
     with pytest.raises(RuntimeError, match="boom"):
-        generate(bound.loaded_model, batch, Sampling(max_new_tokens=2), Patch(bound.hookpoint, broken))
+        generate(
+            bound.loaded_model,
+            batch,
+            Sampling(max_new_tokens=2),
+            Patch(bound.hookpoint, bound.writes, broken),
+        )
     assert no_hooks(model)
     assert torch.equal(clean_logits(bound), before)
 

@@ -1,4 +1,5 @@
-"""Learning-rate schedule: warm-up, then constant / cosine / linear decay ending at the floor."""
+"""Learning-rate schedule: warm-up, then constant / cosine / linear decay ending at the floor; the
+sparsity penalty's warm-up."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from saescope.train.schedule import (
     default_warmup_steps,
     learning_rate,
     long_run_lr,
+    sparsity_scale,
+    sparsity_warmup_steps,
 )
 
 
@@ -91,3 +94,13 @@ def test_default_peak_lr_falls_with_steps_and_with_width_above_the_measured_ones
 def test_default_warmup_is_five_percent_of_the_steps_capped(steps: int, warmup: int) -> None:
     assert default_warmup_steps(steps) == warmup
     assert default_warmup_steps(steps) <= steps
+
+
+def test_the_sparsity_penalty_rises_linearly_from_zero_over_the_first_steps() -> None:
+    warmup = sparsity_warmup_steps(100)
+    assert warmup == 35
+    got = [sparsity_scale(s, warmup) for s in range(50)]
+    assert got[:35] == pytest.approx([(s + 1) / 35 for s in range(35)])
+    assert got[35:] == [1.0] * 15
+    assert [sparsity_scale(s, 0) for s in range(3)] == [1.0] * 3
+    assert sparsity_warmup_steps(1) == 0  # too short a run for a warm-up: full strength throughout

@@ -27,9 +27,10 @@ from saescope.sae.formats import load_sae
 from saescope.store import ActivationStore
 from saescope.train import trainer
 from saescope.train.checkpoint import latest_checkpoint, load_checkpoint
-from saescope.train.schedule import default_peak_lr
+from saescope.train.losses import SAEObjective
+from saescope.train.schedule import default_peak_lr, sparsity_scale, sparsity_warmup_steps
 from tests.builders import one_thread
-from tests.sae.builders import ARCHITECTURES
+from tests.sae.builders import ARCHITECTURES, k_of
 
 from .builders import write_store
 
@@ -123,20 +124,24 @@ def test_each_architecture_learns_and_its_saved_sae_takes_raw_activations(
     trained: dict[str, Any] = {}
     finish = trainer.finish
 
-    def spy(cfg: TrainConfig, run: trainer.SAERun, scale: float, *rest: Any) -> trainer.TrainedSAE:
-        trained.update(sae=copy.deepcopy(run.sae).eval(), scale=scale)
-        return finish(cfg, run, scale, *rest)
+    def spy(cfg: TrainConfig, run: trainer.SAERun, *rest: Any) -> trainer.TrainedSAE:
+        trained.update(sae=copy.deepcopy(run.sae).eval(), scale=run.scale_in)
+        return finish(cfg, run, *rest)
 
     monkeypatch.setattr(trainer, "finish", spy)
     out = tmp_path / architecture
-    k = (4,) if architecture in ("topk", "batchtopk") else ()
+    k = (4,) if k_of(architecture) else ()
     result = trainer.train(config(store, out, architecture=architecture, latents=(128,), k=k, log_every=5))
 
     (only,) = result.saes
     assert only.path == out and only.tokens == 128 * 60
     rows = metrics(out)
     assert [r["step"] for r in rows] == list(range(5, 61, 5))
-    assert rows[-1]["fvu"] < 0.6 * rows[0]["fvu"] and rows[-1]["loss"] < 0.6 * rows[0]["loss"]
+    assert rows[-1]["fvu"] < 0.6 * rows[0]["fvu"] and rows[-1]["recon_loss"] < 0.6 * rows[0]["recon_loss"]
+    # Matryoshka's loss also holds its small prefixes' errors, which cannot fall as far. The sparsity
+    # penalty is left out: it is warmed up from zero, so the first rows hold only part of it.
+    first, last = (r["loss"] - r["sparsity_loss"] for r in (rows[0], rows[-1]))
+    assert last < (0.9 if architecture == "matryoshka" else 0.6) * first
     assert rows[-1]["fvu"] == pytest.approx(only.fvu)
     assert rows[0]["lr"] == pytest.approx(1e-2)  # warm-up ended at step 5
     assert next((out / "logs").glob("events.out.tfevents.*")).stat().st_size > 0
@@ -198,6 +203,24 @@ def test_aux_k_revives_dead_latents(store: Path, tmp_path: Path) -> None:
     assert with_aux.dead_fraction < 0.7 * without.dead_fraction
 
 
+def test_the_sparsity_penalty_warms_up_from_zero(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At full strength from the first step, the L1 penalty closed most of a gated SAE's gates on
+    # the demo's data within its first 70 steps, for good; the trainer now ramps it up.
+    seen: list[float] = []
+    forward = SAEObjective.forward
+
+    def spy(self: SAEObjective, *args: Any) -> Any:
+        seen.append(args[4] if len(args) > 4 else 1.0)
+        return forward(self, *args)
+
+    monkeypatch.setattr(SAEObjective, "forward", spy)
+    trainer.train(config(store, tmp_path / "sae", architecture="gated", k=(), tokens=128 * 30))
+    assert seen == pytest.approx([sparsity_scale(s, sparsity_warmup_steps(30)) for s in range(30)])
+    assert seen[0] < 0.2 and seen[-1] == 1.0
+
+
 # ----- resume ------------------------------------------------------------------------------------
 def train_until_interrupted(cfg: TrainConfig, steps: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Train `cfg`, interrupted (KeyboardInterrupt) after `steps` calls of the training step."""
@@ -253,6 +276,33 @@ def test_resume_after_a_crash_continues_exactly(
         assert {k: v for k, v in a.items() if k not in timing} == {
             k: v for k, v in b.items() if k not in timing
         }
+
+
+@pytest.mark.parametrize(
+    ("architecture", "own"),
+    [("matryoshka", {"matryoshka_groups": (0.25, 0.75)}), ("gated", {"gate_l1_coefficient": 0.1})],
+)
+def test_the_newer_architectures_resume_exactly(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, architecture: str, own: dict[str, Any]
+) -> None:
+    """Their own state comes back from a checkpoint: Matryoshka's threshold and its step count, the
+    gated SAE's rescale and magnitude bias with their Adam moments."""
+    settings = RESUMED | {
+        "architecture": architecture,
+        "k": (4,) if k_of(architecture) else (),
+        "arch_params": own,
+    }
+    settings |= {"tokens": 64 * 60}
+    whole = TrainConfig(**(settings | {"acts": store, "out": tmp_path / "whole"}))
+    trainer.train(whole)
+    cfg = TrainConfig(**(settings | {"acts": store, "out": tmp_path / "sae"}))
+    train_until_interrupted(cfg, 30, monkeypatch)
+    assert latest_checkpoint(cfg.output / "checkpoints") == cfg.output / "checkpoints" / "step-00000020"
+    trainer.train(dataclasses.replace(cfg, resume=True))
+    assert_bitwise_equal(weights(cfg.output), weights(whole.output))
+    assert set(weights(cfg.output)) > {"W_enc", "b_enc", "W_dec", "b_dec"}  # threshold, or r_mag and b_mag
+    assert [r["extra_loss"] for r in metrics(cfg.output)] == [r["extra_loss"] for r in metrics(whole.output)]
+    assert all(r["extra_loss"] > 0 for r in metrics(whole.output))
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(
@@ -435,10 +485,10 @@ def test_k_larger_than_the_width_is_refused(
 
 
 def test_unknown_architecture_is_refused() -> None:
-    with pytest.raises(ConfigError, match="unknown architecture 'gated'; choose from batchtopk, jumprelu"):
-        TrainConfig(architecture="gated")
+    with pytest.raises(ConfigError, match="unknown architecture 'no-such-sae'; choose from batchtopk, gated"):
+        TrainConfig(architecture="no-such-sae")
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--arch", "gated"])
+        cli.main(["train", "--arch", "no-such-sae"])
     assert exit_info.value.code == 2
 
 

@@ -17,11 +17,14 @@ from .base import (
     to_jsonable,
 )
 from .capture import CaptureConfig
+from .circuit import CircuitConfig
+from .compare import CompareConfig
 from .convert import ConvertConfig
 from .dashboard import DashboardConfig
 from .demo import DemoConfig
 from .eval import EvalConfig
 from .explanations import ExplanationsConfig
+from .export import ExportConfig, ImportExplanationsConfig
 from .index import IndexConfig
 from .interpret import InterpretConfig
 from .query import QueryConfig
@@ -32,6 +35,8 @@ from .verify import VerifyConfig
 
 __all__ = [
     "CaptureConfig",
+    "CircuitConfig",
+    "CompareConfig",
     "ConfigError",
     "ContrastConfig",
     "ConvertConfig",
@@ -41,7 +46,9 @@ __all__ = [
     "EffectsConfig",
     "EvalConfig",
     "ExplanationsConfig",
+    "ExportConfig",
     "GenerationSettings",
+    "ImportExplanationsConfig",
     "IndexConfig",
     "InterpretConfig",
     "ModelDType",

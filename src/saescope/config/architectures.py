@@ -25,6 +25,13 @@ from .base import option_flag
 
 P = TypeVar("P", bound="Hyperparams")
 
+GATED_L1 = 0.175
+"""The gated SAE's default L1 coefficient (see `GatedParams`), with the trainer's warm-up of the
+penalty (`saescope.train.schedule.sparsity_scale`): on the demo's store (SmolLM2-135M layer 15, 4,608
+latents, 200k tokens), warmed up over a fifth of the steps, λ = 0.1 gave L0 87, 0.16 L0 34 and 0.2
+L0 22; over the default 0.35 of them, 0.175 gave L0 33 (L0 32 is the TopK-style default k;
+`benchmarks/architectures.py gate-l1` measures it at the demo's full budget)."""
+
 
 def is_real(value: Any) -> bool:
     """A finite int or float (not a bool, not a string read from a file)."""
@@ -47,7 +54,8 @@ class Hyperparams:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The values as `cfg.json` stores them (a tuple as a list)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -55,10 +63,10 @@ class BatchTopKParams(Hyperparams):
     """Hyperparameters of the BatchTopK SAE."""
 
     batchtopk_threshold_momentum: float = 0.01
-    """BatchTopK SAE: weight m of the moving average that estimates the inference threshold θ from
-    the smallest activation each training batch keeps (Bussmann et al. 2024, "BatchTopK Sparse
-    Autoencoders", whose code and SAELens use 0.01); θ is a plain running mean for the first 1/m
-    steps."""
+    """BatchTopK and Matryoshka SAEs: weight m of the moving average that estimates the inference
+    threshold θ from the smallest activation each training batch keeps (Bussmann et al. 2024,
+    "BatchTopK Sparse Autoencoders", whose code and SAELens use 0.01); θ is a plain running mean
+    for the first 1/m steps."""
 
     def __post_init__(self) -> None:
         m = self.batchtopk_threshold_momentum
@@ -66,6 +74,72 @@ class BatchTopKParams(Hyperparams):
             is_real(m) and 0 < m <= 1,
             f"the BatchTopK threshold momentum ({option_flag('batchtopk_threshold_momentum')}) must be in"
             f" (0, 1], got {m!r}",
+        )
+
+
+MATRYOSHKA_GROUPS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2 + 1 / 32)
+"""SAEBench's group shares (Karvonen et al. 2025, `dictionary_learning`'s Matryoshka BatchTopK
+trainer): nested prefixes of 1/32, 3/32, 7/32, 15/32 and all of the latents."""
+
+
+@dataclass(frozen=True)
+class MatryoshkaParams(BatchTopKParams):
+    """Hyperparameters of the Matryoshka BatchTopK SAE (BatchTopK's, and its nested groups)."""
+
+    matryoshka_groups: tuple[float, ...] = MATRYOSHKA_GROUPS
+    """Matryoshka SAE: each nested group's share of the latents, in order (they sum to 1). The loss
+    adds the reconstruction error of every prefix of groups — the first group alone, the first
+    two, …, all of them — so the first latents must reconstruct on their own (Bussmann et al. 2025,
+    "Learning Multi-Level Features with Matryoshka SAEs"; Nabeshima 2025). Default: SAEBench's
+    1/32, 1/16, 1/8, 1/4, 1/2 + 1/32 (prefixes of 1/32, 3/32, 7/32, 15/32 and all of the latents)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        groups = self.matryoshka_groups
+        if isinstance(groups, list):  # as read from cfg.json or a --config file
+            groups = tuple(groups)
+            object.__setattr__(self, "matryoshka_groups", groups)
+        flag = option_flag("matryoshka_groups")
+        require(
+            isinstance(groups, tuple) and len(groups) > 0 and all(is_real(g) and g > 0 for g in groups),
+            f"{flag} must be positive shares of the latents, got {groups!r}",
+        )
+        require(
+            abs(sum(groups) - 1) <= 1e-6,
+            f"{flag} must sum to 1 (each group's share of the latents), got {sum(groups):.6g}",
+        )
+
+    def prefix_widths(self, d_sae: int) -> tuple[int, ...]:
+        """The latents of each nested prefix of groups of an SAE of `d_sae` latents (the last is
+        `d_sae`); `ConfigError` when a group would get no latent."""
+        widths, share = [], 0.0
+        for group in self.matryoshka_groups:
+            share += group
+            widths.append(round(share * d_sae))
+        widths[-1] = d_sae
+        sizes = [b - a for a, b in zip([0, *widths], widths)]
+        require(
+            min(sizes) >= 1,
+            f"{option_flag('matryoshka_groups')} gives a group no latents at {d_sae} latents"
+            f" (group sizes {sizes}); use fewer or larger groups",
+        )
+        return tuple(widths)
+
+
+@dataclass(frozen=True)
+class GatedParams(Hyperparams):
+    """Hyperparameters of the gated SAE."""
+
+    gate_l1_coefficient: float = GATED_L1
+    """Gated SAE: weight λ of the L1 penalty on the gate, λ · Σ_j ReLU(π_gate_j) · ‖W_dec_j‖
+    (Rajamanoharan et al. 2024, "Improving Dictionary Learning with Gated Sparse Autoencoders"), in
+    normalised units (E‖x‖² = 1). Larger λ: fewer active latents. Default: about L0 32 on the demo's
+    data; L0 depends on the data, so check it in the training log and adjust λ."""
+
+    def __post_init__(self) -> None:
+        require(
+            is_real(self.gate_l1_coefficient) and self.gate_l1_coefficient >= 0,
+            f"{option_flag('gate_l1_coefficient')} must be >= 0, got {self.gate_l1_coefficient!r}",
         )
 
 
@@ -117,20 +191,42 @@ class JumpReLUParams(Hyperparams):
         )
 
 
+@dataclass(frozen=True)
+class TranscoderParams(Hyperparams):
+    """Hyperparameters of the transcoder."""
+
+    transcoder_skip: bool = False
+    """Transcoder: add a linear skip path from the module's input to its output, recon += x @ W_skip.T
+    (Paulo et al. 2025, "Transcoders beat sparse autoencoders for interpretability"; circuit-tracer's
+    W_skip), trained with the rest and started at zero."""
+
+    def __post_init__(self) -> None:
+        require(
+            isinstance(self.transcoder_skip, bool),
+            f"{option_flag('transcoder_skip')} must be true or false, got {self.transcoder_skip!r}",
+        )
+
+
 class ArchitectureSettings(NamedTuple):
     """What `saescope train` needs to know of one architecture."""
 
     params: type[Hyperparams]
     """The dataclass of its own hyperparameters (the SAE class's `Params`)."""
     takes_k: bool
-    """Whether `k` (active latents per token) applies: TopK and BatchTopK."""
+    """Whether `k` (active latents per token) applies: TopK, BatchTopK and Matryoshka."""
+    transcodes: bool = False
+    """Whether it reads a module's input (`mlp_in:L`) and reconstructs that module's output (a
+    transcoder) instead of reconstructing what it reads."""
 
 
 ARCHITECTURES: dict[str, ArchitectureSettings] = {
     "batchtopk": ArchitectureSettings(BatchTopKParams, takes_k=True),
+    "gated": ArchitectureSettings(GatedParams, takes_k=False),
     "jumprelu": ArchitectureSettings(JumpReLUParams, takes_k=False),
+    "matryoshka": ArchitectureSettings(MatryoshkaParams, takes_k=True),
     "relu": ArchitectureSettings(ReLUParams, takes_k=False),
     "topk": ArchitectureSettings(Hyperparams, takes_k=True),
+    "transcoder": ArchitectureSettings(TranscoderParams, takes_k=True, transcodes=True),
 }
 """Architecture name → its settings; `saescope.sae.registry` holds a class for each name."""
 

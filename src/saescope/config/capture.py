@@ -19,8 +19,10 @@ class CaptureConfig(CorpusSettings, ModelSettings):
     hookpoints: tuple[str, ...] = field(
         default=("resid_post:15",), metadata={"flags": ("--hookpoint", "--hookpoints")}
     )
-    """Where to read activations: a module path (`model.layers.15`, globs allowed) or a short form
-    (`resid_post:L`, `resid_pre:L`, `mlp_out:L`, `attn_out:L`). Several give sibling stores."""
+    """Where to read activations: a module path (`model.layers.15`, globs allowed; `PATH:input` for a
+    module's input) or a short form (`resid_post:L`, `resid_pre:L`, `mlp_in:L`, `mlp_out:L`,
+    `attn_out:L`; `*` for every layer). Several give sibling stores of the same tokens in the same
+    order: `mlp_in:* mlp_out:*` are the pairs `saescope train --arch transcoder --acts` reads."""
 
     out: Path = Path("runs/demo/acts")
     """Output folder. Running again with the same folder resumes (or extends to more --tokens)."""

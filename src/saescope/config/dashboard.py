@@ -48,7 +48,8 @@ class DashboardConfig(PageSettings):
     """`saescope dashboard`: one static HTML page per latent of a latent index, and an index page."""
 
     index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX", "required": True})
-    """The latent index folder (e.g. runs/demo/index)."""
+    """The latent index folder (e.g. runs/demo/index), or a published SAE's name (`hf:…`,
+    `saelens:…`): the index `saescope index NAME` made."""
 
     out: Path | None = None
     """Folder to write the pages to. Default: `dashboard` beside the index (runs/NAME/dashboard)."""

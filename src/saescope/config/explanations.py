@@ -17,7 +17,8 @@ class ExplanationsConfig:
     those matching a search."""
 
     index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX", "required": True})
-    """The latent index folder (e.g. runs/demo/index)."""
+    """The latent index folder (e.g. runs/demo/index), or a published SAE's name (`hf:…`,
+    `saelens:…`): the index `saescope index NAME` made."""
 
     search: str | None = None
     """Words to look for in the explanations (full text, ranked by BM25, offline); each latent is

@@ -23,7 +23,8 @@ class IndexConfig(ModelSettings):
     saes: tuple[Path, ...] = field(
         default=(), metadata={"positional": True, "metavar": "SAE", "required": True}
     )
-    """SAE folders to index (several SAEs of one model share one pass over the text)."""
+    """SAE folders (or published names: `hf:OWNER/REPO[/PATH][@REVISION]`, `saelens:RELEASE/SAE_ID`)
+    to index (several SAEs of one model share one pass over the text)."""
 
     out: tuple[Path, ...] = ()
     """Index folder of each SAE, in the order of the SAEs. Default: `index` beside each SAE folder

@@ -61,7 +61,8 @@ class InterpretConfig:
     """`saescope interpret`: explain latents of a latent index and score the explanations."""
 
     index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX", "required": True})
-    """The latent index folder (e.g. runs/demo/index); explanations and scores are stored in it."""
+    """The latent index folder (e.g. runs/demo/index), or a published SAE's name (`hf:…`, `saelens:…`):
+    the index `saescope index NAME` made; explanations and scores are stored in it."""
 
     explainer: ExplainerName = "stats"
     """`stats`: the tokens, n-grams and preceding tokens over-represented where a latent fires (no

@@ -42,7 +42,8 @@ class QueryConfig(GenerationSettings):
     """`saescope query`: examples, statistics and relations of latents in a latent index."""
 
     index: Path = field(default=Path(), metadata={"positional": True, "metavar": "INDEX", "required": True})
-    """The index folder (e.g. runs/demo/index)."""
+    """The index folder (e.g. runs/demo/index), or a published SAE's name (`hf:…`, `saelens:…`): the
+    index `saescope index NAME` made."""
 
     text: str | None = None
     """Show every active latent of every token of this text (runs the model up to the SAE)."""
@@ -51,7 +52,8 @@ class QueryConfig(GenerationSettings):
     """With --text: also rank the latents over the whole text (this many, by largest activation)."""
 
     sae: Path | None = None
-    """With --text: the SAE folder. Default: the one the index records (it must be the same SAE)."""
+    """With --text: the SAE folder (or published name). Default: the one the index records (it must
+    be the same SAE)."""
 
     latent: int | None = None
     """The latent to show (its top examples unless --top 0; other sections on request)."""

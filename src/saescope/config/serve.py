@@ -26,7 +26,8 @@ class ServeConfig(GenerationSettings):
     """`saescope serve`: a browser UI and a JSON API over one run (latents, text inspector, steering)."""
 
     run: Path = field(default=Path(), metadata={"positional": True, "metavar": "RUN", "required": True})
-    """The run folder (e.g. runs/demo, holding acts/, sae/, index/)."""
+    """The run folder (e.g. runs/demo, holding acts/, sae/, index/), or a published SAE's name
+    (`hf:…`, `saelens:…`): its run folder."""
 
     host: str = "127.0.0.1"
     """Address to listen on. Anything but loopback (127.0.0.1, localhost, ::1) needs --token."""

@@ -93,7 +93,8 @@ class SteerConfig(GenerationSettings):
     The controls are a random latent of similar frequency and a random direction of the same norm."""
 
     sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE", "required": True})
-    """The SAE folder (e.g. runs/demo/sae)."""
+    """The SAE folder (e.g. runs/demo/sae), or a published SAE's name (`hf:OWNER/REPO/PATH`,
+    `saelens:RELEASE/SAE_ID`)."""
 
     steer: tuple[str, ...] = field(default=(), metadata={"required": True})
     """Interventions, `LATENT:MODE[:VALUE]`: `12:add:8` adds 8 × the latent's decoder direction,
@@ -235,7 +236,8 @@ class EffectsConfig(GenerationSettings):
     most for a next token."""
 
     sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE", "required": True})
-    """The SAE folder (e.g. runs/demo/sae)."""
+    """The SAE folder (e.g. runs/demo/sae), or a published SAE's name (`hf:OWNER/REPO/PATH`,
+    `saelens:RELEASE/SAE_ID`)."""
 
     text: str = field(default="", metadata={"required": True})
     """The text to analyse."""
@@ -281,7 +283,8 @@ class ContrastConfig(GenerationSettings):
     P(a>0 | positive) − P(a>0 | negative), with the mean difference and a t-statistic."""
 
     sae: Path = field(default=Path(), metadata={"positional": True, "metavar": "SAE", "required": True})
-    """The SAE folder (e.g. runs/demo/sae)."""
+    """The SAE folder (e.g. runs/demo/sae), or a published SAE's name (`hf:OWNER/REPO/PATH`,
+    `saelens:RELEASE/SAE_ID`)."""
 
     positive: Path = field(default=Path(), metadata={"required": True})
     """Positive texts: a file with one text per line, or a .jsonl/.parquet file or a folder read as

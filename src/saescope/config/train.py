@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import require
+from ..runs import SAE, TRANSCODERS
 from .architectures import architecture_names, architecture_params, architecture_settings
 from .base import CorpusSettings, ModelSettings, option_flag
 
 DEFAULT_K = 32
 """Active latents per token of TopK-style SAEs when --k is not given."""
+
+DEFAULT_HOOKPOINT = "resid_post:15"
+"""Where an SAE trained on the fly reads when --hookpoint is not given."""
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,16 @@ class TrainConfig(CorpusSettings, ModelSettings):
     """Activation store to train from. Without it, activations are computed on the fly from
     --model/--dataset/--hookpoint (nothing is written to disk)."""
 
-    hookpoint: str = "resid_post:15"
-    """Hookpoint for on-the-fly training (a store records its own)."""
+    hookpoint: str = ""
+    """Hookpoint for on-the-fly training (a store records its own): one (`resid_post:15`) or every
+    layer (`resid_post:*`, or a module-path glob), one SAE per hookpoint from the same forward passes.
+    A transcoder reads a module's input and reconstructs its output: `mlp_in:L`, or `mlp_in:*` for
+    every layer. Default: resid_post:15; mlp_in:* for --arch transcoder."""
 
     out: Path | None = None
-    """Output folder for the SAE (several SAEs of a sweep go to subfolders of it). Default: `sae`
-    next to the store (`runs/NAME/acts` → `runs/NAME/sae`); on the fly `runs/MODEL-HOOKPOINT/sae`."""
+    """Output folder for the SAE (several SAEs of a sweep, or of several hookpoints, go to subfolders
+    of it; a transcoder set has one per layer). Default: `sae` (`transcoders`) next to the store
+    (`runs/NAME/acts` → `runs/NAME/sae`); on the fly `runs/MODEL-HOOKPOINT/sae` (`.../transcoders`)."""
 
     architecture: str = field(
         default="topk", metadata={"flags": ("--arch", "--architecture"), "choices": architecture_names}
@@ -147,6 +155,7 @@ class TrainConfig(CorpusSettings, ModelSettings):
     def __post_init__(self) -> None:
         CorpusSettings.__post_init__(self)
         self._check_sparsity()
+        self._check_hookpoint()
         require(all(n > 0 for n in self.latents), "--latents must be positive")
         require(self.expansion_factor > 0, "--expansion-factor must be positive")
         require(self.tokens is None or self.tokens > 0, "--tokens must be positive")
@@ -170,12 +179,25 @@ class TrainConfig(CorpusSettings, ModelSettings):
             object.__setattr__(self, "out", self._default_out())
         object.__setattr__(self, "arch_params", dict(self.arch_params))
 
+    def _check_hookpoint(self) -> None:
+        """The default hookpoint of the architecture; a transcoder's must be a module's input."""
+        transcodes = architecture_settings(self.architecture).transcodes
+        if not self.hookpoint:
+            object.__setattr__(self, "hookpoint", "mlp_in:*" if transcodes else DEFAULT_HOOKPOINT)
+        require(
+            not transcodes or self.hookpoint.startswith("mlp_in:") or self.hookpoint.endswith(":input"),
+            f"--arch {self.architecture} reads a module's input and reconstructs its output: give"
+            f" --hookpoint mlp_in:L (mlp_in:* for every layer) or PATH:input, not {self.hookpoint}",
+        )
+
     def _default_out(self) -> Path:
-        """`sae` next to the store; on the fly a run folder named after the model and hookpoint."""
+        """`sae` next to the store; on the fly a run folder named after the model and hookpoint
+        (`transcoders` instead of `sae` for a transcoder set)."""
+        part = TRANSCODERS if architecture_settings(self.architecture).transcodes else SAE
         if self.acts is not None:
-            return self.acts.parent / "sae"
-        name = f"{Path(self.model).name}-{self.hookpoint}"
-        return Path("runs") / "".join(c if c.isalnum() or c in "._-" else "-" for c in name) / "sae"
+            return self.acts.parent / part
+        name = f"{Path(self.model).name}-{self.hookpoint.replace('*', 'all')}"
+        return Path("runs") / "".join(c if c.isalnum() or c in "._-" else "-" for c in name) / part
 
     def _check_sparsity(self) -> None:
         """--k and the architecture's own options apply to the chosen architecture, with valid values."""
@@ -191,12 +213,16 @@ class TrainConfig(CorpusSettings, ModelSettings):
             isinstance(self.arch_params, Mapping),
             f"arch_params must map hyperparameter names to values, got {self.arch_params!r}",
         )
-        owners = {f.name: arch for arch, p in architecture_params().items() for f in fields(p)}
+        owners: dict[str, list[str]] = {}
+        for arch, params in architecture_params().items():
+            for f in fields(params):
+                owners.setdefault(f.name, []).append(arch)
         for name in self.arch_params:
             require(name in owners, f"unknown architecture option {name!r}; they are {', '.join(owners)}")
             require(
                 name in {f.name for f in fields(settings.params)},
-                f"{option_flag(name)} does not apply to --arch {self.architecture} ({owners[name]} only)",
+                f"{option_flag(name)} does not apply to --arch {self.architecture}"
+                f" ({', '.join(owners[name])} only)",
             )
         settings.params.from_dict(self.arch_params, self.architecture)
 

@@ -30,7 +30,7 @@ from ..files import read_json_object
 from ..models import LoadedModel, load_model, load_tokenizer, resolve_device
 from ..runs import SAE_CONFIG, index_beside
 from ..sae.base import SparseAutoencoder
-from ..sae.formats import load_sae
+from ..sae.source import open_sae
 from ..store import ActivationStore
 from .finalize import compact, finish, remove_work_files
 from .format import HEADER, IndexHeader, LatentIndexError, read_header, sae_fingerprint, write_header
@@ -129,11 +129,12 @@ class Plan(NamedTuple):
     """The language model (for logit effects), loaded on first call."""
 
 
-def out_folders(cfg: IndexConfig) -> list[Path]:
-    """Each SAE's index folder: --out, else `index` beside the SAE folder."""
+def out_folders(cfg: IndexConfig, folders: list[Path]) -> list[Path]:
+    """Each SAE's index folder: --out, else `index` beside the SAE's folder (`folders`: a published
+    SAE's is its run folder's `sae/`)."""
     if cfg.out:
         return list(cfg.out)
-    return [index_beside(Path(p).resolve()) for p in cfg.saes]
+    return [index_beside(Path(p).resolve()) for p in folders]
 
 
 def settings_record(cfg: IndexConfig) -> dict[str, Any]:
@@ -213,7 +214,12 @@ def text_plan(cfg: IndexConfig, world: int) -> Plan:
         return text_batches(bounds, corpus, start, cfg.tokens, cfg.batch_size, rank, world_size, cursor)
 
     return Plan(
-        [b.sae for b in bounds], headers, out_folders(cfg), batches, loaded.tokenizer, lambda: loaded.model
+        [b.sae for b in bounds],
+        headers,
+        out_folders(cfg, [b.path for b in bounds]),
+        batches,
+        loaded.tokenizer,
+        lambda: loaded.model,
     )
 
 
@@ -235,9 +241,11 @@ def store_plan(cfg: IndexConfig, world: int, device: str) -> Plan:
     """Index the rows of an activation store: the SAEs encode stored activations, no model runs."""
     assert cfg.acts is not None
     store = ActivationStore(cfg.acts)
-    saes = [load_sae(Path(p)).to(device).eval() for p in cfg.saes]
-    for path, sae in zip(cfg.saes, saes):
-        check_store_fits(store, Path(path), sae, cfg)
+    opened = [open_sae(p) for p in cfg.saes]
+    saes = [o.sae.to(device).eval() for o in opened]
+    paths = [o.folder for o in opened]
+    for path, sae in zip(paths, saes):
+        check_store_fits(store, path, sae, cfg)
     model = cfg.model or store.model
     stride = int(store.manifest.header.capture.get("context_len") or 1 << 16)
     source = {
@@ -247,9 +255,7 @@ def store_plan(cfg: IndexConfig, world: int, device: str) -> Plan:
         "start": 0,
         "stride": stride,
     }
-    headers = [
-        header_for(cfg, p, sae, model, store.hookpoint, source, world) for p, sae in zip(cfg.saes, saes)
-    ]
+    headers = [header_for(cfg, p, sae, model, store.hookpoint, source, world) for p, sae in zip(paths, saes)]
     settings = ModelSettings(
         model=model,
         model_dtype=cfg.model_dtype,
@@ -267,7 +273,7 @@ def store_plan(cfg: IndexConfig, world: int, device: str) -> Plan:
     def batches(rank: int, world_size: int, cursor: int) -> Iterator[CodeBatch]:
         return store_batches(store, saes, cfg.tokens, rank, world_size, cursor)
 
-    return Plan(saes, headers, out_folders(cfg), batches, load_tokenizer(settings), load)
+    return Plan(saes, headers, out_folders(cfg, paths), batches, load_tokenizer(settings), load)
 
 
 def check_existing(out: Path, header: IndexHeader) -> IndexHeader | None:
@@ -355,12 +361,14 @@ def open_writers(plan: Plan, cfg: IndexConfig, dist: distributed.DistInfo) -> li
 def build_index(cfg: IndexConfig) -> IndexResult:
     """Build (or resume, or find complete) the index of every SAE in `cfg` (module docstring)."""
     dist = distributed.init(cfg.device)
-    if len(set(out_folders(cfg))) != len(cfg.saes):
+    if len(set(out_folders(cfg, [Path(p) for p in cfg.saes]))) != len(cfg.saes):
         raise ConfigError("two SAEs would share one index folder; give one --out per SAE")
     if cfg.acts is not None:
         plan = store_plan(cfg, dist.world_size, str(resolve_device(cfg.device)))
     else:
         plan = text_plan(cfg, dist.world_size)
+    if len(set(plan.outs)) != len(cfg.saes):  # two names of one published SAE
+        raise ConfigError("two SAEs would share one index folder; give one --out per SAE")
     writers = open_writers(plan, cfg, dist)
     rate = run_source(plan, writers, cfg, dist)
     distributed.barrier()

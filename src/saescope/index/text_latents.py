@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from ..bound import BoundSAE, bind_sae, encode_text
 from ..config import ModelSettings
 from ..errors import SaescopeError
+from ..sae.hub import is_sae_name
 from .format import IndexHeader, LatentIndexError, sae_fingerprint
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def bind_index_sae(
 ) -> BoundSAE:
     """The index's SAE bound to its model; `LatentIndexError` when `sae` is another SAE."""
     path = Path(sae) if sae is not None else Path(header.sae)
-    if not path.exists():
+    if not is_sae_name(path) and not path.exists():
         raise LatentIndexError(f"the index's SAE {path} is not there; pass --sae with its folder")
     bound = bind_sae(path, model, force=force, settings=settings)
     if sae_fingerprint(bound.sae.file_tensors()) != header.sae_sha256:

@@ -5,7 +5,10 @@
 - `gather`: those views built from a latent index (imported on its own: it reads the index and
   the stored explanations, which the rendering functions never need);
 - `tokens`: tokens shaded by activation, values on hover, whitespace made visible;
-- `charts`: inline SVG activation histograms and the latent map;
+- `charts`: inline SVG activation histograms and the latent map (and, for comparisons of SAEs, the
+  L0–FVU frontier, a cosine histogram and the joint map);
+- `comparison`: a comparison of SAEs (`compare.json`) and the run's SAEs' evaluations as views
+  (the families tree, the overview's table of SAEs);
 - `embed`: JSON embedded in a page, safe inside `<script>`;
 - `pages`: the Jinja2 environment (autoescaped) and the page and fragment functions;
 - `templates/` and `static/`: the templates, the CSS and the scripts (no CDN: pages open offline).
@@ -14,7 +17,8 @@ Apart from `gather`, this package knows nothing about latent indexes, models, fi
 server.
 """
 
-from .charts import histogram_svg, map_svg
+from .charts import frontier_svg, histogram_svg, joint_map_svg, map_svg
+from .comparison import ComparisonView, SAERowView, comparison_view, sae_row
 from .embed import json_script_tag, script_json
 from .pages import (
     STATIC,
@@ -23,6 +27,8 @@ from .pages import (
     Links,
     environment,
     examples_fragment,
+    families_body,
+    families_page,
     latent_body,
     latent_page,
     latents_page,
@@ -47,6 +53,7 @@ __all__ = [
     "STATIC",
     "STATIC_INDEX_LINKS",
     "STATIC_LATENT_LINKS",
+    "ComparisonView",
     "ExplanationView",
     "Histogram",
     "LatentRow",
@@ -56,11 +63,17 @@ __all__ = [
     "LogitEffect",
     "QuantileGroup",
     "Related",
+    "SAERowView",
     "Scored",
+    "comparison_view",
     "environment",
     "examples_fragment",
+    "families_body",
+    "families_page",
+    "frontier_svg",
     "highlight",
     "histogram_svg",
+    "joint_map_svg",
     "json_script_tag",
     "latent_body",
     "latent_page",
@@ -69,6 +82,7 @@ __all__ = [
     "quantile_fragment",
     "related_fragment",
     "render",
+    "sae_row",
     "script_json",
     "visible",
 ]

@@ -4,7 +4,9 @@ One Jinja2 environment with autoescaping on for every template, so every string 
 corpus, a model or an explanation is escaped wherever a template prints it; the few pieces built
 in Python (`tokens.highlight`, `charts`) escape their own text. `Links` says where a page's links
 point, so the same templates serve static pages on disk (relative links, `file://`) and the web
-server (absolute routes). The web server adds its own templates with `environment(extra)`.
+server (absolute routes). The web server adds its own templates with `environment(extra)`. A
+comparison of SAEs (`render.comparison`) has its page too: the families tree, in the dashboard and
+the server.
 
 This module knows nothing about latent indexes, files or the web server.
 """
@@ -20,7 +22,8 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..example import Example
-from .charts import histogram_svg, map_svg
+from .charts import frontier_svg, histogram_svg, joint_map_svg, map_svg
+from .comparison import ComparisonView
 from .embed import json_script_tag, script_json
 from .tokens import highlight, visible
 from .views import LatentRow, LatentView, QuantileGroup, Related
@@ -62,6 +65,8 @@ def environment(*extra: Path) -> Environment:
         visible=visible,
         histogram_svg=histogram_svg,
         map_svg=map_svg,
+        frontier_svg=frontier_svg,
+        joint_map_svg=joint_map_svg,
         json_script_tag=json_script_tag,
         script_json=script_json,
     )
@@ -84,12 +89,35 @@ def latent_body(view: LatentView, links: Links) -> Markup:
 
 
 def latents_page(
-    rows: Sequence[LatentRow], title: str, subtitle: str = "", links: Links = STATIC_INDEX_LINKS
+    rows: Sequence[LatentRow],
+    title: str,
+    subtitle: str = "",
+    links: Links = STATIC_INDEX_LINKS,
+    nav: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The sortable, searchable list of latents (rows embedded as JSON, drawn by `latents.js`)."""
+    """The sortable, searchable list of latents (rows embedded as JSON, drawn by `latents.js`);
+    `nav`: more (href, name) links in the page's header (a dashboard's comparison page)."""
     return render(
-        "latents.html", rows=[r.to_json() for r in rows], title=title, subtitle=subtitle, links=links
+        "latents.html",
+        rows=[r.to_json() for r in rows],
+        title=title,
+        subtitle=subtitle,
+        links=links,
+        nav=list(nav),
     )
+
+
+def families_body(view: ComparisonView, links: Links, title: str = "SAEs compared") -> Markup:
+    """A comparison's content (pairs, families trees, joint map) without the page around it."""
+    return Markup(render("families_body.html", view=view, links=links, title=title))
+
+
+def families_page(
+    view: ComparisonView, links: Links = STATIC_INDEX_LINKS, title: str = "SAEs compared"
+) -> str:
+    """A whole comparison page (static dashboards: at the dashboard's root, beside index.html,
+    its header linking back to the list of latents)."""
+    return render("families.html", view=view, links=links, title=title)
 
 
 def _macro(name: str) -> Any:
@@ -119,6 +147,8 @@ __all__ = [
     "Links",
     "environment",
     "examples_fragment",
+    "families_body",
+    "families_page",
     "latent_body",
     "latent_page",
     "latents_page",

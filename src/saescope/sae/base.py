@@ -63,17 +63,29 @@ class ForwardOutput(NamedTuple):
     """[N, d_sae] pre-activations."""
 
 
+class ArchitectureLoss(NamedTuple):
+    """An architecture's own terms of a training step's loss (scalars, in normalised units)."""
+
+    sparsity_loss: Tensor
+    """Its sparsity penalty: L1 (ReLU, gated SAE), L0 (JumpReLU); 0 for TopK-style SAEs."""
+    extra_loss: Tensor
+    """Its other terms: the reconstruction errors of a Matryoshka SAE's nested prefixes, a gated
+    SAE's auxiliary reconstruction; 0 for the other architectures."""
+
+
 class LossTerms(NamedTuple):
     """The terms of one training step's loss (all scalars, in normalised units)."""
 
     loss: Tensor
-    """What is minimised: recon_loss + sparsity_loss + aux_loss."""
+    """What is minimised: recon_loss + sparsity_loss + aux_loss + extra_loss."""
     recon_loss: Tensor
     """Mean over rows of the summed squared error."""
     sparsity_loss: Tensor
-    """L1 (ReLU SAE) or L0 (JumpReLU) penalty; 0 for TopK-style SAEs."""
+    """L1 (ReLU, gated SAE) or L0 (JumpReLU) penalty; 0 for TopK-style SAEs."""
     aux_loss: Tensor
     """Weighted aux-k loss reviving dead latents (0 when none are dead or it is disabled)."""
+    extra_loss: Tensor
+    """The architecture's other terms (`ArchitectureLoss.extra_loss`; 0 for most)."""
     fvu: Tensor
     """Fraction of variance unexplained of this batch (detached)."""
     l0: Tensor
@@ -96,6 +108,14 @@ class SAEConfig:
     """Where in the model it reads (as resolved, e.g. `model.layers.15`)."""
     hookpoint_alias: str = ""
     """The hookpoint as the user wrote it (e.g. `resid_post:15`)."""
+    d_out: int | None = None
+    """Width of what it reconstructs when that is not its input (a transcoder: the MLP's output);
+    None for an SAE, which reconstructs its input (d_in)."""
+    output_hookpoint: str = ""
+    """Where what it reconstructs is read when that is not its input (a transcoder: the MLP's
+    output, e.g. `model.layers.15.mlp`); empty for an SAE."""
+    output_hookpoint_alias: str = ""
+    """The output hookpoint's short form (e.g. `mlp_out:15`)."""
     dtype: str = "float32"
     normalization: dict[str, Any] = field(default_factory=dict)
     """How inputs were normalised in training and that it was folded into the weights."""
@@ -193,8 +213,16 @@ class SparseAutoencoder(nn.Module, ABC):
 
     def sparsity_loss(self, out: ForwardOutput) -> Tensor:
         """Architecture penalty added to the reconstruction loss, from `self.params` (0 for
-        TopK-style SAEs)."""
+        TopK-style SAEs), where the codes alone give it; see `architecture_loss`."""
         return out.recon.new_zeros(())
+
+    def architecture_loss(self, x: Tensor, selected_pre_acts: Tensor, out: ForwardOutput) -> ArchitectureLoss:
+        """The architecture's own terms of the loss for a batch `x` [N, d_in] and its forward pass
+        `out`; `selected_pre_acts` [N, K] are the pre-activations of `out.latent_indices` with their
+        gradient (`out.pre_acts` has none on the sparse kernels). Every training objective calls it
+        exactly once per step. By default: `sparsity_loss(out)` and no other term; architectures
+        whose terms need the input (Matryoshka, gated) override it."""
+        return ArchitectureLoss(self.sparsity_loss(out), out.recon.new_zeros(()))
 
     def initialize_extra(self) -> None:
         """Initialise architecture-specific state (thresholds); called by `sae.init.initialize`."""
@@ -227,9 +255,24 @@ class SparseAutoencoder(nn.Module, ABC):
     def d_sae(self) -> int:
         return self.cfg.d_sae
 
+    @property
+    def d_out(self) -> int:
+        """Width of what it reconstructs, where its decoder writes: d_in for an SAE."""
+        return self.cfg.d_out or self.cfg.d_in
+
+    def input_offset(self) -> Tensor:
+        """What is subtracted from x before the encoder: b_dec, the reconstruction's own bias (its
+        input and output share a space); a transcoder, whose spaces differ, subtracts zeros."""
+        return self.b_dec
+
+    def direct_path(self, x: Tensor) -> Tensor | None:
+        """What the reconstruction adds to the decoded latents, from the input itself: None for an
+        SAE; a transcoder's linear skip x @ W_skip.T."""
+        return None
+
     def pre_activation(self, x: Tensor) -> Tensor:
-        """(x - b_dec) @ W_enc + b_enc."""
-        return (x - self.b_dec) @ self.W_enc + self.b_enc
+        """(x - input_offset) @ W_enc + b_enc (the offset is b_dec for an SAE)."""
+        return (x - self.input_offset()) @ self.W_enc + self.b_enc
 
     def encode(self, x: Tensor) -> EncoderOutput:
         """Sparse codes of x [..., d_in]; the gradient path is chosen by `self.kernel`."""
@@ -237,7 +280,12 @@ class SparseAutoencoder(nn.Module, ABC):
 
         lead = x.shape[:-1]
         selected, latent_indices, pre_acts = sparse_encode(
-            x.reshape(-1, self.d_in), self.W_enc, self.b_enc, self.b_dec, self.select, impl=self.kernel
+            x.reshape(-1, self.d_in),
+            self.W_enc,
+            self.b_enc,
+            self.input_offset(),
+            self.select,
+            impl=self.kernel,
         )
         latent_acts = self.activate(selected, latent_indices)
         k = latent_acts.shape[-1]
@@ -255,7 +303,11 @@ class SparseAutoencoder(nn.Module, ABC):
 
     def forward(self, x: Tensor) -> ForwardOutput:
         latent_acts, latent_indices, pre_acts = self.encode(x)
-        return ForwardOutput(self.decode(latent_acts, latent_indices), latent_acts, latent_indices, pre_acts)
+        recon = self.decode(latent_acts, latent_indices)
+        direct = self.direct_path(x)
+        if direct is not None:
+            recon = recon + direct
+        return ForwardOutput(recon, latent_acts, latent_indices, pre_acts)
 
     def encode_dense(self, x: Tensor) -> Tensor:
         """Latent activations as a dense [N, d_sae] tensor (zeros where inactive)."""

@@ -31,17 +31,23 @@ def initialize(
     made on the generator's device and moved).
     """
     gen_device = generator.device if generator is not None else sae.W_dec.device
-    directions = torch.randn(sae.d_sae, sae.d_in, generator=generator, device=gen_device, dtype=torch.float32)
-    directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    d_out = sae.W_dec.shape[1]
+
+    def unit_rows(width: int) -> Tensor:
+        rows = torch.randn(sae.d_sae, width, generator=generator, device=gen_device, dtype=torch.float32)
+        return rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    directions = unit_rows(d_out)
     sae.W_dec.copy_(directions)
-    sae.W_enc.copy_(directions.t())
+    # A transcoder whose output is narrower or wider than its input gets its own encoder directions.
+    sae.W_enc.copy_((directions if d_out == sae.d_in else unit_rows(sae.d_in)).t())
     sae.b_enc.zero_()
     if b_dec is None:
         sae.b_dec.zero_()
     else:
         require(
-            tuple(b_dec.shape) == (sae.d_in,),
-            f"b_dec must have shape ({sae.d_in},), got {tuple(b_dec.shape)}",
+            tuple(b_dec.shape) == (d_out,),
+            f"b_dec must have shape ({d_out},), got {tuple(b_dec.shape)}",
         )
         sae.b_dec.copy_(b_dec)
     sae.initialize_extra()
@@ -81,6 +87,8 @@ def fold_input_scale(sae: SparseAutoencoder, scale: float, method: str = "unit_m
     """
     if not (math.isfinite(scale) and scale > 0):
         raise ConfigError(f"the input scale to fold must be positive and finite, got {scale}")
+    if sae.cfg.d_out is not None:
+        raise ConfigError("a transcoder's input and output scales differ: fold them with its fold_scales")
     if sae.cfg.normalization.get("folded"):
         raise ConfigError(
             "this SAE already has an input scale folded in; folding another would compound them"

@@ -36,7 +36,7 @@ def register(cls: T) -> T:
 
 def _load_builtin() -> None:
     # Imported for their @register side effect.
-    from . import batchtopk, jumprelu, relu, topk  # noqa: F401
+    from . import batchtopk, gated, jumprelu, matryoshka, relu, topk, transcoder  # noqa: F401
 
 
 def architecture_names() -> list[str]:

@@ -12,6 +12,10 @@ changes x by exactly −f_i·d_i — the check Towards Monosemanticity's ablatio
 mistake users of other tools report most — an edit that vanishes or swamps everything because
 the reconstruction replaced the activation — cannot happen unless asked for.
 
+A transcoder reads one activation (`mlp_in:L`) and its decoder writes another (`mlp_out:L`): f
+are the latents of what it reads, x is the activation where it writes (`BoundSAE.writes`), and the
+splice is its whole reconstruction decode(f') + W_skip·read. For an SAE the two are one activation.
+
 Controls (`saescope.steer.controls`) reuse the same arithmetic: a random latent is just another
 intervention, and a random direction replaces the edit Σ_i (f'_i − f_i)·d_i at each position by a
 fixed unit vector times that edit's norm.
@@ -49,6 +53,14 @@ def current_values(
     return values, acts, idx
 
 
+def reconstruction(sae: SparseAutoencoder, read: Tensor, acts: Tensor, idx: Tensor) -> Tensor:
+    """The dictionary's whole output from latents (acts, idx) of `read`: decode, plus a
+    transcoder's skip path from `read`."""
+    decoded = sae.decode(acts, idx)
+    direct = sae.direct_path(read)
+    return decoded if direct is None else decoded + direct
+
+
 def coefficient(item: Intervention, current: Tensor) -> Tensor:
     """f'_i − f_i at each row for one intervention (`current` is f_i, [n]). A value beyond the
     dtype's range becomes ±inf here (and is refused by `Steering.check`), never an error."""
@@ -75,20 +87,22 @@ class Steering:
     splice: bool = False
     """Replace the activation by the edited reconstruction (dropping the SAE's error)."""
     direction: Tensor | None = None
-    """Control only: a unit vector [d_in] that replaces the direction of the edit at each position
-    (its norm is kept)."""
+    """Control only: a unit vector [d_out] (where the decoder writes) that replaces the direction of
+    the edit at each position (its norm is kept)."""
 
     @property
     def needs_codes(self) -> bool:
         """Whether the SAE must encode the activation (everything but unconditional `add`s)."""
         return self.splice or any(i.mode != "add" or i.conditional for i in self.interventions)
 
-    def edit(self, x: Tensor, masks: Tensor) -> Tensor:
-        """The new rows of an activation: x [n, d_in] (float32), masks [n, m] (which of the m
-        interventions apply at each row)."""
+    def edit(self, x: Tensor, masks: Tensor, read: Tensor | None = None) -> Tensor:
+        """The new rows of the activation where the decoder writes: x [n, d_out] (float32), masks
+        [n, m] (which of the m interventions apply at each row); `read` [n, d_in] is what the
+        dictionary read at those rows (None: x itself, as for an SAE)."""
         latents = [i.latent for i in self.interventions]
+        read = x if read is None else read
         if self.needs_codes:
-            current, acts, idx = current_values(self.sae, x, latents)
+            current, acts, idx = current_values(self.sae, read, latents)
         else:
             current = x.new_zeros(x.shape[0], len(latents))
         coef = torch.stack([coefficient(item, current[:, j]) for j, item in enumerate(self.interventions)], 1)
@@ -96,7 +110,7 @@ class Steering:
         delta = coef @ self.sae.W_dec[latents].to(x.dtype)
         if self.direction is not None:
             delta = delta.norm(dim=-1, keepdim=True) * self.direction.to(x.device, x.dtype)
-        base = self.sae.decode(acts, idx) if self.splice else x
+        base = reconstruction(self.sae, read, acts, idx) if self.splice else x
         new = base + delta
         self.check(x, new)
         return new
@@ -116,16 +130,18 @@ class Steering:
                 "size (e.g. 2x-10x the latent's maximum)"
             )
 
-    def apply(self, act: Tensor, masks: Tensor) -> Tensor:
-        """The activation `act` [B, T, d_in] with the edits applied where `masks` [m, B, T] says;
-        rows no intervention covers are returned untouched (bit for bit)."""
+    def apply(self, act: Tensor, masks: Tensor, read: Tensor | None = None) -> Tensor:
+        """The activation `act` [B, T, d_out] where the decoder writes, with the edits applied where
+        `masks` [m, B, T] says; `read` [B, T, d_in] is what the dictionary read (None: `act`). Rows
+        no intervention covers are returned untouched (bit for bit)."""
         rows = masks.any(0)
         if not bool(rows.any()):
             return act
-        new = self.edit(act[rows].float(), masks[:, rows].T)
+        seen = None if read is None or read is act else read[rows].float()
+        new = self.edit(act[rows].float(), masks[:, rows].T, seen)
         out = act.clone()
         out[rows] = new.to(act.dtype)
         return out
 
 
-__all__ = ["ABSURD", "Steering", "coefficient", "current_values"]
+__all__ = ["ABSURD", "Steering", "coefficient", "current_values", "reconstruction"]

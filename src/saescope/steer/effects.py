@@ -12,6 +12,9 @@ log-probability is M. For every latent i active at a position p (BOS excluded, a
   backward pass (the SAE spliced in with its error term leaves the forward pass unchanged, so the
   gradient with respect to the latent is d_i · ∂M/∂x_p).
 
+For a transcoder, x is what it reads (`mlp_in:L`, where the latents come from) and the ablation and
+the gradient are at its output (`mlp_out:L`, where d_i lives; `BoundSAE.writes`).
+
 Their Pearson correlation over all active pairs is reported (Scaling Monosemanticity found 0.8
 between attribution and ablation), and the pairs with the largest effect on M are listed.
 
@@ -28,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -39,9 +41,9 @@ from ..bound import BoundSAE, bind_sae
 from ..config import model_of
 from ..config.steer import EffectsConfig
 from ..errors import SaescopeError
-from ..hooks import patch_activations
 from ..index import read_explanations
 from ..index.locate import index_of_sae
+from ..stats import pearson
 from ..tokens import decode_each, encode
 from .generate import cache_argument, new_cache
 from .preflight import sae_config, tokenizer_for
@@ -143,11 +145,11 @@ class CleanPass(NamedTuple):
     """The unedited text: activations, next-token log-probs and the gradient of M."""
 
     activations: Tensor
-    """[n, d_in] at the hookpoint (float32)."""
+    """[n, d_in] at the hookpoint the SAE reads (float32)."""
     next_logprobs: Tensor
     """[n] log p(s_{q+1}) at each position q."""
     gradient: Tensor
-    """[n, d_in] ∂M/∂x (float32)."""
+    """[n, d_out] ∂M/∂y (float32), y the activation where the decoder writes (x for an SAE)."""
 
 
 def effect_tokens(
@@ -170,22 +172,24 @@ def effect_tokens(
 
 def clean_pass(bound: BoundSAE, seq: Tensor) -> CleanPass:
     """Forward and backward over `seq` [n+1] (see `CleanPass`)."""
-    model, hp = bound.loaded_model.model, bound.hookpoint
+    model = bound.loaded_model.model
+    read: list[Tensor] = []
     held: list[Tensor] = []
 
-    def leaf(act: Tensor) -> Tensor:
-        # The gradient is wanted from the hookpoint on only: a detached leaf stops it there.
+    def leaf(seen: Tensor, act: Tensor) -> Tensor:
+        # The gradient is wanted from where the decoder writes on only: a detached leaf stops it there.
+        read.append(seen.detach().float())
         held.append(act.detach().float().requires_grad_(True))
         return held[-1].to(act.dtype)
 
     ids = seq[None, :-1]
-    with torch.enable_grad(), patch_activations(model, hp, leaf):
+    with torch.enable_grad(), bound.rewrite(leaf):
         logprobs = model(input_ids=ids, use_cache=False).logits[0].float().log_softmax(-1)
         nexts = logprobs.gather(-1, seq[1:, None]).squeeze(-1)
         nexts[-1].backward()
-    x = held[0]
-    assert x.grad is not None
-    return CleanPass(x.detach()[0], nexts.detach(), x.grad[0])
+    y = held[0]
+    assert y.grad is not None
+    return CleanPass(read[0][0], nexts.detach(), y.grad[0])
 
 
 def active_pairs(bound: BoundSAE, x: Tensor, skip_first: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -205,7 +209,7 @@ def _ablated_logprobs(
     bound: BoundSAE, seq: Tensor, positions: Tensor, latents: Tensor, values: Tensor
 ) -> Tensor:
     """[b, n − p0] log p(s_{q+1}) for q ≥ p0 = min(positions), each row with one pair ablated."""
-    model, hp, w_dec = bound.loaded_model.model, bound.hookpoint, bound.sae.W_dec
+    model, w_dec = bound.loaded_model.model, bound.sae.W_dec
     rows, start = len(positions), int(positions.min())
     cache = None
     if start > 0:
@@ -214,14 +218,14 @@ def _ablated_logprobs(
         cache.batch_repeat_interleave(rows)
     change = -(values[:, None] * w_dec[latents])
 
-    def ablate(act: Tensor) -> Tensor:
+    def ablate(_read: Tensor, act: Tensor) -> Tensor:
         out = act.clone()
         r = torch.arange(rows, device=act.device)
         out[r, positions - start] += change.to(act.dtype)
         return out
 
     ids = seq[None, start:-1].expand(rows, -1)
-    with patch_activations(model, hp, ablate):
+    with bound.rewrite(ablate):
         out = model(input_ids=ids, use_cache=cache is not None, **cache_argument(model, cache))
     logprobs = out.logits.float().log_softmax(-1)
     targets = seq[start + 1 :].expand(rows, -1)
@@ -257,16 +261,6 @@ def ablation_effects(
         for row, pos in enumerate(p.tolist()):
             later.append(diff[row, pos - start :].tolist())
     return later
-
-
-def pearson(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Pearson correlation (None with fewer than two values or no variation)."""
-    if len(a) < 2:
-        return None
-    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
-    x, y = x - x.mean(), y - y.mean()
-    denom = float(x.norm() * y.norm())
-    return float(x @ y) / denom if denom > 0 else None
 
 
 def latent_effects(
@@ -343,5 +337,4 @@ __all__ = [
     "clean_pass",
     "effects",
     "latent_effects",
-    "pearson",
 ]

@@ -95,6 +95,8 @@ class SteerResult(NamedTuple):
     """Where latent maxima and frequencies came from (None when none were needed)."""
     sweep: Sweep | None
     """The edit at several strengths (None without --sweep)."""
+    sae: str = ""
+    """The SAE steered with, pinned (`BoundSAE.source`: a published SAE's name at its commit)."""
 
     def variants(self) -> list[Variant]:
         """Unsteered, steered, then the controls."""
@@ -125,6 +127,7 @@ class SteerResult(NamedTuple):
             "stats_source": self.stats_source,
             "tokens_per_second": {v.name: v.tokens_per_second for v in self.variants() if v.not_run is None},
             "sweep": self.sweep.to_json() if self.sweep is not None else None,
+            "sae": self.sae,
         }
 
     def render(self) -> str:
@@ -261,7 +264,14 @@ def run_steering(
         for spec in plan.variants
     ]
     return SteerResult(
-        list(prompts), variants[0], variants[1], variants[2:], plan.targets, plan.stats_source, swept
+        list(prompts),
+        variants[0],
+        variants[1],
+        variants[2:],
+        plan.targets,
+        plan.stats_source,
+        swept,
+        bound.source,
     )
 
 

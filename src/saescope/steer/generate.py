@@ -1,4 +1,4 @@
-"""Token-by-token generation over the model's KV cache, with an optional patch at one hookpoint.
+"""Token-by-token generation over the model's KV cache, with an optional patch where a dictionary writes.
 
     steps = generate_steps(loaded, batch, Sampling(max_new_tokens=30), patch)
     for step in steps:            # one Step per new token of every row
@@ -7,7 +7,8 @@
             steps.close()          # frees the cache; no hook is ever left on the model
 
 Our own loop rather than `model.generate`, so that the patch sees every forward pass with the
-columns it covers (`Patch.fn(activation, start)`), streaming is natural, and the uncached path
+columns it covers (`Patch.fn(read, written, start)`: a transcoder reads `mlp_in:L` and its edit
+changes `mlp_out:L` in the same pass; `bound.rewriting`), streaming is natural, and the uncached path
 (`use_cache=False`: the whole sequence recomputed every step) can be compared token for token.
 Prompts are left-padded (`layout.left_pad`) with position ids counted from each row's first real
 token, so a padded row computes what it would alone. The hook is registered around each forward
@@ -28,15 +29,15 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Generator, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
+from ..bound import rewriting
 from ..errors import SaescopeError
 from ..hookpoints import Hookpoint
-from ..hooks import patch_activations
 from ..models import LoadedModel, pad_token_id
 from .places import PromptBatch
 
@@ -55,12 +56,24 @@ class Sampling(NamedTuple):
 
 
 class Patch(NamedTuple):
-    """A change of the activation at one hookpoint in every forward pass."""
+    """A change of the activation where a dictionary writes, in every forward pass."""
 
-    hookpoint: Hookpoint
-    """Where."""
-    fn: Callable[[Tensor, int], Tensor]
-    """(activation [B, T, d], the first column this pass covers) → the new activation."""
+    reads: Hookpoint
+    """Where the dictionary reads (its input: `fn` is given it)."""
+    writes: Hookpoint
+    """Where the activation is changed (the same hookpoint as `reads` for an SAE; a transcoder's
+    output)."""
+    fn: Callable[[Tensor, Tensor, int], Tensor]
+    """(read [B, T, d_in], written [B, T, d_out], the first column this pass covers) → the new
+    activation at `writes`."""
+
+
+def applying(model: Any, patch: Patch | None, start: int) -> AbstractContextManager[Any]:
+    """Within the block, `patch` changes every forward pass that covers columns `start` on
+    (nothing when None)."""
+    if patch is None:
+        return nullcontext()
+    return rewriting(model, patch.reads, patch.writes, lambda read, act: patch.fn(read, act, start))
 
 
 class Step(NamedTuple):
@@ -150,12 +163,7 @@ def forward_last_logits(
     kwargs.update(cache_argument(model, cache))
     if "logits_to_keep" in accepted:
         kwargs["logits_to_keep"] = 1
-    hooked = (
-        patch_activations(model, patch.hookpoint, lambda act: patch.fn(act, start))
-        if patch is not None
-        else nullcontext()
-    )
-    with torch.no_grad(), hooked:
+    with torch.no_grad(), applying(model, patch, start):
         logits = model(**kwargs).logits
     return logits[:, -1].float()
 
@@ -332,6 +340,7 @@ __all__ = [
     "Sampling",
     "Step",
     "TextStream",
+    "applying",
     "cache_argument",
     "check_length",
     "context_limit",

@@ -36,7 +36,7 @@ from ..bound import BoundSAE
 from ..hooks import patch_activations
 from ..models import pad_token_id
 from .edit import Steering, current_values
-from .generate import Completion
+from .generate import Completion, applying
 from .interventions import SteeringError
 from .places import Places, PromptBatch, places_for
 from .steering import prompt_batch, steering_patch
@@ -135,8 +135,7 @@ def forced_logits(
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
     else:
         assert places is not None
-        patch = steering_patch(steering, places, bound.hookpoint)
-        with torch.no_grad(), patch_activations(model, patch.hookpoint, lambda act: patch.fn(act, 0)):
+        with torch.no_grad(), applying(model, steering_patch(steering, places, bound), 0):
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
     return logits.float()
 

@@ -19,12 +19,9 @@ import torch
 
 from ..config import ModelSettings, model_of
 from ..errors import SaescopeError
-from ..files import read_json_object
 from ..models import load_tokenizer
 from ..sae import SAEConfig
-from ..sae.formats import load_sae
-from ..sae.formats.common import CFG_FILE
-from ..sae.formats.native import FORMAT, config_from_dict
+from ..sae.source import read_sae_config
 from .interventions import Intervention, check_interventions
 from .places import left_pad, places_for
 from .targets import named_targets
@@ -32,14 +29,9 @@ from .texts import encode_all
 
 
 def sae_config(path: Path) -> SAEConfig:
-    """The settings of the SAE at `path`, read from its cfg.json (its weights are not loaded)."""
-    cfg_path = Path(path) / CFG_FILE
-    if not cfg_path.is_file():
-        load_sae(path)  # raises the loader's own message for a missing or foreign folder
-    data = read_json_object(cfg_path, what="an SAE config")
-    if data.get("format") != FORMAT:
-        load_sae(path)
-    return config_from_dict(data, cfg_path)
+    """The settings of the SAE at `path` (a folder or a published name), read from its cfg.json
+    when it has saescope's (its weights are not loaded then)."""
+    return read_sae_config(path)
 
 
 def tokenizer_for(sae: SAEConfig, path: Path, cfg: ModelSettings, model: str) -> Any:

@@ -9,9 +9,10 @@
         send(step.texts[0])                                              # close() it to stop early
 
 `make_steering` checks the interventions against the SAE and turns relative values (10× max)
-into absolute ones; `steering_patch` is the hook function a generation runs at the SAE's
-hookpoint, applying each intervention at the columns `places.Places` gives it. An empty list of
-interventions generates unsteered.
+into absolute ones; `steering_patch` is the hook function a generation runs where the SAE's
+decoder writes (`BoundSAE.writes`: its hookpoint, or a transcoder's output, edited from what it
+read in the same pass), applying each intervention at the columns `places.Places` gives it. An
+empty list of interventions generates unsteered.
 
 This module knows nothing about controls, effect measures or the command line.
 """
@@ -23,7 +24,6 @@ from collections.abc import Generator, Sequence
 from torch import Tensor
 
 from ..bound import BoundSAE
-from ..hookpoints import Hookpoint
 from ..models import pad_token_id
 from .edit import Steering
 from .frequencies import FiringStats, firing_stats
@@ -51,13 +51,14 @@ def make_steering(
     return Steering(bound.sae, tuple(interventions), splice, direction)
 
 
-def steering_patch(steering: Steering, places: Places, hookpoint: Hookpoint) -> Patch:
-    """The patch that applies `steering` where `places` says, in every forward pass."""
+def steering_patch(steering: Steering, places: Places, bound: BoundSAE) -> Patch:
+    """The patch that applies `steering` where `places` says, in every forward pass, where
+    `bound`'s decoder writes."""
 
-    def fn(act: Tensor, start: int) -> Tensor:
-        return steering.apply(act, places.window(start, act.shape[1]).to(act.device))
+    def fn(read: Tensor, act: Tensor, start: int) -> Tensor:
+        return steering.apply(act, places.window(start, act.shape[1]).to(act.device), read)
 
-    return Patch(hookpoint, fn)
+    return Patch(bound.hookpoint, bound.writes, fn)
 
 
 def prompt_batch(
@@ -76,7 +77,7 @@ def patch_for(
     if steering is None:
         return None
     places = places_for(steering.interventions, batch, bound.loaded_model.tokenizer, first_row)
-    return steering_patch(steering, places, bound.hookpoint)
+    return steering_patch(steering, places, bound)
 
 
 def prepared(

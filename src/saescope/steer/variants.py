@@ -5,7 +5,8 @@ measured one way for `saescope steer` and for the server's playground.
 
 1. the prompts run once to the SAE's hookpoint (`Region`): which latents fire on the tokens each
    edit covers (the whole prompt for an edit of generated tokens only; BOS never), each edited
-   latent's largest activation there, and the residual stream's median norm;
+   latent's largest activation there, and the median norm of the activation the edits change
+   (where the decoder writes: the residual stream for a residual SAE, `mlp_out:L` for a transcoder);
 2. an edit whose size overflows the model's precision, or exceeds `edit.ABSURD` × that norm (the
    model's own signal would be a thousandth of the stream), is refused, and so is an ablation,
    scaling or conditional edit of a latent active on none of the prompt tokens it covers when it
@@ -112,7 +113,8 @@ class Region(NamedTuple):
     tokens: list[int]
     """How many prompt tokens each region holds."""
     stream_norm: float
-    """Median norm of the activation at the hookpoint over the prompts' tokens (BOS left out)."""
+    """Median norm of the activation the edits change (where the decoder writes: the hookpoint, or
+    a transcoder's output) over the prompts' tokens (BOS left out)."""
 
 
 class SteeringPlan(NamedTuple):
@@ -160,14 +162,15 @@ def region_of(
         batch = prompt_batch(bound, prompts[first : first + size], options.chat, options.prepend_bos)
         places = places_for(interventions, batch, loaded.tokenizer, first)
         mask = batch.attention_mask
-        with collect_activations(loaded.model, [bound.hookpoint]) as collector:
-            acts = collector.run(
+        with collect_activations(loaded.model, list({bound.hookpoint, bound.writes})) as collector:
+            seen = collector.run(
                 input_ids=batch.input_ids,
                 attention_mask=mask,
                 position_ids=(mask.cumsum(-1) - 1).clamp_min(0),
-            )[bound.hookpoint.name].float()
+            )
+        acts = seen[bound.hookpoint.name].float()
         real = mask.bool() & (batch.input_ids != int(bos) if bos is not None else True)
-        norms.append(acts[real].norm(dim=-1).cpu())
+        norms.append(seen[bound.writes.name][real].float().norm(dim=-1).cpu())
         values, idx, _ = sae.encode(acts[real])
         values, idx = values.cpu(), idx.cpu()
         edited = (values[:, :, None] * (idx[:, :, None] == latents).to(values.dtype)).sum(1)  # [n, m]
@@ -215,9 +218,10 @@ def check_size(bound: BoundSAE, steering: Steering, region: Region) -> None:
     limit = ABSURD * region.stream_norm
     if region.stream_norm > 0 and size > limit:
         raise SteeringError(
-            f"{described}: the edit's norm ({size:.3g}) is more than {ABSURD:g}x the residual stream's "
-            f"({region.stream_norm:.3g}, the median over the prompts' tokens): it would leave nothing of "
-            "the model's own computation; give a value of a sensible size (e.g. 2x-10x the latent's maximum)"
+            f"{described}: the edit's norm ({size:.3g}) is more than {ABSURD:g}x the norm at "
+            f"{bound.writes.alias} ({region.stream_norm:.3g}, the median over the prompts' tokens): it "
+            "would leave nothing of the model's own computation; give a value of a sensible size "
+            "(e.g. 2x-10x the latent's maximum)"
         )
 
 
@@ -253,7 +257,7 @@ def control_variants(
         latent = VariantSpec(RANDOM_LATENT, control, [i.describe() for i in control.interventions])
     except (NoControl, SteeringError) as e:
         latent = VariantSpec(RANDOM_LATENT, None, [], str(e))
-    direction = random_direction(bound.sae.d_in, seed)
+    direction = random_direction(bound.sae.d_out, seed)
     aimless = Steering(steering.sae, steering.interventions, splice, direction)
     what = f"random direction, the norm of ({'; '.join(i.describe() for i in steering.interventions)})"
     return [latent, VariantSpec(RANDOM_DIRECTION, aimless, [what])]

@@ -28,6 +28,7 @@ COLUMNS = [
     "recon_loss",
     "sparsity_loss",
     "aux_loss",
+    "extra_loss",
     "fvu",
     "l0",
     "dead_fraction",
@@ -178,7 +179,11 @@ def panels(rows: Sequence[dict[str, float]]) -> list[Panel]:
     )
     return [
         Panel(
-            "loss", "training loss: reconstruction + sparsity + aux-k", "loss", smooth=True, log_scale=True
+            "loss",
+            "training loss: reconstruction + sparsity + aux-k + the architecture's own terms",
+            "loss",
+            smooth=True,
+            log_scale=True,
         ),
         Panel("fvu", "FVU: fraction of variance unexplained", "FVU", smooth=True, log_scale=True),
         third,

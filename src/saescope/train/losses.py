@@ -1,8 +1,10 @@
 """The training objective of an SAE, as a module (so DDP can wrap it).
 
-loss = ‖x − x̂‖² (mean over rows)  +  architecture penalty (L1 / L0)  +  aux-k loss.
+loss = ‖y − ŷ‖² (mean over rows)  +  architecture penalty (L1 / L0)  +  aux-k loss
+       +  the architecture's other terms (Matryoshka's nested prefixes, gated's auxiliary term).
 
-The architecture's penalty is its own business (`SparseAutoencoder.sparsity_loss`, from its own
+y is x for an SAE, the module's output for a transcoder (whose ŷ adds its skip path).
+The architecture's terms are its own business (`SparseAutoencoder.architecture_loss`, from its own
 hyperparameters); the aux-k loss is the trainer's, set here (`AuxK`).
 The aux-k loss (Gao et al. 2024, appendix A.2) gives dead latents a gradient: the
 k_aux largest pre-activations among dead latents reconstruct the main residual e = x − x̂, and
@@ -41,10 +43,12 @@ class StepOutput(NamedTuple):
 
 
 class SAEObjective(nn.Module):
-    """forward(x, dead_mask, num_dead) -> StepOutput for one SAE.
+    """forward(x, dead_mask, num_dead, target, sparsity_scale) -> StepOutput for one SAE.
 
     `num_dead` is the host-side count of `dead_mask` (the trainer refreshes it now and then, so the
-    step does not wait on the GPU to learn it).
+    step does not wait on the GPU to learn it). `target` is what is reconstructed: None for x itself
+    (an SAE), the module's output for a transcoder. `sparsity_scale` multiplies the architecture's
+    sparsity penalty (the trainer's warm-up, `schedule.sparsity_scale`; 1: full strength).
     """
 
     def __init__(self, sae: SparseAutoencoder, aux_k: AuxK | None = None):
@@ -52,8 +56,16 @@ class SAEObjective(nn.Module):
         self.sae = sae
         self.aux_k = aux_k or AuxK()
 
-    def forward(self, x: Tensor, dead_mask: Tensor | None = None, num_dead: int = 0) -> StepOutput:
+    def forward(
+        self,
+        x: Tensor,
+        dead_mask: Tensor | None = None,
+        num_dead: int = 0,
+        target: Tensor | None = None,
+        sparsity_scale: float = 1.0,
+    ) -> StepOutput:
         sae, settings = self.sae, self.aux_k
+        y = x if target is None else target
         k_aux = min(settings.k, num_dead) if dead_mask is not None else 0
         n_main = 0
 
@@ -67,16 +79,19 @@ class SAEObjective(nn.Module):
             return torch.cat([main, topk_indices_masked(pre_acts, k_aux, dead_mask, impl=sae.kernel)], dim=-1)
 
         selected, indices, pre_acts = sparse_encode(
-            x, sae.W_enc, sae.b_enc, sae.b_dec, select, impl=sae.kernel
+            x, sae.W_enc, sae.b_enc, sae.input_offset(), select, impl=sae.kernel
         )
         latent_acts = sae.activate(selected[:, :n_main], indices[:, :n_main])
         latent_indices = indices[:, :n_main]
         recon = sae.decode(latent_acts, latent_indices)
+        direct = sae.direct_path(x)
+        if direct is not None:
+            recon = recon + direct
         out = ForwardOutput(recon, latent_acts, latent_indices, pre_acts)
 
-        err = x.float() - recon.float()
+        err = y.float() - recon.float()
         recon_loss = err.pow(2).sum(-1).mean()
-        sparsity = sae.sparsity_loss(out)
+        own = sae.architecture_loss(x, selected[:, :n_main], out)
         if k_aux > 0:
             assert dead_mask is not None
             # `num_dead` is refreshed only now and then, so latents revived since may be among the
@@ -91,7 +106,9 @@ class SAEObjective(nn.Module):
         else:
             aux = recon_loss.new_zeros(())
         with torch.no_grad():
-            batch_fvu = fvu(x, recon)
+            batch_fvu = fvu(y, recon)
             l0 = (latent_acts > 0).sum(-1).float().mean()
-        terms = LossTerms(recon_loss + sparsity + aux, recon_loss, sparsity, aux, batch_fvu, l0)
+        sparsity = own.sparsity_loss * sparsity_scale
+        loss = recon_loss + sparsity + aux + own.extra_loss
+        terms = LossTerms(loss, recon_loss, sparsity, aux, own.extra_loss, batch_fvu, l0)
         return StepOutput(terms, out)

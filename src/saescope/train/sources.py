@@ -2,10 +2,16 @@
 
 Both give the trainer the same thing: shuffled batches of raw activations from a known position
 of a deterministic order (`rows consumed`), a sample for initialisation, provenance (model,
-hookpoint) to record in the SAE, and `ready_at`, when it could first produce activations (the
+hookpoints) to record in the SAE, and `ready_at`, when it could first produce activations (the
 store opened and verified, the model loaded): the trainer counts its throughput from there. Store
 training resumes exactly; on-the-fly training resumes at the first model input it had not read
 (the rows that sat in its shuffle buffer are skipped).
+
+Several hookpoints in one pass: a batch row holds every hookpoint's activation of one token side
+by side (`Layout`: hookpoint → its columns), so one forward pass (or one aligned read of sibling
+stores) feeds every dictionary — an SAE per hookpoint, or a transcoder per layer, which reads an
+input hookpoint (`mlp_in:L`) and reconstructs the module's output (`mlp_out:L`): each `Stream`
+names the columns one dictionary reads and those it reconstructs.
 Knows nothing about SAEs or optimisation.
 """
 
@@ -13,10 +19,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -27,36 +33,119 @@ from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+BUFFER_BYTES = 2 * 2**30
+"""On the fly: the most memory the shuffle buffer takes (float32 rows of every hookpoint), its
+copies included: filling and shuffling hold up to three copies of the buffer's rows at once (the
+chunks read, their concatenation, the shuffled order), so the buffer holds a third of this."""
+SHUFFLE_COPIES = 3
+
+
+class Columns(NamedTuple):
+    """One hookpoint's place in a batch row."""
+
+    name: str
+    """Canonical hookpoint name (`model.layers.3.mlp:input`)."""
+    alias: str
+    """Its short form (`mlp_in:3`)."""
+    start: int
+    """First column."""
+    width: int
+    """Columns (the activation's width)."""
+
+    def of(self, rows: Tensor) -> Tensor:
+        """This hookpoint's activations in `rows` [n, layout width]."""
+        return rows[:, self.start : self.start + self.width]
+
+
+class Stream(NamedTuple):
+    """What one dictionary trains on: the hookpoint it reads, and the one it reconstructs (the
+    same for an SAE; the module's output for a transcoder)."""
+
+    input: Columns
+    """Where it reads."""
+    output: Columns | None
+    """Where what it reconstructs lies; None: its input (an SAE)."""
+
+    @property
+    def target(self) -> Columns:
+        return self.output or self.input
+
+
+def layout(hookpoints: Sequence[tuple[str, str, int]]) -> list[Columns]:
+    """(name, alias, width) of each hookpoint, side by side in that order."""
+    out, start = [], 0
+    for name, alias, width in hookpoints:
+        out.append(Columns(name, alias, start, width))
+        start += width
+    return out
+
+
+def pair_streams(columns: Sequence[Columns], transcode: bool) -> list[Stream]:
+    """One stream per hookpoint (SAEs), or per input hookpoint with its module's output
+    (transcoders: `X:input` reconstructs `X`); an input without its output is an error."""
+    if not transcode:
+        return [Stream(c, None) for c in columns]
+    by_name = {c.name: c for c in columns}
+    inputs = [c for c in columns if c.name.endswith(":input")]
+    if not inputs:
+        raise ConfigError(
+            "a transcoder reads a module's input: give --hookpoint mlp_in:L (or mlp_in:* for every layer)"
+        )
+    streams = []
+    for c in inputs:
+        out = by_name.get(c.name.removesuffix(":input"))
+        if out is None:
+            raise ConfigError(f"no activations of {c.name.removesuffix(':input')} to pair with {c.alias}")
+        streams.append(Stream(c, out))
+    return streams
+
 
 @dataclass
 class Provenance:
     model: str
     revision: str | None
-    hookpoint: str
-    hookpoint_alias: str
-    d_in: int
+    columns: list[Columns]
+    """Every hookpoint a batch row holds, in column order."""
+    streams: list[Stream]
+    """One per dictionary to train (each of a sweep's widths and k trains on each stream)."""
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        """Columns of a batch row."""
+        return sum(c.width for c in self.columns)
 
 
 class StoreSource:
-    """Batches from an activation store, without replacement; epochs reshuffle with a new seed."""
+    """Batches from an activation store — or from sibling stores of one capture (`--hookpoints`
+    with several values), read in the same order side by side — without replacement; epochs
+    reshuffle with a new seed."""
 
-    def __init__(self, path: Path, shuffle: str, seed: int):
+    def __init__(self, path: Path, shuffle: str, seed: int, transcode: bool = False):
         from ..store import ActivationStore
+        from ..store.manifest import MANIFEST
 
-        self.store = ActivationStore(path, verify="full")
-        m = self.store.manifest
-        self.rows: int = self.store.rows
+        folders = (
+            [path] if (path / MANIFEST).is_file() else sorted(p.parent for p in path.glob(f"*/{MANIFEST}"))
+        )
+        if not folders:
+            raise ConfigError(f"{path} holds no activation store (no {MANIFEST}, nor sibling stores in it)")
+        self.stores = [ActivationStore(folder, verify="full") for folder in folders]
+        m = self.stores[0].manifest
+        self.rows: int = self.stores[0].rows
         if self.rows == 0:
-            raise ConfigError(f"activation store {path} holds no rows")
-        self.shuffle = shuffle if shuffle != "auto" else ("random" if self.rows < 2**31 else "buffer")
+            raise ConfigError(f"activation store {folders[0]} holds no rows")
+        self._check_aligned(folders)
+        shuffle = shuffle if shuffle != "auto" else ("random" if self.rows < 2**31 else "buffer")
+        # Only the `random` order is the same for stores of different widths (it depends on the rows).
+        self.shuffle = shuffle if len(self.stores) == 1 else "random"
         self.seed = seed
+        columns = layout([(s.manifest.hookpoint, s.manifest.hookpoint_alias, s.d_model) for s in self.stores])
         self.provenance = Provenance(
             model=m.model,
             revision=m.revision,
-            hookpoint=m.hookpoint,
-            hookpoint_alias=m.hookpoint_alias,
-            d_in=m.d_model,
+            columns=columns,
+            streams=pair_streams(columns, transcode),
             details={
                 "store": str(path),
                 "store_rows": self.rows,
@@ -67,14 +156,27 @@ class StoreSource:
         )
         self.ready_at = time.perf_counter()
 
-    @property
-    def mean_squared_norm(self) -> float | None:
-        return float(self.store.stats.mean_squared_norm)
+    def _check_aligned(self, folders: list[Path]) -> None:
+        """Sibling stores must hold the same tokens in the same order (one capture's)."""
+        first = self.stores[0]
+        ends = [0, self.rows - 1]
+        for folder, store in zip(folders[1:], self.stores[1:]):
+            same = store.rows == self.rows and store.model == first.model
+            if not same or not torch.equal(store.get(ends).doc_ids, first.get(ends).doc_ids):
+                raise ConfigError(
+                    f"{folder} and {folders[0]} are not one capture's stores (other rows or model);"
+                    " capture every hookpoint in one run (--hookpoints A B)"
+                )
+
+    def mean_squared_norm(self, name: str) -> float | None:
+        """E‖x‖² of hookpoint `name`, as its store recorded it."""
+        store = next(s for s in self.stores if s.manifest.hookpoint == name)
+        return float(store.stats.mean_squared_norm)
 
     def sample(self, n: int, seed: int) -> Tensor:
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(self.rows, generator=g)[: min(n, self.rows)].sort().values
-        return self.store.get(idx).activations.float()
+        return torch.cat([s.get(idx).activations.float() for s in self.stores], dim=-1)
 
     def batches(
         self, batch_size: int, start_row: int, dist: DistInfo, device: torch.device, end_row: int
@@ -86,16 +188,21 @@ class StoreSource:
             raise ConfigError(f"--batch-size {batch_size} is larger than the store ({self.rows} rows)")
         epoch, offset = divmod(start_row, per_epoch)
         while True:
-            yield from self.store.batches(
-                batch_size,
-                shuffle=self.shuffle,  # type: ignore[arg-type]
-                seed=self.seed + epoch,
-                start_row=offset,
-                rank=dist.rank,
-                world_size=dist.world_size,
-                drop_last=True,
-                device=device,
-            )
+            parts = [
+                store.batches(
+                    batch_size,
+                    shuffle=self.shuffle,  # type: ignore[arg-type]
+                    seed=self.seed + epoch,
+                    start_row=offset,
+                    rank=dist.rank,
+                    world_size=dist.world_size,
+                    drop_last=True,
+                    device=device,
+                )
+                for store in self.stores
+            ]
+            for batches in zip(*parts):
+                yield batches[0] if len(batches) == 1 else torch.cat(batches, dim=-1)
             epoch, offset = epoch + 1, 0
 
 
@@ -109,14 +216,26 @@ class ModelSource:
     to learn d_in), are kept and are the first rows training reads: no forward pass runs twice.
     """
 
-    def __init__(self, cfg: TrainConfig, dist: DistInfo, device: torch.device, buffer_rows: int = 262_144):
-        from ..hookpoints import resolve_hookpoints
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        dist: DistInfo,
+        device: torch.device,
+        buffer_rows: int = 262_144,
+        transcode: bool = False,
+    ):
+        from ..hookpoints import hookpoint_order, output_of, resolve_hookpoints
         from ..models import load_model
 
         self.cfg, self.dist = cfg, dist
         self.loaded = load_model(model_of(cfg, device=str(device)))
         self.ready_at = time.perf_counter()  # the probe below is already the model's work
-        (self.hookpoint,) = resolve_hookpoints(self.loaded.model, [cfg.hookpoint])
+        model = self.loaded.model
+        reads = resolve_hookpoints(model, [cfg.hookpoint])
+        if transcode:
+            reads = [p for h in reads for p in (h, output_of(model, h))]
+        # In firing order, so the forward pass stops after the last one.
+        self.hookpoints = hookpoint_order(model, reads)
         self.buffer_rows = buffer_rows
         self.rows = None
         self.next_doc = 0
@@ -124,17 +243,23 @@ class ModelSource:
         # and whether they are the whole corpus (it ended while they were read).
         self._head: list[tuple[Tensor, int]] = []
         self._head_is_corpus = False
-        probe = self._read_head(1)
+        self._widths: dict[str, int] = {}
+        self._read_head(1)
+        columns = layout([(h.name, h.alias, self._widths[h.name]) for h in self.hookpoints])
+        # Rows are float32 side by side: a buffer of many hookpoints holds fewer of them.
+        row_bytes = 4 * sum(c.width for c in columns)
+        self.buffer_rows = min(buffer_rows, max(1, BUFFER_BYTES // (SHUFFLE_COPIES * row_bytes)))
         self.provenance = Provenance(
             model=cfg.model,
             revision=self.loaded.revision,
-            hookpoint=self.hookpoint.name,
-            hookpoint_alias=self.hookpoint.alias,
-            d_in=probe.shape[-1],
+            columns=columns,
+            streams=pair_streams(columns, transcode),
             details={"on_the_fly": True, "corpus": to_jsonable(corpus_of(self.cfg))},
         )
 
-    mean_squared_norm = None
+    def mean_squared_norm(self, name: str) -> float | None:
+        """Unknown before training (the trainer measures it on the sample)."""
+        return None
 
     def _read(self, start_doc: int) -> Iterator[tuple[Tensor, int]]:
         """(activation rows, the first input after them) of this rank's model inputs, in corpus
@@ -144,8 +269,11 @@ class ModelSource:
 
         corpus = iter_model_inputs(corpus_of(self.cfg), self.loaded.tokenizer, start=start_doc)
         inputs = for_rank(corpus, self.dist.rank, self.dist.world_size)
-        for batch in iter_positions(self.loaded, [self.hookpoint], inputs, batch_size=16):
-            yield batch.activations[self.hookpoint.name].float(), batch.inputs[-1].doc_id + 1
+        for batch in iter_positions(self.loaded, self.hookpoints, inputs, batch_size=16):
+            acts = [batch.activations[h.name].float() for h in self.hookpoints]
+            self._widths = {h.name: a.shape[-1] for h, a in zip(self.hookpoints, acts)}
+            rows = acts[0] if len(acts) == 1 else torch.cat(acts, dim=-1)
+            yield rows, batch.inputs[-1].doc_id + 1
 
     def _read_head(self, n: int) -> Tensor:
         """The corpus's first `n` rows (fewer if it is shorter), read once and kept."""

@@ -1,8 +1,11 @@
 """`saescope train`: the training loop, for one SAE or a sweep trained from one pass over the data.
 
-Stages, each a small function: open the activation source → build one `SAERun` per (width, k)
-→ restore the newest checkpoint (`--resume`) → loop over batches (every SAE sees every batch) →
-save each SAE with its input normalisation folded in. Under torchrun every rank reads its slice
+Stages, each a small function: open the activation source → build one `SAERun` per (stream, width,
+k) → restore the newest checkpoint (`--resume`) → loop over batches (every SAE sees every batch) →
+save each SAE with its input normalisation folded in. A stream is a hookpoint an SAE reads — or, for
+a transcoder, the input it reads and the output it reconstructs (sources.py): a hookpoint naming
+every layer (`mlp_in:*`) trains one dictionary per layer from the same forward passes, each in a
+folder of its own (`saescope.runs.hookpoint_folder`). Under torchrun every rank reads its slice
 of each global batch and DDP averages gradients. Knows nothing about how batches are produced
 (sources.py), what the loss is (losses.py), how weights are updated (optim.py), how the learning
 rate follows the steps (schedule.py), or which architecture it trains (each brings its own
@@ -32,24 +35,35 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..config import TrainConfig, to_jsonable
+from ..config.architectures import architecture_settings
 from ..errors import CheckpointError, ConfigError, SaescopeError
 from ..kernels import resolve_impl
 from ..models import resolve_device
-from ..runs import SAE_WEIGHTS
-from ..sae.base import SAEConfig, SparseAutoencoder
+from ..runs import SAE_WEIGHTS, hookpoint_folder
+from ..sae.base import LossTerms, SAEConfig, SparseAutoencoder
 from ..sae.formats import save_sae
 from ..sae.init import fold_input_scale, geometric_median, initialize
 from ..sae.record import TrainingRecord
 from ..sae.registry import get_architecture
+from ..sae.transcoder import Transcoder
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .dead import DeadLatentTracker
 from .logger import MetricsLogger
 from .losses import AuxK, SAEObjective
 from .optim import SAEOptimizer
-from .schedule import default_peak_lr, default_warmup_steps, learning_rate
-from .sources import ModelSource, StoreSource
+from .schedule import (
+    default_peak_lr,
+    default_warmup_steps,
+    learning_rate,
+    sparsity_scale,
+    sparsity_warmup_steps,
+)
+from .sources import ModelSource, StoreSource, Stream
 
 log = logging.getLogger(__name__)
+
+SAMPLE_BYTES = 256 * 2**20
+"""The most memory the initialisation sample takes (float32 rows of every hookpoint)."""
 
 # Settings that may change between a run and its resumption; everything else must match.
 RESUMABLE_FIELDS = {"resume", "log_every", "checkpoint_every", "wandb_project", "device"}
@@ -98,6 +112,12 @@ class SAERun:
 
     name: str
     folder: Path
+    stream: Stream
+    """The columns of a batch it reads and those it reconstructs."""
+    scale_in: float
+    """The constant its input is multiplied by in training (E‖s·x‖² = 1; 1 without normalisation)."""
+    scale_out: float
+    """The same for what it reconstructs (scale_in for an SAE)."""
     sae: SparseAutoencoder
     objective: torch.nn.Module
     optimizer: SAEOptimizer
@@ -114,9 +134,10 @@ class SAERun:
 def open_source(
     cfg: TrainConfig, dist: distributed.DistInfo, device: torch.device
 ) -> StoreSource | ModelSource:
+    transcode = architecture_settings(cfg.architecture).transcodes
     if cfg.acts is not None:
-        return StoreSource(cfg.acts, cfg.shuffle, cfg.train_seed)
-    return ModelSource(cfg, dist, device)
+        return StoreSource(cfg.acts, cfg.shuffle, cfg.train_seed, transcode=transcode)
+    return ModelSource(cfg, dist, device, transcode=transcode)
 
 
 def sweep(cfg: TrainConfig, d_in: int) -> list[tuple[int, int | None]]:
@@ -148,75 +169,128 @@ def initial_b_dec(cfg: TrainConfig, normed: Tensor) -> Tensor:
     return torch.zeros(normed.shape[-1], device=normed.device)
 
 
+def run_folders(cfg: TrainConfig, streams: list[Stream], pairs: list[tuple[int, int | None]]) -> list[Path]:
+    """The folder of each (stream, width, k): --out itself for one SAE; a subfolder per stream
+    (always for transcoders, so a set of one layer reads like a set) and per sweep member."""
+    per_stream = len(streams) > 1 or architecture_settings(cfg.architecture).transcodes
+    folders = []
+    for stream in streams:
+        base = cfg.output / hookpoint_folder(stream.input.alias) if per_stream else cfg.output
+        for n, k in pairs:
+            member = f"{cfg.architecture}-{n}" + (f"-k{k}" if k else "")
+            folders.append(base if len(pairs) == 1 else base / member)
+    return folders
+
+
+def stream_config(
+    cfg: TrainConfig, source: StoreSource | ModelSource, stream: Stream, n: int, k: int | None
+) -> SAEConfig:
+    """The SAEConfig of one dictionary of `stream` (its output named only when it transcodes)."""
+    out = stream.output
+    return SAEConfig(
+        architecture=cfg.architecture,
+        d_in=stream.input.width,
+        d_sae=n,
+        k=k,
+        model=source.provenance.model,
+        revision=source.provenance.revision,
+        hookpoint=stream.input.name,
+        hookpoint_alias=stream.input.alias,
+        d_out=None if out is None else out.width,
+        output_hookpoint="" if out is None else out.name,
+        output_hookpoint_alias="" if out is None else out.alias,
+        hyperparams=dict(cfg.arch_params),
+    )
+
+
 def build_runs(
     cfg: TrainConfig,
     source: StoreSource | ModelSource,
-    scale: float,
+    scales: dict[str, float],
     sample: Tensor,
     device: torch.device,
     impl: str,
     dist: distributed.DistInfo,
     steps: int,
 ) -> list[SAERun]:
-    prov = source.provenance
-    pairs = sweep(cfg, prov.d_in)
+    streams = source.provenance.streams
+    pairs = sweep(cfg, max(s.input.width for s in streams))
     cls = get_architecture(cfg.architecture)
-    b_dec = initial_b_dec(cfg, sample.to(device) * scale)
-    aux_k = AuxK(prov.d_in // 2 if cfg.aux_k is None else cfg.aux_k, cfg.aux_coefficient)
-    runs = []
-    for i, (n, k) in enumerate(pairs):
-        name = cfg.output.name if len(pairs) == 1 else f"{cfg.architecture}-{n}" + (f"-k{k}" if k else "")
-        folder = cfg.output if len(pairs) == 1 else cfg.output / name
-        sae_cfg = SAEConfig(
-            architecture=cfg.architecture,
-            d_in=prov.d_in,
-            d_sae=n,
-            k=k,
-            model=prov.model,
-            revision=prov.revision,
-            hookpoint=prov.hookpoint,
-            hookpoint_alias=prov.hookpoint_alias,
-            hyperparams=dict(cfg.arch_params),
-        )
-        sae = cls(sae_cfg, device=device)
-        initialize(sae, generator=torch.Generator(device="cpu").manual_seed(cfg.train_seed + i), b_dec=b_dec)
-        sae.kernel = impl
-        objective: torch.nn.Module = SAEObjective(sae, aux_k)
-        if dist.enabled:
-            objective = torch.nn.parallel.DistributedDataParallel(
-                objective, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        optimizer = SAEOptimizer(
-            sae,
-            kind=cfg.optimizer,
-            betas=(cfg.beta1, cfg.beta2),
-            eps=cfg.adam_eps,
-            weight_decay=cfg.weight_decay,
-            grad_clip=cfg.grad_clip,
-        )
-        runs.append(
-            SAERun(
-                name=name,
-                folder=folder,
-                sae=sae,
-                objective=objective,
-                optimizer=optimizer,
-                tracker=DeadLatentTracker(n, cfg.dead_tokens, device),
-                logger=None,
-                peak_lr=cfg.lr or default_peak_lr(n, steps),
-            )
-        )
+    folders = iter(run_folders(cfg, streams, pairs))
+    runs, i = [], 0
+    for stream in streams:
+        target = stream.target
+        b_dec = initial_b_dec(cfg, target.of(sample).to(device) * scales[target.name])
+        aux_k = AuxK(target.width // 2 if cfg.aux_k is None else cfg.aux_k, cfg.aux_coefficient)
+        for n, k in pairs:
+            folder = next(folders)
+            sae = cls(stream_config(cfg, source, stream, n, k), device=device)
+            seed = torch.Generator(device="cpu").manual_seed(cfg.train_seed + i)
+            initialize(sae, generator=seed, b_dec=b_dec)
+            runs.append(new_run(cfg, sae, aux_k, folder, stream, scales, device, impl, dist, steps))
+            i += 1
     return runs
 
 
-def input_scale(cfg: TrainConfig, source: StoreSource | ModelSource, sample: Tensor) -> float:
-    """The constant s with E‖s·x‖² = 1 (1 when normalisation is off)."""
-    if cfg.normalize == "none":
-        return 1.0
-    msn = source.mean_squared_norm or float(sample.float().pow(2).sum(-1).mean())
-    if not math.isfinite(msn) or msn <= 0:
-        raise ConfigError(f"cannot normalise: mean squared norm of the activations is {msn}")
-    return 1.0 / math.sqrt(msn)
+def new_run(
+    cfg: TrainConfig,
+    sae: SparseAutoencoder,
+    aux_k: AuxK,
+    folder: Path,
+    stream: Stream,
+    scales: dict[str, float],
+    device: torch.device,
+    impl: str,
+    dist: distributed.DistInfo,
+    steps: int,
+) -> SAERun:
+    """Everything that trains `sae`: its objective (DDP-wrapped under torchrun), optimiser, tracker."""
+    n = sae.d_sae
+    sae.kernel = impl
+    objective: torch.nn.Module = SAEObjective(sae, aux_k)
+    if dist.enabled:
+        objective = torch.nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    optimizer = SAEOptimizer(
+        sae,
+        kind=cfg.optimizer,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.adam_eps,
+        weight_decay=cfg.weight_decay,
+        grad_clip=cfg.grad_clip,
+    )
+    return SAERun(
+        name=str(folder.relative_to(cfg.output)) if folder != cfg.output else cfg.output.name,
+        folder=folder,
+        stream=stream,
+        scale_in=scales[stream.input.name],
+        scale_out=scales[stream.target.name],
+        sae=sae,
+        objective=objective,
+        optimizer=optimizer,
+        tracker=DeadLatentTracker(n, cfg.dead_tokens, device),
+        logger=None,
+        peak_lr=cfg.lr or default_peak_lr(n, steps),
+    )
+
+
+def input_scales(cfg: TrainConfig, source: StoreSource | ModelSource, sample: Tensor) -> dict[str, float]:
+    """Hookpoint name → the constant s with E‖s·x‖² = 1 there (1 when normalisation is off)."""
+    scales = {}
+    for columns in source.provenance.columns:
+        if cfg.normalize == "none":
+            scales[columns.name] = 1.0
+            continue
+        msn = source.mean_squared_norm(columns.name) or float(
+            columns.of(sample).float().pow(2).sum(-1).mean()
+        )
+        if not math.isfinite(msn) or msn <= 0:
+            raise ConfigError(
+                f"cannot normalise: mean squared norm of the activations at {columns.alias} is {msn}"
+            )
+        scales[columns.name] = 1.0 / math.sqrt(msn)
+    return scales
 
 
 # ----- checkpoints ------------------------------------------------------------------------
@@ -227,14 +301,14 @@ def source_position(source: StoreSource | ModelSource) -> int | None:
 
 
 def checkpoint_state(
-    cfg: TrainConfig, runs: list[SAERun], step: int, rows: int, scale: float, next_doc: int | None
+    cfg: TrainConfig, runs: list[SAERun], step: int, rows: int, scales: dict[str, float], next_doc: int | None
 ) -> dict[str, Any]:
     return {
         "identity": identity(cfg),
         "step": step,
         "rows_consumed": rows,
         "next_doc": next_doc,
-        "scale": scale,
+        "scales": scales,
         "rng": torch.get_rng_state(),
         "runs": [
             {
@@ -256,8 +330,8 @@ class Restored(NamedTuple):
     """Optimisation steps done."""
     rows_consumed: int
     """Global rows of the data order consumed (where a store resumes)."""
-    scale: float
-    """The input scale the run trained with."""
+    scales: dict[str, float]
+    """The input scale of each hookpoint the run trained with."""
     next_doc: int | None
     """The first model input an on-the-fly source had not read (None for a store)."""
 
@@ -290,7 +364,7 @@ def restore(cfg: TrainConfig, runs: list[SAERun], ckpt_root: Path) -> Restored:
         restored = Restored(
             int(state["step"]),
             int(state["rows_consumed"]),
-            float(state["scale"]),
+            {str(k): float(v) for k, v in state["scales"].items()},
             None if next_doc is None else int(next_doc),
         )
     except (KeyError, TypeError, RuntimeError, ValueError) as e:
@@ -322,9 +396,15 @@ def autocast_context(cfg: TrainConfig, device: torch.device) -> contextlib.Abstr
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def train_step(run: SAERun, x: Tensor, lr: float, global_batch: int, amp: Any) -> None:
+def train_step(
+    run: SAERun, batch: Tensor, lr: float, global_batch: int, amp: Any, sparsity: float = 1.0
+) -> None:
+    """One step of `run` on `batch` (every hookpoint's raw activations side by side), its sparsity
+    penalty scaled by `sparsity` (the warm-up's factor)."""
+    x = run.stream.input.of(batch) * run.scale_in
+    target = None if run.stream.output is None else run.stream.output.of(batch) * run.scale_out
     with amp:
-        step_out = run.objective(x, run.tracker.dead_mask, run.num_dead)
+        step_out = run.objective(x, run.tracker.dead_mask, run.num_dead, target, sparsity)
     step_out.terms.loss.backward()
     run.optimizer.step(lr)
     run.optimizer.zero_grad()
@@ -377,7 +457,7 @@ def flush_metrics(
     assert run.sums is not None
     means = (run.sums / steps_in_window).tolist()
     run.sums = None
-    names = ["loss", "recon_loss", "sparsity_loss", "aux_loss", "fvu", "l0"]
+    names = list(LossTerms._fields)
     metrics = {"step": step, "tokens": tokens, "lr": lr, **dict(zip(names, means))}
     if not all(math.isfinite(v) for v in means):
         raise non_finite_error(run, step, f"the loss ({means[0]})", ckpt_root)
@@ -395,7 +475,7 @@ def run_loop(
     runs: list[SAERun],
     batches: Iterator[Tensor],
     steps: int,
-    scale: float,
+    scales: dict[str, float],
     dist: distributed.DistInfo,
     device: torch.device,
     clock: Clock,
@@ -405,6 +485,7 @@ def run_loop(
     amp = autocast_context(cfg, device)
     ckpt_root = cfg.output / "checkpoints"
     warmup = default_warmup_steps(steps) if cfg.warmup_steps is None else cfg.warmup_steps
+    sparsity_warmup = sparsity_warmup_steps(steps)
 
     def lr_of(run: SAERun, step: int) -> float:
         return learning_rate(
@@ -422,9 +503,10 @@ def run_loop(
     window = 0
     try:
         for step in range(clock.start_step, steps):
-            x = next(batches).to(device=device, dtype=torch.float32, non_blocking=True) * scale
+            batch = next(batches).to(device=device, dtype=torch.float32, non_blocking=True)
+            sparsity = sparsity_scale(step, sparsity_warmup)
             for run in runs:
-                train_step(run, x, lr_of(run, step), cfg.batch_size, amp)
+                train_step(run, batch, lr_of(run, step), cfg.batch_size, amp, sparsity)
             window += 1
             done = step + 1
             if done % cfg.log_every == 0 or done == steps:
@@ -440,7 +522,7 @@ def run_loop(
                 )
             bar.update(1)
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
-                save_checkpoint_now(cfg, runs, done, scale, dist, source)
+                save_checkpoint_now(cfg, runs, done, scales, dist, source)
         for run in runs:
             ensure_finite(run, steps, ckpt_root)
     finally:
@@ -452,7 +534,7 @@ def save_checkpoint_now(
     cfg: TrainConfig,
     runs: list[SAERun],
     done: int,
-    scale: float,
+    scales: dict[str, float],
     dist: distributed.DistInfo,
     source: StoreSource | ModelSource,
 ) -> None:
@@ -461,14 +543,12 @@ def save_checkpoint_now(
     for run in runs:
         ensure_finite(run, done, ckpt_root)
     if dist.is_main:
-        state = checkpoint_state(cfg, runs, done, done * cfg.batch_size, scale, source_position(source))
+        state = checkpoint_state(cfg, runs, done, done * cfg.batch_size, scales, source_position(source))
         save_checkpoint(ckpt_root, done, state)
     distributed.barrier()
 
 
-def finish(
-    cfg: TrainConfig, run: SAERun, scale: float, source: StoreSource | ModelSource, steps: int
-) -> TrainedSAE:
+def finish(cfg: TrainConfig, run: SAERun, source: StoreSource | ModelSource, steps: int) -> TrainedSAE:
     """Save the SAE with the normalisation folded in, and close its logs."""
     final = copy.deepcopy(run.sae).float()
     details = dict(source.provenance.details)
@@ -485,8 +565,12 @@ def finish(
         }
     )
     final.cfg = final.cfg.with_updates(training=record)
-    if cfg.normalize != "none":
-        fold_input_scale(final, scale)
+    if cfg.normalize == "none":
+        pass
+    elif isinstance(final, Transcoder):
+        final.fold_scales(run.scale_in, run.scale_out)
+    else:
+        fold_input_scale(final, run.scale_in)
     save_sae(final, run.folder)
     if run.logger is not None:
         run.logger.close()
@@ -506,12 +590,15 @@ def describe(
 ) -> None:
     """Log what is about to be trained, with the learning rate and warm-up it derived."""
     prov = source.provenance
+    streams = [s.input.alias + (f" → {s.output.alias}" if s.output else "") for s in prov.streams]
+    shown = ", ".join(streams[:4]) + (f", … ({len(streams)} in all)" if len(streams) > 4 else "")
     log.info(
-        "training %d SAE(s) on %s (%s, d_in %d) for %d steps of %d rows; kernel %s",
+        "training %d %s(s) on %s (%s, %d columns a row) for %d steps of %d rows; kernel %s",
         len(runs),
-        prov.hookpoint,
+        cfg.architecture,
+        shown,
         prov.model,
-        prov.d_in,
+        prov.width,
         steps,
         cfg.batch_size,
         impl,
@@ -548,13 +635,18 @@ def train(cfg: TrainConfig) -> TrainResult:
     if not cfg.resume and dist.is_main:
         refuse_overwrite(cfg.output)
     steps = total_steps(cfg, source)
-    sample = source.sample(min(32_768, source.rows or steps * cfg.batch_size), seed=cfg.train_seed)
-    scale = input_scale(cfg, source, sample)
-    runs = build_runs(cfg, source, scale, sample, device, impl, dist, steps)
+    # The initialisation sample: 32,768 rows, or 256 MiB of float32 rows of every hookpoint.
+    wanted = min(32_768, max(1_024, SAMPLE_BYTES // (4 * source.provenance.width)))
+    sample = source.sample(min(wanted, source.rows or steps * cfg.batch_size), seed=cfg.train_seed)
+    scales = input_scales(cfg, source, sample)
+    runs = build_runs(cfg, source, scales, sample, device, impl, dist, steps)
+    del sample
     start_step, rows_consumed = 0, 0
     if cfg.resume:
         restored = restore(cfg, runs, cfg.output / "checkpoints")
-        start_step, rows_consumed, scale = restored.step, restored.rows_consumed, restored.scale
+        start_step, rows_consumed, scales = restored.step, restored.rows_consumed, restored.scales
+        for run in runs:
+            run.scale_in, run.scale_out = scales[run.stream.input.name], scales[run.stream.target.name]
         if isinstance(source, ModelSource) and restored.next_doc is not None:
             source.next_doc = restored.next_doc
     if dist.is_main:
@@ -562,10 +654,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         describe(cfg, runs, source, steps, impl)
     batches = source.batches(cfg.batch_size, rows_consumed, dist, device, steps * cfg.batch_size)
     clock = Clock(source.ready_at, start_step, cfg.batch_size)
-    run_loop(cfg, runs, batches, steps, scale, dist, device, clock, source)
+    run_loop(cfg, runs, batches, steps, scales, dist, device, clock, source)
     results = []
     if dist.is_main:
-        results = [finish(cfg, run, scale, source, steps) for run in runs]
+        results = [finish(cfg, run, source, steps) for run in runs]
     distributed.barrier()
     return TrainResult(results)
 

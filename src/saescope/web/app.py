@@ -26,7 +26,7 @@ from .. import __version__
 from ..config.serve import ServeConfig
 from ..errors import SaescopeError
 from ..index.format import LatentIndexError
-from . import api, pages
+from . import api, graphs, pages
 from .context import RunContext
 from .limits import LimitError
 from .run import RunParts
@@ -91,6 +91,7 @@ def create_app(cfg: ServeConfig, parts: RunParts | None = None) -> FastAPI:
     app.add_exception_handler(SaescopeError, error_response)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(graphs.router)
     app.add_middleware(AccessGuard, token=cfg.token)
     return app
 

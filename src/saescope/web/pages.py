@@ -1,6 +1,8 @@
 """The browser UI: HTML pages and the HTML fragments their scripts insert.
 
-    /                      overview: model, hookpoint, SAE settings, evaluation, plots, latent map
+    /                      overview: model, hookpoint, SAE settings, evaluation, plots, latent map,
+                           the run's SAEs compared (L0–FVU frontier, absorption, probing)
+    /families              the run's comparison of SAEs: matching, feature families tree, joint map
     /latents               the sortable, searchable list of latents
     /latents/{i}           a latent's page (what its static dashboard shows) + live queries
     /inspect               the text inspector (tokens shaded by a latent, effects for a next token)
@@ -25,17 +27,23 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from markupsafe import Markup
 
+from ..config.eval import METRIC_FAMILIES
 from ..errors import SaescopeError
 from ..render import (
     STATIC,
     Links,
+    SAERowView,
+    comparison_view,
     environment,
     examples_fragment,
+    families_body,
+    frontier_svg,
     highlight,
     map_svg,
     quantile_fragment,
     related_fragment,
     render,
+    sae_row,
 )
 from .api import Ctx, run_effects, run_inspection
 from .context import RunContext
@@ -53,6 +61,8 @@ STATIC_FILES = {
     "latent.js": WEB_STATIC / "latent.js",
     "inspect.js": WEB_STATIC / "inspect.js",
     "steer.js": WEB_STATIC / "steer.js",
+    "graph.js": STATIC / "graph.js",
+    "graph.css": STATIC / "graph.css",
 }
 """Every file /static serves, by name: no path from a request ever reaches the filesystem."""
 MEDIA = {".css": "text/css", ".js": "text/javascript"}
@@ -146,8 +156,8 @@ def eval_sections(evaluation: dict[str, Any] | None) -> list[tuple[str, list[tup
     tokens = formatted(evaluation.get("tokens", ""))
     sections = []
     for name, values in evaluation.items():
-        if name in ("settings", "sae") or not isinstance(values, dict):
-            continue
+        if name in ("settings", "sae", *METRIC_FAMILIES) or not isinstance(values, dict):
+            continue  # absorption and probing: in the table of the run's SAEs
         rows = [
             (EVAL_LABELS.get(str(k), str(k)), formatted(v))
             for k, v in values.items()
@@ -187,6 +197,18 @@ def latent_map_markup(ctx: RunContext) -> tuple[Markup | None, str]:
     return svg, str(ctx.index.header.summary.get("map", "")) or "map"
 
 
+def compared_rows(ctx: RunContext) -> tuple[list[SAERowView], Markup | None]:
+    """The run's SAEs as rows of the overview's comparison table, and their L0–FVU frontier (None
+    with fewer than two SAEs evaluated)."""
+    rows = [sae_row(s.name, s.cfg, s.evaluation) for s in ctx.parts.saes]
+    plotted = [r for r in rows if r.l0_value is not None and r.fvu_value is not None]
+    if len(plotted) < 2:
+        return rows, None
+    l0 = [r.l0_value for r in plotted if r.l0_value is not None]
+    fvu = [r.fvu_value for r in plotted if r.fvu_value is not None]
+    return rows, frontier_svg([r.name for r in plotted], l0, fvu)
+
+
 @router.get("/", response_class=HTMLResponse)
 def overview(ctx: RunContext = Ctx) -> HTMLResponse:
     parts = ctx.parts
@@ -198,6 +220,7 @@ def overview(ctx: RunContext = Ctx) -> HTMLResponse:
         ("latents explained", f"{len(ctx.explanations):,}" if ctx.explanations else "none"),
     ]
     svg, method = latent_map_markup(ctx)
+    compared, frontier = compared_rows(ctx)
     return page(
         ctx,
         "overview.html",
@@ -208,7 +231,22 @@ def overview(ctx: RunContext = Ctx) -> HTMLResponse:
         images=[(name, IMAGES[name]) for name in parts.images],
         latent_map=svg,
         map_method=method,
+        compared=compared,
+        frontier=frontier,
+        comparison=comparison_view(parts.comparison) if parts.comparison else None,
     )
+
+
+@router.get("/families", response_class=HTMLResponse)
+def families(ctx: RunContext = Ctx) -> HTMLResponse:
+    data = ctx.parts.comparison
+    if data is None:
+        reason = "no comparison in this run: run saescope compare on its SAE and another SAE"
+        return page(ctx, "families.html", "comparison", body=None, reason=reason)
+    # latents link to their pages when they are of the indexed SAE (no index: no latent pages)
+    fingerprint = ctx.index.header.sae_sha256 if ctx.index is not None else None
+    view = comparison_view(data, ctx.parts.sae if fingerprint else None, fingerprint)
+    return page(ctx, "families.html", "comparison", body=families_body(view, LINKS), reason="")
 
 
 @router.get("/latents", response_class=HTMLResponse)

@@ -4,6 +4,8 @@
     runs/NAME/sae         cfg.json + weights, eval.json, metrics.csv, training_curves.png,
                           eval_density.png
     runs/NAME/index       latent index, complete, of this SAE (`saescope.index.locate`)
+    runs/NAME/compare     compare.json: SAEs compared (`saescope compare`); the run's SAEs — sae/,
+                          a sweep's sae/*/, and the SAEs a comparison names — with their eval.json
 
 Images are served by their fixed names in `IMAGES`, never by a path a client gives.
 
@@ -20,7 +22,7 @@ from ..errors import SaescopeError
 from ..files import read_json
 from ..index.format import read_header
 from ..index.locate import index_of_sae
-from ..runs import ACTS, INDEX, SAE, SAE_CONFIG, Run, eval_file
+from ..runs import ACTS, CIRCUITS, COMPARE_RESULT, INDEX, SAE, SAE_CONFIG, Run, eval_file
 from ..sae.formats import load_sae
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,19 @@ IMAGES = {
     "eval_density.png": "latent density and L0 on the evaluation tokens",
 }
 """Plots the train and eval stages write beside the SAE, by file name."""
+
+
+class RunSAE(NamedTuple):
+    """An SAE of the run, for the overview's comparison table."""
+
+    name: str
+    """Its folder, relative to the run when inside it."""
+    path: Path
+    """Its folder."""
+    cfg: dict[str, Any]
+    """Its `cfg.json`."""
+    evaluation: dict[str, Any] | None
+    """Its `eval.json` (None when not evaluated)."""
 
 
 class RunParts(NamedTuple):
@@ -49,6 +64,10 @@ class RunParts(NamedTuple):
     """The complete latent index (None when absent or unfinished)."""
     images: tuple[str, ...]
     """The names in `IMAGES` present beside the SAE."""
+    comparison: dict[str, Any] | None = None
+    """`compare/compare.json` (None when the run has none or it is unreadable)."""
+    saes: tuple[RunSAE, ...] = ()
+    """Every SAE of the run with its evaluation (see the module docstring)."""
 
     def image(self, name: str) -> Path | None:
         """The path of a plot by its name in `IMAGES` (None for any other name or when absent)."""
@@ -83,6 +102,26 @@ def _index_or_none(run: Run, has_sae: bool) -> Path | None:
     return run.index
 
 
+def run_saes(root: Path, comparison: dict[str, Any] | None) -> tuple[RunSAE, ...]:
+    """The run's SAE, a sweep's SAEs under it, and the SAEs its comparison names, once each."""
+    run = Run(root)
+    folders = [run.sae, *sorted(p.parent for p in run.sae.glob(f"*/{SAE_CONFIG}"))]
+    folders += [Path(p) for p in (comparison or {}).get("resolved", [])]
+    found: list[RunSAE] = []
+    seen: set[Path] = set()
+    for folder in folders:
+        cfg = _json_or_none(folder / SAE_CONFIG)
+        if cfg is None or folder.resolve() in seen:
+            continue
+        seen.add(folder.resolve())
+        try:
+            name = str(folder.resolve().relative_to(root.resolve()))
+        except ValueError:
+            name = str(folder)
+        found.append(RunSAE(name, folder, cfg, _json_or_none(eval_file(folder))))
+    return tuple(found)
+
+
 def find_run_parts(root: Path) -> RunParts:
     """The parts of the run at `root`; SaescopeError when it is no folder or holds no part."""
     root = Path(root)
@@ -96,9 +135,14 @@ def find_run_parts(root: Path) -> RunParts:
     evaluation = _json_or_none(eval_file(run.sae)) if sae else None
     index = _index_or_none(run, sae is not None)
     images = tuple(name for name in IMAGES if sae is not None and (sae / name).is_file())
-    if acts is None and sae is None and index is None:
-        raise SaescopeError(f"{root} holds no run parts (expected {ACTS}/, {SAE}/ or {INDEX}/ inside it)")
-    return RunParts(root, acts, sae, sae_cfg, evaluation, index, images)
+    if acts is None and sae is None and index is None and not run.circuits.is_dir():
+        raise SaescopeError(
+            f"{root} holds no run parts (expected {ACTS}/, {SAE}/, {INDEX}/ or {CIRCUITS}/ inside it)"
+        )
+    comparison = _json_or_none(run.compare / COMPARE_RESULT)
+    return RunParts(
+        root, acts, sae, sae_cfg, evaluation, index, images, comparison, run_saes(root, comparison)
+    )
 
 
-__all__ = ["IMAGES", "RunParts", "find_run_parts"]
+__all__ = ["IMAGES", "RunParts", "RunSAE", "find_run_parts"]

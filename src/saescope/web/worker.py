@@ -87,6 +87,12 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, fn, *args)
 
+    async def call_unbound(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the worker thread without the run's SAE (model work of its own, e.g. an
+        attribution graph's model and dictionaries, serialised with every other model call)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """`fn(bound, *args)` queued on the worker thread, not awaited (clean-up after a client
         left: it runs after whatever the worker is doing now)."""

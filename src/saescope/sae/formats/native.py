@@ -2,9 +2,15 @@
 
 `cfg.json` is `SAEConfig.to_dict()` plus `"format": "saescope.sae/1"`; `sae.safetensors` holds
 `W_enc [d_in, d_sae]`, `b_enc [d_sae]`, `W_dec [d_sae, d_in]`, `b_dec [d_in]` (+ `threshold [d_sae]` for
-JumpReLU and BatchTopK). Files are written atomically (`saescope.files`), so a crash never leaves a
+JumpReLU, BatchTopK and Matryoshka; + `r_mag [d_sae]`, `b_mag [d_sae]` for gated, whose `b_enc` is the
+gate's bias). Files are written atomically (`saescope.files`), so a crash never leaves a
 half-written SAE, and other files in the folder (checkpoints, logs) are left alone. Every problem
 with a folder is a `SaescopeError` naming it.
+
+A *linked* folder (a published SAE's run folder: `saescope.sae.source`) has no weights file: its
+`cfg.json` names them in `weights`, a published SAE pinned to its commit
+(`hf:OWNER/REPO/PATH@<commit>`), and `load_sae` loads them from the Hugging Face cache with the
+folder's config.
 
 This module knows nothing about training or about other libraries' formats.
 """
@@ -80,6 +86,12 @@ def load_sae(
     if fmt != FORMAT:
         hint = "" if fmt else "; an SAE from SAELens or sparsify is imported with `saescope convert`"
         raise SaescopeError(f"{cfg_path} is not a saescope SAE (format {fmt!r}, expected {FORMAT!r}){hint}")
+    if "weights" in data:  # a linked folder: the weights are a published SAE's (`saescope.sae.source`)
+        from ..source import load_linked
+
+        linked = load_linked(folder, data).to(device=device, dtype=dtype)
+        linked.cfg = linked.cfg.with_updates(dtype=dtype_name(linked.W_enc.dtype))
+        return linked.eval()
     cfg = config_from_dict(data, cfg_path)
     weights_path = folder / WEIGHTS_FILE
     tensors = read_safetensors(weights_path)

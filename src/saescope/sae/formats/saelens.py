@@ -1,9 +1,13 @@
 """SAELens (v6 layout): `cfg.json` + `sae_weights.safetensors` with `W_enc [d_in, d_sae]`,
 `W_dec [d_sae, d_in]`, `b_enc`, `b_dec` (+ `threshold`). Architectures `standard` (ReLU), `topk`,
-`jumprelu` and `batchtopk` training checkpoints; import and export.
+`jumprelu`, `gated` (`b_gate`, `r_mag`, `b_mag` instead of `b_enc`; saescope's `b_enc` is the gate's
+bias), and `batchtopk` and `matryoshka_batchtopk` training checkpoints (`topk_threshold`; a
+Matryoshka SAE's `matryoshka_widths` become its group shares); import and export (BatchTopK and
+Matryoshka export as JumpReLU, as SAELens saves them for inference). Transcoders: `saelens_transcoder`.
 
 Differences folded into the weights, in float64: no b_dec on the input
-(`apply_b_dec_to_input: false`): b_enc ← b_enc + b_dec @ W_enc; TopK `rescale_acts_by_decoder_norm`
+(`apply_b_dec_to_input: false`): b_enc ← b_enc + b_dec @ W_enc (and a gated SAE's
+b_mag ← b_mag + exp(r_mag)·(b_dec @ W_enc)); TopK-style `rescale_acts_by_decoder_norm`
 (latents scaled by ‖W_dec_j‖ and unscaled before decoding): W_enc ← W_enc·n, b_enc ← b_enc·n,
 W_dec ← W_dec/n, which gives the same latents; thresholds below 0 become 0 (SAELens computes
 ReLU(z)·H(z − θ), saescope z·H(z − θ)). Input normalisations computed per token are refused.
@@ -34,6 +38,7 @@ from .common import (
     read_foreign_config,
     read_safetensors,
 )
+from .saelens_transcoder import SAELENS_TRANSCODERS, load_saelens_transcoder
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,19 @@ def hookpoint_to_transformerlens(hookpoint: str) -> str:
     return hookpoint
 
 
-_SAELENS_ARCHS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk"}
+_SAELENS_ARCHS = {
+    "standard": "relu",
+    "topk": "topk",
+    "jumprelu": "jumprelu",
+    "batchtopk": "batchtopk",
+    "gated": "gated",
+    "matryoshka_batchtopk": "matryoshka",
+}
+_TOPK_STYLE = ("topk", "batchtopk", "matryoshka_batchtopk")
+"""SAELens architectures with a `k` (and `rescale_acts_by_decoder_norm`)."""
+_BATCH_TOPK = ("batchtopk", "matryoshka_batchtopk")
+"""SAELens training checkpoints whose threshold is the scalar `topk_threshold`."""
+_GATED_TENSORS = ("b_gate", "r_mag", "b_mag")
 _SAELENS_NORMALIZATIONS = {
     "expected_average_only_in": "its scaling factor was not folded into the weights (fold it with "
     "SAELens's fold_activation_norm_scaling_factor and save again)",
@@ -103,35 +120,48 @@ def check_normalization(raw: dict[str, Any], cfg_path: Path) -> None:
         raise SaescopeError(f"{cfg_path}: cannot import normalize_activations={norm!r} exactly: {why}")
 
 
-def load_saelens(folder: str | Path) -> SparseAutoencoder:
-    """Import an SAELens SAE folder (`cfg.json` + `sae_weights.safetensors`), in eval mode."""
-    folder = Path(folder)
-    cfg_path, raw = read_foreign_config(folder, "an SAELens")
-    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-    assert isinstance(metadata, dict)
+def matryoshka_groups(raw: dict[str, Any], d_sae: int, cfg_path: Path) -> list[float]:
+    """Each group's share of the latents, from SAELens's `matryoshka_widths` (the prefixes' widths;
+    SAELens adds `d_sae` when the last is smaller, and so does this)."""
+    widths = raw.get("matryoshka_widths")
+    valid = isinstance(widths, list) and all(isinstance(w, int) and not isinstance(w, bool) for w in widths)
+    if valid and widths and widths[-1] < d_sae:
+        widths = [*widths, d_sae]
+    if not valid or not widths or any(b <= a for a, b in zip([0, *widths], widths)) or widths[-1] != d_sae:
+        raise SaescopeError(
+            f"{cfg_path}: matryoshka_widths must be increasing positive widths up to d_sae={d_sae},"
+            f" got {raw.get('matryoshka_widths')!r}"
+        )
+    return [(b - a) / d_sae for a, b in zip([0, *widths], widths)]
 
-    src_arch, raw = saelens_architecture(raw, cfg_path)
-    check_normalization(raw, cfg_path)
 
-    d_in, d_sae = int_field(raw, "d_in", cfg_path), int_field(raw, "d_sae", cfg_path)
-    weights_path = folder / SAELENS_WEIGHTS
-    tensors = read_safetensors(weights_path)
-    dtype = parse_dtype(raw.get("dtype"), tensors["W_enc"].dtype if "W_enc" in tensors else torch.float32)
-    if "scaling_factor" in tensors and not bool((tensors["scaling_factor"] == 1).all()):
-        raise SaescopeError(f"{weights_path}: a finetuning scaling_factor other than 1 is not supported")
-    if src_arch == "jumprelu" and "threshold" not in tensors and "log_threshold" in tensors:
-        tensors = {**tensors, "threshold": tensors["log_threshold"].double().exp()}
-    if src_arch == "batchtopk" and "threshold" not in tensors and "topk_threshold" in tensors:
-        tensors = {**tensors, "threshold": tensors["topk_threshold"].double().reshape(()).expand(d_sae)}
-    expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
-    if src_arch in ("jumprelu", "batchtopk"):
-        expected["threshold"] = (d_sae,)
-    check_shapes(tensors, expected, weights_path, f"SAELens {src_arch} SAE with d_in={d_in}, d_sae={d_sae}")
+def saelens_hyperparams(src_arch: str, raw: dict[str, Any], d_sae: int, cfg_path: Path) -> dict[str, Any]:
+    """The saescope hyperparameters a SAELens cfg.json records (the others keep their defaults):
+    BatchTopK's threshold learning rate (`topk_threshold_lr`, saescope's threshold momentum) and a
+    Matryoshka SAE's groups. Training-only coefficients (L1, L0) are not imported."""
+    out: dict[str, Any] = {}
+    if src_arch in _BATCH_TOPK and "topk_threshold_lr" in raw:
+        out["batchtopk_threshold_momentum"] = raw["topk_threshold_lr"]
+    if src_arch == "matryoshka_batchtopk":
+        out["matryoshka_groups"] = matryoshka_groups(raw, d_sae, cfg_path)
+    return out
 
-    t = {name: tensors[name].double() for name in expected}
+
+def fold_saelens(
+    t: dict[str, torch.Tensor], src_arch: str, raw: dict[str, Any], norm_scaling_factor: float | None
+) -> dict[str, torch.Tensor]:
+    """SAELens's tensors (float64) with its differences folded in (see the module docstring):
+    saescope's native tensors giving the same latents and reconstruction."""
+    if norm_scaling_factor is not None:
+        t["W_enc"], t["W_dec"] = t["W_enc"] * norm_scaling_factor, t["W_dec"] / norm_scaling_factor
+        t["b_dec"] = t["b_dec"] / norm_scaling_factor
+    if src_arch == "gated":
+        t["b_enc"] = t.pop("b_gate")
     if not raw.get("apply_b_dec_to_input", True):
+        if src_arch == "gated":
+            t["b_mag"] = t["b_mag"] + t["r_mag"].exp() * (t["b_dec"] @ t["W_enc"])
         t["b_enc"] = fold_b_dec_into_b_enc(t["W_enc"], t["b_enc"], t["b_dec"])
-    if src_arch in ("topk", "batchtopk") and raw.get("rescale_acts_by_decoder_norm", False):
+    if src_arch in _TOPK_STYLE and raw.get("rescale_acts_by_decoder_norm", False):
         # SAELens multiplies the pre-activations by ‖W_dec_j‖ (unclamped) and divides the latents by
         # it before decoding; a zero row never contributes, so it stays zero here.
         norms = t["W_dec"].norm(dim=1)
@@ -141,9 +171,55 @@ def load_saelens(folder: str | Path) -> SparseAutoencoder:
         t["W_dec"] = t["W_dec"] / safe[:, None]
     if "threshold" in t:
         t["threshold"] = t["threshold"].clamp_min(0)
+    return t
+
+
+def load_saelens(folder: str | Path, norm_scaling_factor: float | None = None) -> SparseAutoencoder:
+    """Import an SAELens SAE folder (`cfg.json` + `sae_weights.safetensors`), in eval mode.
+
+    `norm_scaling_factor`: the factor of an SAE saved with `normalize_activations:
+    expected_average_only_in` (SAELens's registry records it per SAE), folded in as SAELens's
+    `fold_activation_norm_scaling_factor` does: W_enc ← W_enc·s, W_dec ← W_dec/s, b_dec ← b_dec/s."""
+    folder = Path(folder)
+    cfg_path, raw = read_foreign_config(folder, "an SAELens")
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    assert isinstance(metadata, dict)
+    if raw.get("architecture") in SAELENS_TRANSCODERS:
+        return load_saelens_transcoder(folder, raw, cfg_path)
+
+    src_arch, raw = saelens_architecture(raw, cfg_path)
+    scaled = (
+        norm_scaling_factor is not None and raw.get("normalize_activations") == "expected_average_only_in"
+    )
+    check_normalization({**raw, "normalize_activations": "none"} if scaled else raw, cfg_path)
+
+    d_in, d_sae = int_field(raw, "d_in", cfg_path), int_field(raw, "d_sae", cfg_path)
+    weights_path = folder / SAELENS_WEIGHTS
+    tensors = read_safetensors(weights_path)
+    dtype = parse_dtype(raw.get("dtype"), tensors["W_enc"].dtype if "W_enc" in tensors else torch.float32)
+    if "scaling_factor" in tensors and not bool((tensors["scaling_factor"] == 1).all()):
+        raise SaescopeError(f"{weights_path}: a finetuning scaling_factor other than 1 is not supported")
+    if src_arch == "jumprelu" and "threshold" not in tensors and "log_threshold" in tensors:
+        tensors = {**tensors, "threshold": tensors["log_threshold"].double().exp()}
+    if src_arch in _BATCH_TOPK and "threshold" not in tensors and "topk_threshold" in tensors:
+        tensors = {**tensors, "threshold": tensors["topk_threshold"].double().reshape(()).expand(d_sae)}
+    expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if src_arch in ("jumprelu", *_BATCH_TOPK):
+        expected["threshold"] = (d_sae,)
+    if src_arch == "gated":
+        del expected["b_enc"]
+        expected.update({name: (d_sae,) for name in _GATED_TENSORS})
+    check_shapes(tensors, expected, weights_path, f"SAELens {src_arch} SAE with d_in={d_in}, d_sae={d_sae}")
+
+    t = fold_saelens(
+        {name: tensors[name].double() for name in expected},
+        src_arch,
+        raw,
+        norm_scaling_factor if scaled else None,
+    )
 
     k: int | None = None
-    if src_arch in ("topk", "batchtopk"):
+    if src_arch in _TOPK_STYLE:
         k = int_field(raw, "k", cfg_path)
     hook_name = metadata.get("hook_name") or raw.get("hook_name") or raw.get("hook_point") or ""
     model_name = metadata.get("model_name") or raw.get("model_name") or ""
@@ -157,6 +233,7 @@ def load_saelens(folder: str | Path) -> SparseAutoencoder:
         hookpoint=hookpoint,
         hookpoint_alias=hookpoint,
         dtype=dtype_name(dtype),
+        hyperparams=saelens_hyperparams(src_arch, raw, d_sae, cfg_path),
         training=provenance(
             "saelens",
             folder,
@@ -171,11 +248,17 @@ def load_saelens(folder: str | Path) -> SparseAutoencoder:
 
 
 def save_saelens(sae: SparseAutoencoder, folder: str | Path) -> Path:
-    """Export `sae` as an SAELens v6 folder (BatchTopK as JumpReLU, as SAELens itself saves it)."""
+    """Export `sae` as an SAELens v6 folder (BatchTopK and Matryoshka as JumpReLU with their
+    learnt threshold, as SAELens itself saves them for inference)."""
     folder = Path(folder)
-    arch = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}.get(
-        sae.architecture
-    )
+    arch = {
+        "relu": "standard",
+        "topk": "topk",
+        "jumprelu": "jumprelu",
+        "batchtopk": "jumprelu",
+        "matryoshka": "jumprelu",
+        "gated": "gated",
+    }.get(sae.architecture)
     if arch is None:
         raise SaescopeError(f"cannot export a {sae.architecture!r} SAE to SAELens")
     source = sae.cfg.training.source or {}
@@ -205,6 +288,9 @@ def save_saelens(sae: SparseAutoencoder, folder: str | Path) -> Path:
     if arch == "topk":
         cfg.update({"k": sae.cfg.k, "rescale_acts_by_decoder_norm": False})
     tensors = sae.file_tensors()
+    if arch == "gated":
+        # SAELens's gated SAE has no b_enc: the gate's bias is b_gate.
+        tensors = {("b_gate" if name == "b_enc" else name): t for name, t in tensors.items()}
     folder.mkdir(parents=True, exist_ok=True)
     write_safetensors(folder / SAELENS_WEIGHTS, tensors)
     write_json(folder / CFG_FILE, cfg, indent=2)
