@@ -25,12 +25,12 @@ from .base import option_flag
 
 P = TypeVar("P", bound="Hyperparams")
 
-GATED_L1 = 0.175
+GATED_L1 = 0.13
 """The gated SAE's default L1 coefficient (see `GatedParams`), with the trainer's warm-up of the
-penalty (`saescope.train.schedule.sparsity_scale`): on the demo's store (SmolLM2-135M layer 15, 4,608
-latents, 200k tokens), warmed up over a fifth of the steps, λ = 0.1 gave L0 87, 0.16 L0 34 and 0.2
-L0 22; over the default 0.35 of them, 0.175 gave L0 33 (L0 32 is the TopK-style default k;
-`benchmarks/architectures.py gate-l1` measures it at the demo's full budget)."""
+penalty (`saescope.train.schedule.sparsity_scale`), measured by `benchmarks/architectures.py
+gate-l1` on the demo's store (SmolLM2-135M layer 15, 4,608 latents) at the demo's full budget
+(798,720 tokens): λ = 0.1 gave L0 57 (FVU 0.109), 0.13 L0 32 (FVU 0.126), 0.175 L0 17 (L0 32 is the
+TopK-style default k). Shorter runs need a larger λ for the same L0 (at 200k tokens 0.175 gave L0 33)."""
 
 
 def is_real(value: Any) -> bool:
