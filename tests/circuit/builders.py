@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from saescope.circuit.frozen import freeze_prompt
-from saescope.sae import SAEConfig, get_architecture
+from saescope.sae import get_architecture
 from saescope.sae.formats import save_sae
-from saescope.sae.transcoder import Transcoder
+from saescope.sae.transcoder import Transcoder, mlp_transcoder_config
 
 D_MODEL = 32  # the tiny Llama's width
 
@@ -36,17 +36,7 @@ def random_transcoder(
     encoder_scale: float = 4.0,
 ) -> Transcoder:
     """A TopK transcoder of `layer`'s MLP with random weights (see the module docstring)."""
-    cfg = SAEConfig(
-        architecture="transcoder",
-        d_in=d_model,
-        d_sae=d_sae,
-        k=k,
-        d_out=d_model,
-        model=model,
-        hookpoint=f"model.layers.{layer}.mlp:input",
-        hookpoint_alias=f"mlp_in:{layer}",
-        hyperparams={"transcoder_skip": skip},
-    )
+    cfg = mlp_transcoder_config(layer, d_model, d_sae, k, model, skip)
     tc = get_architecture("transcoder")(cfg)
     gen = torch.Generator().manual_seed(seed * 1000 + layer)
     rows = torch.randn(d_sae, d_model, generator=gen)

@@ -12,7 +12,7 @@ from saescope.errors import ConfigError, SaescopeError
 from saescope.sae import SAEConfig
 from saescope.sae.formats import load_sae, save_sae
 from saescope.sae.init import fold_input_scale, initialize
-from saescope.sae.transcoder import Transcoder, layer_of_hookpoint, load_transcoder_set
+from saescope.sae.transcoder import Transcoder, layer_of_hookpoint, load_transcoder_set, mlp_transcoder_config
 
 from .builders import make_sae, random_inputs
 
@@ -27,19 +27,7 @@ def make_transcoder(
     seed: int = 0,
 ) -> Transcoder:
     """A float32 transcoder with random weights in every tensor (b_dec, b_enc and W_skip included)."""
-    cfg = SAEConfig(
-        architecture="transcoder",
-        d_in=d_in,
-        d_sae=d_sae,
-        k=k,
-        d_out=d_out,
-        model="tiny",
-        hookpoint=f"model.layers.{layer}.mlp:input",
-        hookpoint_alias=f"mlp_in:{layer}",
-        output_hookpoint=f"model.layers.{layer}.mlp",
-        output_hookpoint_alias=f"mlp_out:{layer}",
-        hyperparams={"transcoder_skip": skip},
-    )
+    cfg = mlp_transcoder_config(layer, d_in, d_sae, k, "tiny", skip, d_out=d_out)
     tc = Transcoder(cfg)
     gen = torch.Generator().manual_seed(seed)
     initialize(tc, generator=gen, b_dec=0.1 * torch.randn(d_out, generator=gen))
