@@ -137,6 +137,16 @@ def collect_activations(
             handle.remove()
 
 
+def adding(delta: Tensor) -> Callable[[Tensor], Tensor]:
+    """A `patch_activations` function adding `delta` (broadcast over the activation, moved to its
+    device and dtype)."""
+
+    def add(activation: Tensor) -> Tensor:
+        return activation + delta.to(activation.device, activation.dtype)
+
+    return add
+
+
 @contextmanager
 def patch_activations(
     model: nn.Module, hookpoint: Hookpoint | str, fn: Callable[[Tensor], Tensor]

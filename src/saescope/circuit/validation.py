@@ -27,13 +27,13 @@ This module knows nothing about how graphs are built or saved.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..hooks import patch_activations
+from ..hooks import adding, patch_activations
 from ..stats import pearson
 from .graph import AttributionGraph, node_influence
 
@@ -124,18 +124,11 @@ def measured_ablations(
         deltas[site][row, pos] -= vector
     with contextlib.ExitStack() as stack:
         for site, delta in deltas.items():
-            stack.enter_context(patch_activations(model, site, _adding(delta.to(device))))
+            stack.enter_context(patch_activations(model, site, adding(delta.to(device))))
         ids = torch.tensor([list(token_ids)], device=device).expand(batch, -1)
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, logits_to_keep=1)
     logits = _demeaned(out.logits[:, -1].float(), token).cpu()
     return logits[1:] - logits[0]
-
-
-def _adding(delta: Tensor) -> Callable[[Tensor], Tensor]:
-    def add(activation: Tensor) -> Tensor:
-        return activation + delta.to(activation.dtype)
-
-    return add
 
 
 def validate(graph: AttributionGraph, edits: NodeEdits, model: Any, top: int) -> Validation:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,7 +32,7 @@ from ..config import model_of
 from ..config.serve import ServeConfig
 from ..errors import SaescopeError
 from ..hookpoints import Hookpoint, output_of, resolve_hookpoints
-from ..hooks import patch_activations
+from ..hooks import adding, patch_activations
 from ..models import LoadedModel, load_model
 from ..render.graph_gather import dictionary_layers, nodes_by_id
 from ..sae.formats import load_sae
@@ -208,20 +208,13 @@ def edit_deltas(
     return deltas
 
 
-def _adding(delta: Tensor) -> Callable[[Tensor], Tensor]:
-    def add(activation: Tensor) -> Tensor:
-        return activation + delta.to(activation.device, activation.dtype)
-
-    return add
-
-
 @torch.no_grad()
 def last_logits(loaded: LoadedModel, token_ids: Sequence[int], deltas: Mapping[str, Tensor]) -> Tensor:
     """[vocab] the model's logits at the last position, `deltas` added at their sites."""
     ids = torch.tensor([list(token_ids)], device=loaded.device)
     with contextlib.ExitStack() as stack:
         for site, delta in deltas.items():
-            stack.enter_context(patch_activations(loaded.model, site, _adding(delta)))
+            stack.enter_context(patch_activations(loaded.model, site, adding(delta)))
         out = loaded.model(input_ids=ids, use_cache=False)
     return out.logits[0, -1].float().cpu()
 
